@@ -1,0 +1,504 @@
+//! Deathtime-cohort compaction.
+//!
+//! Segments are grouped by cohort (the window their records die in). A cycle:
+//!
+//! 1. **Drops** every unpinned segment whose `death_time` (the latest
+//!    `retain_until` of its records) has passed: one manifest edit, then the
+//!    files are deleted. Nothing is written. Dropping is safe per segment
+//!    because a record is retained at least as long as any older version it
+//!    shadows.
+//! 2. **Rewrites** a TTL cohort that is not yet fully expired only when its
+//!    estimated dead fraction reaches `partial_rewrite_dead_fraction` (f): each
+//!    byte rewritten then reclaims at least f/(1-f) bytes.
+//! 3. **Merges** runs of the permanent cohort (TTL 0 records, tombstones and
+//!    records that shadow permanent ones), universal-style: when it holds more
+//!    than `max_permanent_runs` runs, the newest runs of similar size are merged;
+//!    when (bytes in newer runs) / (bytes in the oldest run) exceeds
+//!    `max_permanent_space_amp`, all runs are merged. So a point read consults at
+//!    most `max_permanent_runs` permanent segments (plus one per TTL segment whose
+//!    key range and Bloom filter admit the key), and permanent space
+//!    amplification stays below `1 + max_permanent_space_amp` after each cycle
+//!    that fits the budget.
+//!
+//! In a rewrite, only the newest version of each key among the inputs is kept.
+//! A dead record (tombstone or expired value) is dropped only when its retention
+//! has passed or no older version of its key exists in any segment outside the
+//! inputs; otherwise it is kept as a tombstone. Pinned segments (held by a live
+//! snapshot) are never touched. Before each rewrite the cycle checks that its
+//! estimated output fits the remaining write budget; a job that does not fit is
+//! deferred to a later cycle.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, ManifestEdit};
+use crate::segment::{self, Record, SegmentMeta, SegmentReader, WriterOptions};
+use crate::types::{Operation, PERMANENT_COHORT};
+
+/// What the compactor knows about one cohort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CohortInfo {
+    /// The cohort's bucket ([`PERMANENT_COHORT`] for records that never die).
+    pub cohort_bucket: u64,
+    /// Its unpinned segments.
+    pub segment_ids: Vec<u64>,
+    /// Latest death time (retention) of any of its segments.
+    pub max_death_time_nanos: i64,
+    /// Records in those segments.
+    pub total_records: u64,
+    /// Estimated dead records (from each segment's death-time range).
+    pub dead_record_estimate: u64,
+    /// Whether every segment's retention has passed.
+    pub is_fully_expired: bool,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Cohorts that had segments dropped or rewritten.
+    pub cohorts_collected: u64,
+    /// Segment files removed.
+    pub segments_removed: u64,
+    /// Segment files written.
+    pub segments_written: u64,
+    /// Bytes written (the compaction part of write amplification).
+    pub bytes_written: u64,
+    /// Bytes of segment files removed.
+    pub bytes_reclaimed: u64,
+    /// Live records copied into new segments.
+    pub live_records_relocated: u64,
+    /// Dead or shadowed records discarded by rewrites.
+    pub records_dropped: u64,
+    /// Dead records kept as tombstones because an older version remains elsewhere.
+    pub tombstones_kept: u64,
+    /// Rewrite jobs deferred because they did not fit the write budget.
+    pub jobs_deferred: u64,
+}
+
+impl CompactionStats {
+    fn add(&mut self, o: &CompactionStats) {
+        self.cohorts_collected += o.cohorts_collected;
+        self.segments_removed += o.segments_removed;
+        self.segments_written += o.segments_written;
+        self.bytes_written += o.bytes_written;
+        self.bytes_reclaimed += o.bytes_reclaimed;
+        self.live_records_relocated += o.live_records_relocated;
+        self.records_dropped += o.records_dropped;
+        self.tombstones_kept += o.tombstones_kept;
+        self.jobs_deferred += o.jobs_deferred;
+    }
+}
+
+/// Tuning of the merge policy (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionPolicy {
+    /// Dead fraction at which a TTL cohort is rewritten before it fully expires.
+    pub partial_rewrite_dead_fraction: f64,
+    /// Most runs in the permanent cohort.
+    pub max_permanent_runs: usize,
+    /// Space amplification that triggers a full permanent merge.
+    pub max_permanent_space_amp: f64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            partial_rewrite_dead_fraction: 0.5,
+            max_permanent_runs: 4,
+            max_permanent_space_amp: 1.0,
+        }
+    }
+}
+
+/// Runs compaction over a manifest and the segment files of one directory.
+#[derive(Debug)]
+pub struct Compactor {
+    write_budget_bytes: u64,
+    policy: CompactionPolicy,
+    opts: WriterOptions,
+    readers: Mutex<HashMap<u64, Arc<SegmentReader>>>,
+}
+
+impl Compactor {
+    /// A compactor for the segments in `dir` (real file system, default policy).
+    pub fn new(dir: PathBuf, write_budget_bytes: u64, cohort_window_secs: u64) -> Self {
+        Self::with_options(
+            WriterOptions::defaults(dir, cohort_window_secs),
+            write_budget_bytes,
+            CompactionPolicy::default(),
+        )
+    }
+
+    pub(crate) fn with_options(
+        opts: WriterOptions,
+        write_budget_bytes: u64,
+        policy: CompactionPolicy,
+    ) -> Self {
+        Compactor {
+            write_budget_bytes,
+            policy,
+            opts,
+            readers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the merge policy.
+    pub fn with_policy(mut self, policy: CompactionPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub(crate) fn writer_options(&self) -> &WriterOptions {
+        &self.opts
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SegmentReader>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open reader of segment `id`, opening it on first use.
+    pub fn reader(&self, id: u64) -> Result<Arc<SegmentReader>> {
+        if let Some(r) = self.cache().get(&id) {
+            return Ok(Arc::clone(r));
+        }
+        let r = Arc::new(SegmentReader::open_with(
+            self.opts.storage.as_ref(),
+            &self.opts.dir,
+            id,
+        )?);
+        self.cache().insert(id, Arc::clone(&r));
+        Ok(r)
+    }
+
+    pub(crate) fn adopt(&self, reader: Arc<SegmentReader>) {
+        self.cache().insert(reader.meta.segment_id, reader);
+    }
+
+    fn forget(&self, ids: &[u64]) {
+        let mut c = self.cache();
+        for id in ids {
+            c.remove(id);
+        }
+    }
+
+    /// Groups the manifest's unpinned segments into cohorts, as of `now_nanos`.
+    pub fn cohorts(
+        &self,
+        manifest: &Manifest,
+        now_nanos: i64,
+        pinned: &HashSet<u64>,
+    ) -> Vec<CohortInfo> {
+        let mut by_bucket: BTreeMap<u64, CohortInfo> = BTreeMap::new();
+        for s in manifest
+            .list_segments()
+            .iter()
+            .filter(|s| !pinned.contains(&s.segment_id))
+        {
+            let c = by_bucket
+                .entry(s.cohort_bucket)
+                .or_insert_with(|| CohortInfo {
+                    cohort_bucket: s.cohort_bucket,
+                    segment_ids: Vec::new(),
+                    max_death_time_nanos: i64::MIN,
+                    total_records: 0,
+                    dead_record_estimate: 0,
+                    is_fully_expired: true,
+                });
+            c.segment_ids.push(s.segment_id);
+            c.max_death_time_nanos = c.max_death_time_nanos.max(s.death_time);
+            c.total_records += s.record_count;
+            c.dead_record_estimate += dead_estimate(s, now_nanos);
+            c.is_fully_expired &= s.death_time <= now_nanos;
+        }
+        by_bucket.into_values().collect()
+    }
+
+    /// One compaction cycle: drop expired segments, then rewrite what pays,
+    /// within the write budget. Pinned segments are left alone.
+    pub fn compact_cycle(
+        &self,
+        manifest: &mut Manifest,
+        now_nanos: i64,
+        pinned: &HashSet<u64>,
+    ) -> Result<CompactionStats> {
+        let mut stats = CompactionStats::default();
+
+        // 1. Whole segments whose retention has passed: zero bytes written.
+        let expired: Vec<&SegmentMeta> = manifest
+            .list_segments()
+            .iter()
+            .filter(|s| !pinned.contains(&s.segment_id) && s.death_time <= now_nanos)
+            .collect();
+        if !expired.is_empty() {
+            let ids: Vec<u64> = expired.iter().map(|s| s.segment_id).collect();
+            let buckets: HashSet<u64> = expired.iter().map(|s| s.cohort_bucket).collect();
+            let bytes: u64 = expired.iter().map(|s| s.file_size).sum();
+            manifest.apply(ManifestEdit {
+                remove: ids.clone(),
+                ..Default::default()
+            })?;
+            self.delete_files(&ids)?;
+            stats.cohorts_collected += buckets.len() as u64;
+            stats.segments_removed += ids.len() as u64;
+            stats.bytes_reclaimed += bytes;
+        }
+
+        // 2 and 3. Rewrite jobs, each checked against the budget first.
+        for job in self.plan(manifest, now_nanos, pinned) {
+            let need = job.estimated_output;
+            if stats.bytes_written.saturating_add(need) > self.write_budget_bytes {
+                stats.jobs_deferred += 1;
+                continue;
+            }
+            let out = manifest.allocate_segment_id();
+            let mut s = CompactionStats::default();
+            self.merge(manifest, &job.inputs, now_nanos, out, &mut s)?;
+            s.cohorts_collected = 1;
+            stats.add(&s);
+        }
+        Ok(stats)
+    }
+
+    /// Rewrites one cohort's segments (`cohort.segment_ids`) into new segments,
+    /// the first with id `output_segment_id`, keeping what is alive at `now_nanos`.
+    pub fn compact_partial_cohort(
+        &self,
+        manifest: &mut Manifest,
+        cohort: &CohortInfo,
+        now_nanos: i64,
+        output_segment_id: u64,
+        stats: &mut CompactionStats,
+    ) -> Result<()> {
+        let mut s = CompactionStats::default();
+        self.merge(
+            manifest,
+            &cohort.segment_ids,
+            now_nanos,
+            output_segment_id,
+            &mut s,
+        )?;
+        s.cohorts_collected = 1;
+        stats.add(&s);
+        Ok(())
+    }
+
+    fn plan(&self, manifest: &Manifest, now_nanos: i64, pinned: &HashSet<u64>) -> Vec<Job> {
+        let metas: HashMap<u64, &SegmentMeta> = manifest
+            .list_segments()
+            .iter()
+            .map(|s| (s.segment_id, s))
+            .collect();
+        let mut jobs = Vec::new();
+        for c in self.cohorts(manifest, now_nanos, pinned) {
+            if c.is_fully_expired || c.total_records == 0 {
+                continue;
+            }
+            let size: u64 = c.segment_ids.iter().map(|id| metas[id].file_size).sum();
+            if c.cohort_bucket == PERMANENT_COHORT {
+                if let Some(inputs) = self.permanent_merge(&c, &metas) {
+                    let size: u64 = inputs.iter().map(|id| metas[id].file_size).sum();
+                    jobs.push(Job {
+                        inputs,
+                        estimated_output: size,
+                    });
+                }
+                continue;
+            }
+            let dead = c.dead_record_estimate as f64 / c.total_records as f64;
+            if dead >= self.policy.partial_rewrite_dead_fraction {
+                let est = (size as f64 * (1.0 - dead)).ceil() as u64;
+                jobs.push(Job {
+                    inputs: c.segment_ids.clone(),
+                    estimated_output: est,
+                });
+            }
+        }
+        jobs
+    }
+
+    /// Chooses permanent runs to merge, if the policy asks for a merge.
+    fn permanent_merge(
+        &self,
+        c: &CohortInfo,
+        metas: &HashMap<u64, &SegmentMeta>,
+    ) -> Option<Vec<u64>> {
+        let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
+        for id in &c.segment_ids {
+            let m = metas[id];
+            let r = runs.entry(m.run_id).or_default();
+            r.ids.push(*id);
+            r.bytes += m.file_size;
+            r.max_lsn = r.max_lsn.max(m.max_lsn);
+        }
+        let mut runs: Vec<Run> = runs.into_values().collect();
+        runs.sort_by(|a, b| b.max_lsn.cmp(&a.max_lsn)); // newest first
+        if runs.len() < 2 {
+            return None;
+        }
+        let oldest = runs.last().map_or(0, |r| r.bytes).max(1);
+        let newer: u64 = runs[..runs.len() - 1].iter().map(|r| r.bytes).sum();
+        let picked: &[Run] = if newer as f64 > self.policy.max_permanent_space_amp * oldest as f64 {
+            &runs
+        } else if runs.len() > self.policy.max_permanent_runs {
+            // Newest runs of similar size; at least enough to get under the bound.
+            let mut n = 1;
+            let mut sum = runs[0].bytes;
+            while n < runs.len() && runs[n].bytes <= sum.saturating_mul(2) {
+                sum += runs[n].bytes;
+                n += 1;
+            }
+            n = n.max(runs.len() - self.policy.max_permanent_runs + 1);
+            &runs[..n]
+        } else {
+            return None;
+        };
+        Some(picked.iter().flat_map(|r| r.ids.iter().copied()).collect())
+    }
+
+    fn delete_files(&self, ids: &[u64]) -> Result<()> {
+        self.forget(ids);
+        for id in ids {
+            let path = self.opts.dir.join(segment::file_name(*id));
+            match self.opts.storage.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("deleting segment {}", path.display()), e)),
+            }
+        }
+        // Not strictly needed for safety (the manifest no longer names them and
+        // open removes orphans), but it keeps the space reclaimed after a crash.
+        self.opts
+            .storage
+            .sync_dir(&self.opts.dir)
+            .map_err(|e| Error::io(format!("syncing directory {}", self.opts.dir.display()), e))
+    }
+
+    /// Merges `inputs` into new segments and swaps them in with one manifest edit.
+    fn merge(
+        &self,
+        manifest: &mut Manifest,
+        inputs: &[u64],
+        now_nanos: i64,
+        first_output: u64,
+        stats: &mut CompactionStats,
+    ) -> Result<()> {
+        let input_set: HashSet<u64> = inputs.iter().copied().collect();
+        for id in inputs {
+            if manifest.segment(*id).is_none() {
+                return Err(Error::invalid(format!(
+                    "segment {id} is not in the manifest"
+                )));
+            }
+        }
+        let readers: Vec<Arc<SegmentReader>> = inputs
+            .iter()
+            .map(|id| self.reader(*id))
+            .collect::<Result<_>>()?;
+        let outside: Vec<Arc<SegmentReader>> = manifest
+            .list_segments()
+            .iter()
+            .filter(|s| !input_set.contains(&s.segment_id))
+            .map(|s| self.reader(s.segment_id))
+            .collect::<Result<_>>()?;
+
+        // Newest version of each key among the inputs.
+        let mut newest: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
+        let mut total = 0u64;
+        for r in &readers {
+            for rec in r.all_records()? {
+                total += 1;
+                match newest.get(&rec.entry.key) {
+                    Some(cur) if cur.entry.lsn >= rec.entry.lsn => {}
+                    _ => {
+                        newest.insert(rec.entry.key.clone(), rec);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(newest.len());
+        for (_, mut rec) in newest {
+            if rec.entry.is_live_at(now_nanos) {
+                stats.live_records_relocated += 1;
+                out.push(rec);
+                continue;
+            }
+            let keep = rec.retain_until > now_nanos
+                && older_version_exists(&outside, &rec.entry.key, rec.entry.lsn)?;
+            if keep {
+                rec.entry.op = Operation::Delete;
+                rec.entry.value = None;
+                stats.tombstones_kept += 1;
+                out.push(rec);
+            }
+        }
+        stats.records_dropped += total - out.len() as u64;
+
+        manifest.reserve_segment_id(first_output);
+        let mut next = Some(first_output);
+        let metas = segment::write_split(&self.opts, &out, first_output, || {
+            next.take()
+                .unwrap_or_else(|| manifest.allocate_segment_id())
+        })?;
+        let written: u64 = metas.iter().map(|m| m.file_size).sum();
+        let reclaimed: u64 = readers.iter().map(|r| r.meta.file_size).sum();
+        manifest.apply(ManifestEdit {
+            add: metas.clone(),
+            remove: inputs.to_vec(),
+            ..Default::default()
+        })?;
+        self.delete_files(inputs)?;
+        stats.segments_removed += inputs.len() as u64;
+        stats.segments_written += metas.len() as u64;
+        stats.bytes_written += written;
+        stats.bytes_reclaimed += reclaimed;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    ids: Vec<u64>,
+    bytes: u64,
+    max_lsn: u64,
+}
+
+#[derive(Debug)]
+struct Job {
+    inputs: Vec<u64>,
+    estimated_output: u64,
+}
+
+/// Records of `s` dead at `now`, assuming death times spread evenly over the
+/// segment's [min_death_time, death_time] range.
+fn dead_estimate(s: &SegmentMeta, now: i64) -> u64 {
+    if s.death_time <= now {
+        return s.record_count;
+    }
+    let mut dead = s.tombstone_count;
+    if s.min_death_time <= now && s.min_death_time < s.death_time {
+        let span = (s.death_time as f64) - (s.min_death_time as f64);
+        let frac = ((now as f64) - (s.min_death_time as f64)) / span;
+        dead = dead.max((frac.clamp(0.0, 1.0) * s.record_count as f64) as u64);
+    }
+    dead.min(s.record_count)
+}
+
+/// Whether any of `segments` holds a version of `key` older than `lsn`.
+pub(crate) fn older_version_exists(
+    segments: &[Arc<SegmentReader>],
+    key: &[u8],
+    lsn: u64,
+) -> Result<bool> {
+    for s in segments {
+        if s.meta.min_lsn >= lsn || !s.may_contain(key) {
+            continue;
+        }
+        if s.get_record(key)?.is_some_and(|r| r.entry.lsn < lsn) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,118 @@
+//! Engine configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::storage::{FsStorage, Storage};
+
+/// When a write is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// A write returns after its WAL record is on stable storage (`fdatasync`).
+    /// Concurrent writers share one fsync (group commit). Survives process
+    /// crashes and power loss: every acknowledged write is recovered.
+    #[default]
+    Durable,
+    /// A write returns once its WAL record is handed to the OS (`write(2)`), not
+    /// synced. Survives a process crash (the OS still has the data); a power
+    /// loss or kernel crash may lose writes made since the last
+    /// [`crate::Engine::flush`], which is the durability barrier. What is
+    /// recovered is always a prefix of the write history: never a hole, never
+    /// part of a batch.
+    Buffered,
+}
+
+/// Configuration for [`crate::Engine::open`]. Build with [`EdgestoreConfig::new`]
+/// and adjust the public fields.
+#[derive(Debug, Clone)]
+pub struct EdgestoreConfig {
+    /// Database directory (created if missing).
+    pub path: PathBuf,
+    /// Durability of each write.
+    pub sync_mode: SyncMode,
+    /// Memtable size that triggers a flush to segments, in bytes (default 4 MiB).
+    pub memtable_size_bytes: usize,
+    /// Size cap of one segment file, in bytes (default 4 MiB). Flushes and
+    /// compactions split their output at this size.
+    pub segment_size_bytes: u64,
+    /// Target size of a data block inside a segment (default 4 KiB).
+    pub block_size_bytes: usize,
+    /// Bloom filter bits per key (default 10, about 1% false positives).
+    pub bloom_bits_per_key: u32,
+    /// Width of a death-time cohort in seconds (default 3600): records whose
+    /// death times fall in the same window share segment files.
+    pub cohort_window_secs: u64,
+    /// Most bytes one compaction cycle may write (default 64 MiB). Dropping
+    /// expired files writes nothing and is never limited.
+    pub compaction_write_budget_bytes: u64,
+    /// A cohort that has not fully expired is rewritten only when at least this
+    /// fraction of its records is dead (default 0.5): then each rewritten byte
+    /// reclaims at least `f/(1-f)` bytes.
+    pub partial_rewrite_dead_fraction: f64,
+    /// Most sorted runs the permanent cohort may hold before runs are merged
+    /// (default 4). A point read consults at most this many permanent segments.
+    pub max_permanent_runs: usize,
+    /// Space amplification allowed in the permanent cohort before a full merge,
+    /// as (bytes in newer runs) / (bytes in the oldest run) (default 1.0).
+    pub max_permanent_space_amp: f64,
+    /// Run compaction on a background thread at this interval (default off).
+    pub background_compaction: Option<Duration>,
+    /// Time source for TTLs (default: the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// File-system access (default: the real file system).
+    pub storage: Arc<dyn Storage>,
+}
+
+impl EdgestoreConfig {
+    /// Default configuration for a database at `path`.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        EdgestoreConfig {
+            path: path.as_ref().to_path_buf(),
+            sync_mode: SyncMode::Durable,
+            memtable_size_bytes: 4 << 20,
+            segment_size_bytes: 4 << 20,
+            block_size_bytes: 4096,
+            bloom_bits_per_key: 10,
+            cohort_window_secs: 3600,
+            compaction_write_budget_bytes: 64 << 20,
+            partial_rewrite_dead_fraction: 0.5,
+            max_permanent_runs: 4,
+            max_permanent_space_amp: 1.0,
+            background_compaction: None,
+            clock: Arc::new(SystemClock),
+            storage: Arc::new(FsStorage),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        let bad = |m: &str| Err(crate::Error::invalid(m.to_string()));
+        if self.memtable_size_bytes == 0 {
+            return bad("memtable_size_bytes must be > 0");
+        }
+        if self.segment_size_bytes == 0 {
+            return bad("segment_size_bytes must be > 0");
+        }
+        if self.block_size_bytes < 64 || self.block_size_bytes > (1 << 24) {
+            return bad("block_size_bytes must be between 64 and 16 MiB");
+        }
+        if self.cohort_window_secs == 0 {
+            return bad("cohort_window_secs must be > 0");
+        }
+        if !(self.partial_rewrite_dead_fraction > 0.0 && self.partial_rewrite_dead_fraction <= 1.0)
+        {
+            return bad("partial_rewrite_dead_fraction must be in (0, 1]");
+        }
+        if self.max_permanent_runs < 1 {
+            return bad("max_permanent_runs must be >= 1");
+        }
+        if !(self.max_permanent_space_amp > 0.0) {
+            return bad("max_permanent_space_amp must be > 0");
+        }
+        if self.bloom_bits_per_key > 64 {
+            return bad("bloom_bits_per_key must be <= 64");
+        }
+        Ok(())
+    }
+}

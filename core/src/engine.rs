@@ -1,0 +1,794 @@
+//! The engine: composes the WAL, memtables, segments, manifest and compactor.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::thread::JoinHandle;
+
+use crate::batch::WriteBatch;
+use crate::compactor::{CompactionPolicy, CompactionStats, Compactor};
+use crate::config::{EdgestoreConfig, SyncMode};
+use crate::error::{Error, Result};
+use crate::iter::RangeIter;
+use crate::manifest::{self, Manifest, ManifestEdit};
+use crate::memtable::Memtable;
+use crate::metrics::{Counters, Metrics};
+use crate::segment::{self, Record, SegmentReader, WriterOptions};
+use crate::snapshot::{PinRegistry, ReadView, Snapshot};
+use crate::storage::{DirLock, Storage};
+use crate::types::{cohort_bucket, MemEntry, Operation};
+use crate::version::Version;
+use crate::wal::{self, WalOp, WalWriter};
+
+/// Name of the lock file inside a database directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The WAL being appended to and the sequence numbers handed out.
+#[derive(Debug)]
+struct WalState {
+    writer: WalWriter,
+    active: Arc<Memtable>,
+    next_lsn: u64,
+    /// LSN of the last record appended (0 if none).
+    last_lsn: u64,
+}
+
+/// How far the WAL is known to be on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SyncPoint {
+    wal_no: u64,
+    offset: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EdgestoreConfig,
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    lock: Mutex<Option<Box<dyn DirLock>>>,
+    wal: Mutex<WalState>,
+    synced: Mutex<SyncPoint>,
+    visible_lsn: AtomicU64,
+    current: RwLock<Arc<Version>>,
+    /// Serialises flushes and compactions; owns the manifest.
+    maintenance: Mutex<Manifest>,
+    compactor: Compactor,
+    pins: Arc<PinRegistry>,
+    counters: Counters,
+    closed: AtomicBool,
+    poisoned: Mutex<Option<String>>,
+}
+
+/// What [`Engine::verify`] checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files checked (every block checksum, order, meta, merkle root).
+    pub segments: u64,
+    /// Records in them.
+    pub segment_records: u64,
+    /// WAL files checked.
+    pub wal_files: u64,
+    /// Batches in them.
+    pub wal_batches: u64,
+}
+
+/// An embedded, durable, namespaced key-value store with TTLs.
+///
+/// `Send + Sync`; every method takes `&self`. Many threads may read while
+/// others write; concurrent durable writers share fsyncs.
+#[derive(Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    background: Option<Background>,
+}
+
+#[derive(Debug)]
+struct Background {
+    stop: mpsc::Sender<()>,
+    handle: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its state consistent before anything that
+    // can panic, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database at `config.path`: takes the
+    /// directory lock, loads the manifest, removes orphan files, replays the
+    /// WAL (cutting a torn tail) and starts a fresh WAL file.
+    pub fn open(config: EdgestoreConfig) -> Result<Engine> {
+        config.validate()?;
+        let storage = Arc::clone(&config.storage);
+        let dir = config.path.clone();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating database directory {}", dir.display()), e))?;
+        let dir_lock = match storage.lock(&dir.join(LOCK_FILE)) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(Error::Locked(dir)),
+            Err(e) => return Err(Error::io(format!("locking {}", dir.display()), e)),
+        };
+        let mut manifest =
+            Manifest::open_with(Arc::clone(&storage), &dir.join(manifest::FILE_NAME))?;
+
+        let names = storage
+            .list_dir(&dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let live: HashSet<u64> = manifest
+            .list_segments()
+            .iter()
+            .map(|s| s.segment_id)
+            .collect();
+        let mut wal_nos = Vec::new();
+        let mut removed_any = false;
+        for name in &names {
+            let path = dir.join(name);
+            let orphan = match (segment::parse_file_name(name), wal::parse_file_name(name)) {
+                (Some(id), _) => !live.contains(&id),
+                (_, Some(no)) if no < manifest.log_number() => true,
+                (_, Some(no)) => {
+                    wal_nos.push(no);
+                    false
+                }
+                _ => name.ends_with(".tmp"),
+            };
+            if orphan {
+                storage
+                    .remove_file(&path)
+                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+                removed_any = true;
+            }
+        }
+        if removed_any {
+            storage
+                .sync_dir(&dir)
+                .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        }
+
+        let opts = WriterOptions {
+            storage: Arc::clone(&storage),
+            dir: dir.clone(),
+            cohort_window_secs: config.cohort_window_secs,
+            block_size: config.block_size_bytes,
+            bloom_bits_per_key: config.bloom_bits_per_key,
+            segment_size_bytes: config.segment_size_bytes,
+        };
+        let policy = CompactionPolicy {
+            partial_rewrite_dead_fraction: config.partial_rewrite_dead_fraction,
+            max_permanent_runs: config.max_permanent_runs,
+            max_permanent_space_amp: config.max_permanent_space_amp,
+        };
+        let compactor = Compactor::with_options(opts, config.compaction_write_budget_bytes, policy);
+        let mut segments = Vec::new();
+        let mut max_lsn = manifest.last_lsn();
+        for s in manifest.list_segments() {
+            let r = compactor.reader(s.segment_id)?;
+            if r.meta != *s {
+                return Err(Error::corruption(
+                    r.path(),
+                    0,
+                    "segment meta differs from the manifest",
+                ));
+            }
+            max_lsn = max_lsn.max(s.max_lsn);
+            segments.push(r);
+        }
+
+        // Replay the WAL files still needed, oldest first.
+        wal_nos.sort_unstable();
+        let mem = Arc::new(Memtable::new());
+        for (i, no) in wal_nos.iter().enumerate() {
+            let path = dir.join(wal::file_name(*no));
+            let is_last = i + 1 == wal_nos.len();
+            let replay = wal::replay(storage.as_ref(), &path, is_last)?;
+            for b in &replay.batches {
+                if b.last_lsn() <= manifest.last_lsn() {
+                    continue; // already in segments
+                }
+                for (j, op) in b.ops.iter().enumerate() {
+                    mem.insert(MemEntry {
+                        key: op.key.clone(),
+                        value: (op.op == Operation::Put).then(|| op.value.clone()),
+                        op: op.op,
+                        lsn: b.first_lsn + j as u64,
+                        timestamp: b.timestamp,
+                        ttl: op.ttl,
+                    });
+                }
+                max_lsn = max_lsn.max(b.last_lsn());
+            }
+            if replay.torn {
+                // Cut the torn tail so this file replays cleanly once it is no
+                // longer the newest; a file with not even a header goes away.
+                if replay.valid_len < wal::HEADER_LEN {
+                    storage
+                        .remove_file(&path)
+                        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+                } else {
+                    storage
+                        .truncate(&path, replay.valid_len)
+                        .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
+                }
+                storage
+                    .sync_dir(&dir)
+                    .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+            }
+        }
+        let next_wal = wal_nos
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(manifest.log_number())
+            + 1;
+        let writer = WalWriter::create(storage.as_ref(), &dir, next_wal)?;
+        if manifest.log_number() == 0 {
+            // A new database: every WAL from the first one on is needed.
+            manifest.apply(ManifestEdit {
+                log_number: Some(1),
+                ..Default::default()
+            })?;
+        }
+        let synced = SyncPoint {
+            wal_no: writer.no,
+            offset: writer.offset,
+        };
+        let version = Version::new(vec![Arc::clone(&mem)], segments);
+        let inner = Arc::new(Inner {
+            dir,
+            storage,
+            lock: Mutex::new(Some(dir_lock)),
+            wal: Mutex::new(WalState {
+                writer,
+                active: mem,
+                next_lsn: max_lsn + 1,
+                last_lsn: max_lsn,
+            }),
+            synced: Mutex::new(synced),
+            visible_lsn: AtomicU64::new(max_lsn),
+            current: RwLock::new(Arc::new(version)),
+            maintenance: Mutex::new(manifest),
+            compactor,
+            pins: Arc::new(PinRegistry::default()),
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+            poisoned: Mutex::new(None),
+            config,
+        });
+        let background = inner
+            .config
+            .background_compaction
+            .map(|every| Background::start(&inner, every));
+        Ok(Engine { inner, background })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The configuration the engine was opened with.
+    pub fn config(&self) -> &EdgestoreConfig {
+        &self.inner.config
+    }
+
+    /// Stores `value` under `key` in `ns`; it never expires.
+    pub fn put(&self, ns: &[u8], key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_with_ttl(ns, key, value, 0)
+    }
+
+    /// Stores `value` under `key` in `ns`, expiring `ttl_secs` seconds from now
+    /// (0 = never). Expired records are invisible to every read at once.
+    pub fn put_with_ttl(&self, ns: &[u8], key: &[u8], value: &[u8], ttl_secs: u32) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put_with_ttl(ns, key, value, ttl_secs)?;
+        self.write(b)
+    }
+
+    /// Deletes `key` in `ns` (a no-op for a missing key, still logged).
+    pub fn delete(&self, ns: &[u8], key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(ns, key)?;
+        self.write(b)
+    }
+
+    /// Applies a batch atomically. Returns when it is durable per the sync mode.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch)?;
+        if self.inner.active_bytes() >= self.inner.config.memtable_size_bytes {
+            self.inner.flush_to_segments()?;
+        }
+        Ok(())
+    }
+
+    /// The value of `key` in `ns`, if present and not expired.
+    pub fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.view()?.get(ns, key)
+    }
+
+    /// Live keys in `[start, end)` of `ns` with their values, in key order.
+    pub fn range(&self, ns: &[u8], start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.view()?.range(ns, start, end)
+    }
+
+    /// Live keys of `ns` starting with `prefix`, with their values, in key order.
+    pub fn prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.view()?.prefix(ns, prefix)
+    }
+
+    /// Streaming form of [`Engine::range`]; `end = None` runs to the end of `ns`.
+    /// The iterator reads a consistent view taken when it was created.
+    pub fn scan(&self, ns: &[u8], start: &[u8], end: Option<&[u8]>) -> Result<RangeIter> {
+        self.inner.view()?.scan(ns, start, end)
+    }
+
+    /// Streaming form of [`Engine::prefix`].
+    pub fn scan_prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<RangeIter> {
+        self.inner.view()?.scan_prefix(ns, prefix)
+    }
+
+    /// A consistent, owned view of the database as it is now.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::new(
+            self.inner.view()?,
+            Arc::clone(&self.inner.pins),
+        ))
+    }
+
+    /// Makes every write acknowledged so far durable (fsyncs the WAL). In
+    /// [`SyncMode::Durable`] writes already are; in [`SyncMode::Buffered`] this
+    /// is the barrier.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_open()?;
+        let target = {
+            let w = lock(&self.inner.wal);
+            SyncPoint {
+                wal_no: w.writer.no,
+                offset: w.writer.offset,
+            }
+        };
+        self.inner.sync_to(target)
+    }
+
+    /// Writes the memtable out as segments (one run per death-time cohort) and
+    /// retires the WAL files it came from. An empty memtable is not an error.
+    pub fn flush_to_segments(&self) -> Result<()> {
+        self.inner.flush_to_segments()
+    }
+
+    /// Runs one compaction cycle at the clock's current time.
+    pub fn compact_once(&self) -> Result<CompactionStats> {
+        self.inner.compact_once()
+    }
+
+    /// Counters and sizes.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics()
+    }
+
+    /// Reads every segment and WAL file and checks every checksum.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.inner.verify()
+    }
+
+    /// Syncs the WAL, releases the directory lock and refuses further calls
+    /// with [`Error::Closed`]. Snapshots and iterators already taken stay readable.
+    /// Closing twice is a no-op.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let res = self.inner.sync_current_wal();
+        lock(&self.inner.lock).take();
+        res
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(bg) = self.background.take() {
+            bg.shutdown();
+        }
+        if !self.inner.closed.load(Ordering::SeqCst) {
+            // Best effort: in buffered mode this makes a clean shutdown durable.
+            let _ = self.inner.sync_current_wal();
+        }
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if let Some(why) = lock(&self.poisoned).as_ref() {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        Ok(())
+    }
+
+    /// Records a failure after which the on-disk state is uncertain.
+    fn poison<T>(&self, e: Error) -> Result<T> {
+        let mut p = lock(&self.poisoned);
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+        Err(e)
+    }
+
+    fn active_bytes(&self) -> usize {
+        lock(&self.wal).active.approx_bytes()
+    }
+
+    fn view(&self) -> Result<ReadView> {
+        self.check_open()?;
+        // Version first, then the LSN: everything in the version's segments is
+        // at or below any LSN read afterwards.
+        let version = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
+        let read_lsn = self.visible_lsn.load(Ordering::Acquire);
+        Ok(ReadView {
+            version,
+            read_lsn,
+            read_time: self.config.clock.now_nanos(),
+        })
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.ops.len() as u64;
+        let target = {
+            let mut w = lock(&self.wal);
+            // Re-check under the lock: a failure may have poisoned us meanwhile.
+            self.check_writable()?;
+            let first = w.next_lsn;
+            let ts = self.config.clock.now_nanos();
+            let record = wal::encode_record(first, ts, &batch.ops);
+            if let Err(e) = w.writer.append(&record) {
+                // Part of the record may be on disk; appending after it would
+                // turn a torn tail into mid-log corruption.
+                return self.poison(e);
+            }
+            for (i, op) in batch.ops.into_iter().enumerate() {
+                let WalOp {
+                    op,
+                    ttl,
+                    key,
+                    value,
+                } = op;
+                w.active.insert(MemEntry {
+                    key,
+                    value: (op == Operation::Put).then_some(value),
+                    op,
+                    lsn: first + i as u64,
+                    timestamp: ts,
+                    ttl,
+                });
+            }
+            w.next_lsn = first + n;
+            w.last_lsn = first + n - 1;
+            Counters::add(&self.counters.user_writes, n);
+            Counters::add(&self.counters.user_bytes, batch.user_bytes);
+            Counters::add(&self.counters.wal_bytes, record.len() as u64);
+            if self.config.sync_mode == SyncMode::Buffered {
+                self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
+                return Ok(());
+            }
+            SyncPoint {
+                wal_no: w.writer.no,
+                offset: w.writer.offset,
+            }
+        };
+        self.sync_to(target)
+    }
+
+    /// Group commit: returns once the WAL is synced at least to `target`. Whoever
+    /// holds `synced` fsyncs everything appended so far, for all waiting writers.
+    fn sync_to(&self, target: SyncPoint) -> Result<()> {
+        let mut synced = lock(&self.synced);
+        if *synced >= target {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let (file, point, last_lsn) = {
+            let w = lock(&self.wal);
+            (
+                Arc::clone(&w.writer.file),
+                SyncPoint {
+                    wal_no: w.writer.no,
+                    offset: w.writer.offset,
+                },
+                w.last_lsn,
+            )
+        };
+        if let Err(e) = file.sync_data() {
+            // Never retry a failed fsync: the kernel may have dropped the dirty pages.
+            return self.poison(Error::io("syncing the WAL", e));
+        }
+        Counters::add(&self.counters.wal_syncs, 1);
+        *synced = point;
+        self.visible_lsn.fetch_max(last_lsn, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn sync_current_wal(&self) -> Result<()> {
+        if lock(&self.poisoned).is_some() {
+            return Ok(());
+        }
+        let target = {
+            let w = lock(&self.wal);
+            SyncPoint {
+                wal_no: w.writer.no,
+                offset: w.writer.offset,
+            }
+        };
+        self.sync_to(target)
+    }
+
+    fn install(&self, version: Version) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(version);
+    }
+
+    fn current(&self) -> Arc<Version> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn flush_to_segments(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut manifest = lock(&self.maintenance);
+        // 1. Rotate: the memtable becomes immutable, a new WAL takes new writes.
+        let (imm, new_wal_no) = {
+            let mut synced = lock(&self.synced);
+            let mut w = lock(&self.wal);
+            if w.active.is_empty() {
+                return Ok(());
+            }
+            if let Err(e) = w.writer.file.sync_data() {
+                return self.poison(Error::io("syncing the WAL before rotation", e));
+            }
+            let writer = match WalWriter::create(self.storage.as_ref(), &self.dir, w.writer.no + 1)
+            {
+                Ok(wr) => wr,
+                Err(e) => return self.poison(e),
+            };
+            *synced = SyncPoint {
+                wal_no: writer.no,
+                offset: writer.offset,
+            };
+            self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
+            let imm = std::mem::replace(&mut w.active, Arc::new(Memtable::new()));
+            w.writer = writer;
+            let cur = self.current();
+            let mut mems = vec![Arc::clone(&w.active)];
+            mems.extend(cur.mems.iter().cloned());
+            self.install(Version::new(mems, cur.segments.clone()));
+            (imm, w.writer.no)
+        };
+        match self.write_memtable(&mut manifest, &imm, new_wal_no) {
+            Ok(()) => Ok(()),
+            // The memtable stays readable and in the WAL; the engine stops
+            // taking writes until reopened, which replays it.
+            Err(e) => self.poison(e),
+        }
+    }
+
+    /// Writes an immutable memtable as segments, publishes them and retires its WAL.
+    fn write_memtable(
+        &self,
+        manifest: &mut Manifest,
+        imm: &Arc<Memtable>,
+        new_wal_no: u64,
+    ) -> Result<()> {
+        let now = self.config.clock.now_nanos();
+        let cur = self.current();
+        let window = self.config.cohort_window_secs;
+        let mut cohorts: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
+        for e in imm.newest_versions() {
+            // An older version that outlives this record must not resurface when
+            // this record's file is dropped: retain this one as long.
+            let older = cur
+                .newest_in_segments(&e.key)?
+                .map(|r| r.retain_until)
+                .filter(|&t| t > now);
+            let mut rec = Record::new(e);
+            if !rec.entry.is_live_at(now) {
+                let Some(older) = older else { continue }; // nothing to hide: drop it
+                rec.entry.op = Operation::Delete;
+                rec.entry.value = None;
+                rec.retain_until = older;
+            } else if let Some(older) = older {
+                rec.retain_until = rec.retain_until.max(older);
+            }
+            cohorts
+                .entry(cohort_bucket(rec.retain_until, window))
+                .or_default()
+                .push(rec);
+        }
+        let opts = self.compactor.writer_options();
+        let mut metas = Vec::new();
+        for records in cohorts.values() {
+            let run = manifest.allocate_segment_id();
+            let mut first = Some(run);
+            metas.extend(segment::write_split(opts, records, run, || {
+                first
+                    .take()
+                    .unwrap_or_else(|| manifest.allocate_segment_id())
+            })?);
+        }
+        let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
+        let mut readers = Vec::with_capacity(metas.len());
+        for m in &metas {
+            let r = Arc::new(SegmentReader::open_with(
+                self.storage.as_ref(),
+                &self.dir,
+                m.segment_id,
+            )?);
+            self.compactor.adopt(Arc::clone(&r));
+            readers.push(r);
+        }
+        let last_lsn = imm.max_lsn();
+        manifest.apply(ManifestEdit {
+            add: metas,
+            log_number: Some(new_wal_no),
+            last_lsn,
+            ..Default::default()
+        })?;
+
+        let cur = self.current();
+        let mems = cur
+            .mems
+            .iter()
+            .filter(|m| !Arc::ptr_eq(m, imm))
+            .cloned()
+            .collect();
+        let mut segments = cur.segments.clone();
+        segments.extend(readers);
+        self.install(Version::new(mems, segments));
+        Counters::add(&self.counters.flushes, 1);
+        Counters::add(&self.counters.flush_bytes, bytes);
+
+        // The manifest no longer needs older WAL files; a crash before they
+        // are gone is harmless (open deletes them).
+        let names = self
+            .storage
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io("listing WAL files", e))?;
+        for no in names
+            .iter()
+            .filter_map(|n| wal::parse_file_name(n))
+            .filter(|&no| no < new_wal_no)
+        {
+            let p = self.dir.join(wal::file_name(no));
+            self.storage
+                .remove_file(&p)
+                .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn compact_once(&self) -> Result<CompactionStats> {
+        self.check_writable()?;
+        let mut manifest = lock(&self.maintenance);
+        let now = self.config.clock.now_nanos();
+        let pinned = self.pins.pinned();
+        let stats = self.compactor.compact_cycle(&mut manifest, now, &pinned);
+        // Install whatever the manifest now says, even after a failure part-way.
+        let segments: Result<Vec<_>> = manifest
+            .list_segments()
+            .iter()
+            .map(|s| self.compactor.reader(s.segment_id))
+            .collect();
+        let cur = self.current();
+        match segments {
+            Ok(segs) => self.install(Version::new(cur.mems.clone(), segs)),
+            Err(e) => return self.poison(e),
+        }
+        let stats = match stats {
+            Ok(s) => s,
+            Err(e) => return self.poison(e),
+        };
+        Counters::add(&self.counters.compactions, 1);
+        Counters::add(&self.counters.compaction_bytes, stats.bytes_written);
+        Counters::add(
+            &self.counters.compaction_reclaimed_bytes,
+            stats.bytes_reclaimed,
+        );
+        Ok(stats)
+    }
+
+    fn metrics(&self) -> Metrics {
+        let cur = self.current();
+        let c = &self.counters;
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Metrics {
+            user_writes: ld(&c.user_writes),
+            user_bytes_written: ld(&c.user_bytes),
+            wal_bytes_written: ld(&c.wal_bytes),
+            wal_syncs: ld(&c.wal_syncs),
+            flushes: ld(&c.flushes),
+            flush_bytes_written: ld(&c.flush_bytes),
+            compactions: ld(&c.compactions),
+            compaction_bytes_written: ld(&c.compaction_bytes),
+            compaction_bytes_reclaimed: ld(&c.compaction_reclaimed_bytes),
+            segments: cur.segments.len() as u64,
+            segment_bytes: cur.segments.iter().map(|s| s.meta.file_size).sum(),
+            memtable_bytes: cur.mems.iter().map(|m| m.approx_bytes() as u64).sum(),
+            pinned_segments: self.pins.live_pins() as u64,
+        }
+    }
+
+    fn verify(&self) -> Result<VerifyReport> {
+        self.check_open()?;
+        // Hold maintenance so no WAL file is retired while we read it.
+        let _m = lock(&self.maintenance);
+        let mut report = VerifyReport::default();
+        for s in &self.current().segments {
+            report.segment_records += s.verify()?;
+            report.segments += 1;
+        }
+        let names = self
+            .storage
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io("listing WAL files", e))?;
+        let mut nos: Vec<u64> = names
+            .iter()
+            .filter_map(|n| wal::parse_file_name(n))
+            .collect();
+        nos.sort_unstable();
+        for (i, no) in nos.iter().enumerate() {
+            let r = wal::replay(
+                self.storage.as_ref(),
+                &self.dir.join(wal::file_name(*no)),
+                i + 1 == nos.len(),
+            )?;
+            report.wal_files += 1;
+            report.wal_batches += r.batches.len() as u64;
+        }
+        Ok(report)
+    }
+}
+
+impl Background {
+    fn start(inner: &Arc<Inner>, every: std::time::Duration) -> Background {
+        let (stop, rx) = mpsc::channel::<()>();
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let handle = std::thread::Builder::new()
+            .name("edgestore-compaction".into())
+            .spawn(move || {
+                // Any message or a dropped sender ends the loop.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.closed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // Errors poison the engine; foreground calls report them.
+                    let _ = inner.compact_once();
+                }
+            })
+            .ok();
+        Background { stop, handle }
+    }
+
+    fn shutdown(mut self) {
+        let _ = self.stop.send(());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Engine>();
+}

@@ -1,0 +1,198 @@
+//! Streaming range iteration: a k-way merge over memtables and segments that
+//! yields, per key, the newest version a reader may see, skipping tombstones
+//! and expired records. Nothing is materialised beyond one block per segment
+//! and a small chunk per memtable.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::memtable::Memtable;
+use crate::segment::SegmentIter;
+use crate::types::MemEntry;
+use crate::version::Version;
+
+const MEM_CHUNK: usize = 128;
+
+enum Source {
+    Mem {
+        mem: Arc<Memtable>,
+        buf: VecDeque<MemEntry>,
+        after: Option<Vec<u8>>,
+        exhausted: bool,
+    },
+    Seg(SegmentIter),
+}
+
+impl Source {
+    fn next(
+        &mut self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        read_lsn: u64,
+    ) -> Result<Option<MemEntry>> {
+        match self {
+            Source::Mem {
+                mem,
+                buf,
+                after,
+                exhausted,
+            } => {
+                if buf.is_empty() && !*exhausted {
+                    let chunk = mem.scan_chunk(start, end, after.as_deref(), read_lsn, MEM_CHUNK);
+                    *exhausted = chunk.len() < MEM_CHUNK;
+                    if let Some(last) = chunk.last() {
+                        *after = Some(last.key.clone());
+                    }
+                    buf.extend(chunk);
+                }
+                Ok(buf.pop_front())
+            }
+            Source::Seg(it) => match it.next_record()? {
+                Some(r) if end.is_none_or(|e| r.entry.key.as_slice() < e) => Ok(Some(r.entry)),
+                _ => Ok(None),
+            },
+        }
+    }
+}
+
+struct Head {
+    entry: MemEntry,
+    src: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    // Key ascending, then LSN descending: the first of a key is its newest.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.entry
+            .key
+            .cmp(&other.entry.key)
+            .then_with(|| other.entry.lsn.cmp(&self.entry.lsn))
+    }
+}
+
+/// Iterator over `(user_key, value)` pairs of one namespace, in key order.
+/// Items are `Result`s: a read error ends the iteration after it is yielded.
+pub struct RangeIter {
+    sources: Vec<Source>,
+    heap: BinaryHeap<Reverse<Head>>,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+    read_lsn: u64,
+    read_time: i64,
+    prefix_len: usize,
+    failed: bool,
+    _version: Arc<Version>,
+}
+
+impl std::fmt::Debug for RangeIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeIter")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RangeIter {
+    /// Internal keys in `[start, end)`; user keys are the internal keys past `prefix_len`.
+    pub(crate) fn new(
+        version: Arc<Version>,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        read_lsn: u64,
+        read_time: i64,
+        prefix_len: usize,
+    ) -> Result<Self> {
+        let mut sources = Vec::new();
+        for m in &version.mems {
+            sources.push(Source::Mem {
+                mem: Arc::clone(m),
+                buf: VecDeque::new(),
+                after: None,
+                exhausted: false,
+            });
+        }
+        for s in &version.segments {
+            if s.meta.overlaps(&start, end.as_deref()) {
+                sources.push(Source::Seg(s.iter_from(&start)));
+            }
+        }
+        let mut it = RangeIter {
+            sources,
+            heap: BinaryHeap::new(),
+            start,
+            end,
+            read_lsn,
+            read_time,
+            prefix_len,
+            failed: false,
+            _version: version,
+        };
+        for i in 0..it.sources.len() {
+            it.advance(i)?;
+        }
+        Ok(it)
+    }
+
+    fn advance(&mut self, src: usize) -> Result<()> {
+        if let Some(entry) =
+            self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)?
+        {
+            self.heap.push(Reverse(Head { entry, src }));
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        while let Some(Reverse(top)) = self.heap.pop() {
+            self.advance(top.src)?;
+            // Older versions of the same key from other sources lose.
+            while self
+                .heap
+                .peek()
+                .is_some_and(|Reverse(h)| h.entry.key == top.entry.key)
+            {
+                if let Some(Reverse(h)) = self.heap.pop() {
+                    self.advance(h.src)?;
+                }
+            }
+            if top.entry.is_live_at(self.read_time) {
+                let mut key = top.entry.key;
+                key.drain(..self.prefix_len.min(key.len()));
+                return Ok(Some((key, top.entry.value.unwrap_or_default())));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for RangeIter {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Segments: immutable sorted files of records, one death-time cohort each.
+//!
+//! Layout of `NNNNNNNNNNNNNNNNNNNN.seg` (all integers little-endian):
+//!
+//! ```text
+//! header  "EDGSEG\0\x01" | version u32 | reserved u32          (16 bytes)
+//! blocks  entries... | entry_count u32 | crc32 u32              (~block_size each)
+//!         entry = key_len u32 | value_len u32 | op u8 | ttl u32 | lsn u64
+//!                 | timestamp i64 | retain_until i64 | key | value
+//! index   per block: last_key (u32 len + bytes) | offset u64 | len u32  | crc32 u32
+//! bloom   k u32 | bits                                          | crc32 u32
+//! meta    SegmentMeta (see `SegmentMeta::encode`)               | crc32 u32
+//! footer  index off/len, bloom off/len, meta off/len (u64 each) | version u32
+//!         | crc32 of the preceding 52 bytes u32 | "EDGSEGFT"     (64 bytes)
+//! ```
+//!
+//! `retain_until` is how long the record must stay on disk: its own death time,
+//! or later when it shadows an older version that lives longer (so dropping this
+//! record's file can never resurrect that older version).
+
+mod bloom;
+mod reader;
+mod writer;
+
+pub use reader::{SegmentIter, SegmentReader};
+pub use writer::SegmentWriter;
+pub(crate) use writer::{write_split, WriterOptions};
+
+use crate::codec::{put_bytes, put_i64, put_u64, Decoder};
+use crate::types::MemEntry;
+
+pub(crate) const MAGIC: &[u8; 8] = b"EDGSEG\0\x01";
+pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"EDGSEGFT";
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const HEADER_LEN: u64 = 16;
+pub(crate) const FOOTER_LEN: u64 = 64;
+pub(crate) const ENTRY_HEADER_LEN: usize = 37;
+
+/// File name of segment `id`.
+pub fn file_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+/// Parses a segment file name back into its id.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 20 {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// A record as stored in a segment: the entry and how long it must be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The version itself.
+    pub entry: MemEntry,
+    /// Nanosecond time until which the record must stay on disk (>= its death time).
+    pub retain_until: i64,
+}
+
+impl Record {
+    /// A record kept exactly as long as it lives.
+    pub fn new(entry: MemEntry) -> Self {
+        let retain_until = entry.death_time();
+        Record {
+            entry,
+            retain_until,
+        }
+    }
+}
+
+/// Everything the manifest knows about a segment; also stored in the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Unique id; the file is `file_name(segment_id)`.
+    pub segment_id: u64,
+    /// Segments written by one flush or merge share a run id and have disjoint key ranges.
+    pub run_id: u64,
+    /// Death-time cohort ([`crate::types::PERMANENT_COHORT`] for records that never die).
+    pub cohort_bucket: u64,
+    /// Latest `retain_until` of any record: the whole file may be deleted after it.
+    pub death_time: i64,
+    /// Earliest death time of any record (for estimating the dead fraction).
+    pub min_death_time: i64,
+    /// Smallest internal key.
+    pub min_key: Vec<u8>,
+    /// Largest internal key.
+    pub max_key: Vec<u8>,
+    /// Smallest LSN.
+    pub min_lsn: u64,
+    /// Largest LSN.
+    pub max_lsn: u64,
+    /// Number of records (one per key).
+    pub record_count: u64,
+    /// Number of tombstones among them.
+    pub tombstone_count: u64,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// blake3 over the sorted blake3 hashes of the segment's internal keys.
+    pub merkle_root: Vec<u8>,
+}
+
+impl SegmentMeta {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.segment_id);
+        put_u64(out, self.run_id);
+        put_u64(out, self.cohort_bucket);
+        put_i64(out, self.death_time);
+        put_i64(out, self.min_death_time);
+        put_bytes(out, &self.min_key);
+        put_bytes(out, &self.max_key);
+        put_u64(out, self.min_lsn);
+        put_u64(out, self.max_lsn);
+        put_u64(out, self.record_count);
+        put_u64(out, self.tombstone_count);
+        put_u64(out, self.file_size);
+        put_bytes(out, &self.merkle_root);
+    }
+
+    pub(crate) fn decode(d: &mut Decoder<'_>) -> Result<Self, String> {
+        Ok(SegmentMeta {
+            segment_id: d.u64()?,
+            run_id: d.u64()?,
+            cohort_bucket: d.u64()?,
+            death_time: d.i64()?,
+            min_death_time: d.i64()?,
+            min_key: d.bytes()?.to_vec(),
+            max_key: d.bytes()?.to_vec(),
+            min_lsn: d.u64()?,
+            max_lsn: d.u64()?,
+            record_count: d.u64()?,
+            tombstone_count: d.u64()?,
+            file_size: d.u64()?,
+            merkle_root: d.bytes()?.to_vec(),
+        })
+    }
+
+    /// Whether `key` lies within this segment's key range.
+    pub fn covers(&self, key: &[u8]) -> bool {
+        self.min_key.as_slice() <= key && key <= self.max_key.as_slice()
+    }
+
+    /// Whether the segment's key range meets `[start, end)` (`end = None`: unbounded).
+    pub fn overlaps(&self, start: &[u8], end: Option<&[u8]>) -> bool {
+        self.max_key.as_slice() >= start && end.is_none_or(|e| self.min_key.as_slice() < e)
+    }
+}
+
+/// Merkle root of a set of internal keys, as the segment meta stores it.
+pub fn merkle_root<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut hashes: Vec<[u8; 32]> = keys
+        .into_iter()
+        .map(|k| *blake3::hash(k).as_bytes())
+        .collect();
+    hashes.sort_unstable();
+    let mut hasher = blake3::Hasher::new();
+    for h in &hashes {
+        hasher.update(h);
+    }
+    hasher.finalize().as_bytes().to_vec()
+}

@@ -1,0 +1,510 @@
+//! Reading segment files: footer, meta, index and Bloom filter are loaded at
+//! open; data blocks are read on demand and checked against their CRC.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::bloom::{key_hash, Bloom};
+use super::{
+    file_name, Record, SegmentMeta, ENTRY_HEADER_LEN, FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, MAGIC,
+    VERSION,
+};
+use crate::codec::Decoder;
+use crate::error::{Error, Result};
+use crate::storage::{FsStorage, ReadableFile, Storage};
+use crate::types::{MemEntry, Operation};
+
+#[derive(Debug)]
+struct IndexEntry {
+    last_key: Vec<u8>,
+    offset: u64,
+    len: u32,
+}
+
+/// An open segment.
+#[derive(Debug)]
+pub struct SegmentReader {
+    /// The segment's meta, as stored in the file.
+    pub meta: SegmentMeta,
+    path: PathBuf,
+    file: Arc<dyn ReadableFile>,
+    index: Vec<IndexEntry>,
+    bloom: Bloom,
+}
+
+impl SegmentReader {
+    /// Opens segment `segment_id` in `dir` on the real file system.
+    pub fn open(dir: PathBuf, segment_id: u64) -> Result<Self> {
+        Self::open_with(&FsStorage, &dir, segment_id)
+    }
+
+    /// Opens segment `segment_id` in `dir` through `storage`.
+    pub fn open_with(storage: &dyn Storage, dir: &Path, segment_id: u64) -> Result<Self> {
+        let path = dir.join(file_name(segment_id));
+        let file = storage
+            .open_read(&path)
+            .map_err(|e| Error::io(format!("opening segment {}", path.display()), e))?;
+        let len = file
+            .len()
+            .map_err(|e| Error::io(format!("stat of segment {}", path.display()), e))?;
+        let corrupt = |off: u64, what: String| Error::corruption(path.clone(), off, what);
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Err(corrupt(0, format!("segment is {len} bytes, too short")));
+        }
+        let read = |off: u64, n: u64| -> Result<Vec<u8>> {
+            if off.checked_add(n).is_none_or(|end| end > len) || n > usize::MAX as u64 {
+                return Err(corrupt(
+                    off,
+                    format!("section of {n} bytes at {off} runs past end of file"),
+                ));
+            }
+            let mut buf = vec![0; n as usize];
+            file.read_exact_at(&mut buf, off)
+                .map_err(|e| Error::io(format!("reading segment {}", path.display()), e))?;
+            Ok(buf)
+        };
+        let header = read(0, HEADER_LEN)?;
+        if &header[0..8] != MAGIC {
+            return Err(corrupt(0, "bad segment magic".into()));
+        }
+        if u32::from_le_bytes(header[8..12].try_into().unwrap_or_default()) != VERSION {
+            return Err(corrupt(8, "unsupported segment format version".into()));
+        }
+        let footer_off = len - FOOTER_LEN;
+        let footer = read(footer_off, FOOTER_LEN)?;
+        if &footer[56..64] != FOOTER_MAGIC {
+            return Err(corrupt(
+                footer_off,
+                "bad footer magic (truncated segment?)".into(),
+            ));
+        }
+        let stored_crc = u32::from_le_bytes(footer[52..56].try_into().unwrap_or_default());
+        if crc32fast::hash(&footer[0..52]) != stored_crc {
+            return Err(corrupt(footer_off, "footer checksum mismatch".into()));
+        }
+        let mut d = Decoder::new(&footer[0..52]);
+        let mut fields = [0u64; 6];
+        for f in &mut fields {
+            *f = d.u64().map_err(|m| corrupt(footer_off, m))?;
+        }
+        let [index_off, index_len, bloom_off, bloom_len, meta_off, meta_len] = fields;
+        let section = |off: u64, n: u64, name: &str| -> Result<Vec<u8>> {
+            if n < 4 || off < HEADER_LEN || off.saturating_add(n) > footer_off {
+                return Err(corrupt(off, format!("{name} section out of bounds")));
+            }
+            let mut buf = read(off, n)?;
+            let crc = u32::from_le_bytes(buf[buf.len() - 4..].try_into().unwrap_or_default());
+            buf.truncate(buf.len() - 4);
+            if crc32fast::hash(&buf) != crc {
+                return Err(corrupt(off, format!("{name} checksum mismatch")));
+            }
+            Ok(buf)
+        };
+        let meta_buf = section(meta_off, meta_len, "meta")?;
+        let meta =
+            SegmentMeta::decode(&mut Decoder::new(&meta_buf)).map_err(|m| corrupt(meta_off, m))?;
+        if meta.segment_id != segment_id {
+            return Err(corrupt(
+                meta_off,
+                format!(
+                    "meta names segment {}, file is {segment_id}",
+                    meta.segment_id
+                ),
+            ));
+        }
+        if meta.file_size != len {
+            return Err(corrupt(
+                meta_off,
+                format!("meta says {} bytes, file has {len}", meta.file_size),
+            ));
+        }
+        let index_buf = section(index_off, index_len, "index")?;
+        let mut index = Vec::new();
+        let mut d = Decoder::new(&index_buf);
+        while !d.is_empty() {
+            let at = index_off + d.position() as u64;
+            let last_key = d.bytes().map_err(|m| corrupt(at, m))?.to_vec();
+            let offset = d.u64().map_err(|m| corrupt(at, m))?;
+            let len = d.u32().map_err(|m| corrupt(at, m))?;
+            if offset < HEADER_LEN || offset + len as u64 > index_off || len < 8 {
+                return Err(corrupt(
+                    at,
+                    "index entry points outside the data area".into(),
+                ));
+            }
+            index.push(IndexEntry {
+                last_key,
+                offset,
+                len,
+            });
+        }
+        if index.is_empty() || index.windows(2).any(|w| w[0].last_key >= w[1].last_key) {
+            return Err(corrupt(index_off, "index is empty or out of order".into()));
+        }
+        let bloom_buf = section(bloom_off, bloom_len, "bloom")?;
+        let bloom = Bloom::decode(&bloom_buf)
+            .ok_or_else(|| corrupt(bloom_off, "bad bloom filter".into()))?;
+        Ok(SegmentReader {
+            meta,
+            path,
+            file,
+            index,
+            bloom,
+        })
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// False when the segment certainly does not hold `key` (key range and Bloom filter).
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.meta.covers(key) && self.bloom.may_contain(key_hash(key))
+    }
+
+    fn read_block(&self, i: usize) -> Result<Vec<u8>> {
+        let ie = &self.index[i];
+        let mut buf = vec![0; ie.len as usize];
+        self.file
+            .read_exact_at(&mut buf, ie.offset)
+            .map_err(|e| Error::io(format!("reading segment {}", self.path.display()), e))?;
+        let body_len = buf.len() - 4;
+        let crc = u32::from_le_bytes(buf[body_len..].try_into().unwrap_or_default());
+        if crc32fast::hash(&buf[..body_len]) != crc {
+            return Err(Error::corruption(
+                self.path.clone(),
+                ie.offset,
+                "block checksum mismatch",
+            ));
+        }
+        buf.truncate(body_len);
+        Ok(buf)
+    }
+
+    fn block_records(&self, i: usize) -> Result<Vec<Record>> {
+        let block = self.read_block(i)?;
+        let offset = self.index[i].offset;
+        decode_block(&block).map_err(|m| Error::corruption(self.path.clone(), offset, m))
+    }
+
+    /// Index of the first block whose last key is >= `key`.
+    fn block_for(&self, key: &[u8]) -> usize {
+        self.index
+            .partition_point(|ie| ie.last_key.as_slice() < key)
+    }
+
+    /// The record stored for `key`, if any (one version per key per segment).
+    pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
+        if !self.may_contain(key) {
+            return Ok(None);
+        }
+        let i = self.block_for(key);
+        if i >= self.index.len() {
+            return Ok(None);
+        }
+        let block = self.read_block(i)?;
+        let offset = self.index[i].offset;
+        find_in_block(&block, key).map_err(|m| Error::corruption(self.path.clone(), offset, m))
+    }
+
+    /// The entry stored for `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Result<Option<MemEntry>> {
+        Ok(self.get_record(key)?.map(|r| r.entry))
+    }
+
+    /// All stored entries (tombstones and expired records included) with
+    /// internal keys in `[start, end)`, in key order.
+    pub fn range_scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, MemEntry)>> {
+        let mut out = Vec::new();
+        for i in self.block_for(start)..self.index.len() {
+            for r in self.block_records(i)? {
+                if r.entry.key.as_slice() < start {
+                    continue;
+                }
+                if r.entry.key.as_slice() >= end {
+                    return Ok(out);
+                }
+                out.push((r.entry.key.clone(), r.entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record, in key order.
+    pub fn all_records(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(self.meta.record_count as usize);
+        for i in 0..self.index.len() {
+            out.extend(self.block_records(i)?);
+        }
+        Ok(out)
+    }
+
+    /// Reads every block and checks checksums, order, counts, key range and
+    /// merkle root against the meta. Returns the number of records.
+    pub fn verify(&self) -> Result<u64> {
+        let records = self.all_records()?;
+        let bad = |m: &str| Err(Error::corruption(self.path.clone(), 0, m.to_string()));
+        if records.len() as u64 != self.meta.record_count {
+            return bad("record count differs from meta");
+        }
+        if records.windows(2).any(|w| w[0].entry.key >= w[1].entry.key) {
+            return bad("records out of order");
+        }
+        if records.first().map(|r| &r.entry.key) != Some(&self.meta.min_key)
+            || records.last().map(|r| &r.entry.key) != Some(&self.meta.max_key)
+        {
+            return bad("key range differs from meta");
+        }
+        if super::merkle_root(records.iter().map(|r| r.entry.key.as_slice()))
+            != self.meta.merkle_root
+        {
+            return bad("merkle root differs from meta");
+        }
+        Ok(records.len() as u64)
+    }
+
+    /// A streaming iterator over records with keys >= `start`.
+    pub fn iter_from(self: &Arc<Self>, start: &[u8]) -> SegmentIter {
+        SegmentIter {
+            seg: Arc::clone(self),
+            next_block: self.block_for(start),
+            start: start.to_vec(),
+            buf: Vec::new().into_iter(),
+        }
+    }
+}
+
+/// Streams a segment's records block by block.
+#[derive(Debug)]
+pub struct SegmentIter {
+    seg: Arc<SegmentReader>,
+    next_block: usize,
+    start: Vec<u8>,
+    buf: std::vec::IntoIter<Record>,
+}
+
+impl SegmentIter {
+    /// The next record, or `None` at the end.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        loop {
+            for r in self.buf.by_ref() {
+                if r.entry.key >= self.start {
+                    return Ok(Some(r));
+                }
+            }
+            if self.next_block >= self.seg.index.len() {
+                return Ok(None);
+            }
+            let recs = self.seg.block_records(self.next_block)?;
+            self.next_block += 1;
+            self.buf = recs.into_iter();
+        }
+    }
+}
+
+/// A borrowed view of one entry inside a block.
+struct RawEntry<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    op: Operation,
+    ttl: u32,
+    lsn: u64,
+    timestamp: i64,
+    retain_until: i64,
+}
+
+impl RawEntry<'_> {
+    fn to_record(&self) -> Record {
+        Record {
+            entry: MemEntry {
+                key: self.key.to_vec(),
+                value: match self.op {
+                    Operation::Put => Some(self.value.to_vec()),
+                    Operation::Delete => None,
+                },
+                op: self.op,
+                lsn: self.lsn,
+                timestamp: self.timestamp,
+                ttl: self.ttl,
+            },
+            retain_until: self.retain_until,
+        }
+    }
+}
+
+/// Walks the entries of a checksummed block body, calling `f` on each until it
+/// returns false.
+fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> Result<(), String> {
+    if block.len() < 4 {
+        return Err("block too short".into());
+    }
+    let (body, count) = block.split_at(block.len() - 4);
+    let count = u32::from_le_bytes(count.try_into().map_err(|_| "bad count")?);
+    let mut d = Decoder::new(body);
+    let mut seen = 0u32;
+    while !d.is_empty() {
+        if d.remaining() < ENTRY_HEADER_LEN {
+            return Err("truncated entry header".into());
+        }
+        let key_len = d.u32()? as usize;
+        let value_len = d.u32()? as usize;
+        let op = Operation::from_byte(d.u8()?).ok_or("unknown op kind")?;
+        let ttl = d.u32()?;
+        let lsn = d.u64()?;
+        let timestamp = d.i64()?;
+        let retain_until = d.i64()?;
+        let key = d.take(key_len)?;
+        let value = d.take(value_len)?;
+        seen += 1;
+        if !f(RawEntry {
+            key,
+            value,
+            op,
+            ttl,
+            lsn,
+            timestamp,
+            retain_until,
+        }) {
+            return Ok(());
+        }
+    }
+    if seen != count {
+        return Err(format!("block holds {seen} entries, trailer says {count}"));
+    }
+    Ok(())
+}
+
+fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
+    let mut out = Vec::new();
+    walk_block(block, |e| {
+        out.push(e.to_record());
+        true
+    })?;
+    Ok(out)
+}
+
+fn find_in_block(block: &[u8], key: &[u8]) -> Result<Option<Record>, String> {
+    let mut found = None;
+    walk_block(block, |e| match e.key.cmp(key) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal => {
+            found = Some(e.to_record());
+            false
+        }
+        std::cmp::Ordering::Greater => false,
+    })?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{SegmentWriter, WriterOptions};
+    use crate::types::encode_key;
+
+    fn entries(n: u32) -> Vec<(Vec<u8>, MemEntry)> {
+        (0..n)
+            .map(|i| {
+                let key = encode_key(b"ns", format!("k{i:05}").as_bytes());
+                let e = MemEntry {
+                    key: key.clone(),
+                    value: if i % 7 == 0 {
+                        None
+                    } else {
+                        Some(vec![i as u8; (i % 50) as usize])
+                    },
+                    op: if i % 7 == 0 {
+                        Operation::Delete
+                    } else {
+                        Operation::Put
+                    },
+                    lsn: i as u64 + 1,
+                    timestamp: 1_000,
+                    ttl: i % 3,
+                };
+                (key, e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn write_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let es = entries(500);
+        let meta = SegmentWriter::new(dir.path().to_path_buf(), 7, 3600)
+            .flush(&es)
+            .unwrap();
+        let r = SegmentReader::open(dir.path().to_path_buf(), 7).unwrap();
+        assert_eq!(r.meta, meta);
+        assert_eq!(meta.record_count, 500);
+        assert_eq!(meta.min_lsn, 1);
+        assert_eq!(meta.max_lsn, 500);
+        assert_eq!(meta.tombstone_count, 72);
+        for (k, e) in &es {
+            assert_eq!(r.get(k).unwrap().as_ref(), Some(e));
+        }
+        assert!(r.get(&encode_key(b"ns", b"nope")).unwrap().is_none());
+        let all = r.range_scan(&[], &[0xff; 8]).unwrap();
+        assert_eq!(all, es);
+        let part = r.range_scan(&es[10].0, &es[20].0).unwrap();
+        assert_eq!(part.len(), 10);
+        assert_eq!(r.verify().unwrap(), 500);
+        let arc = Arc::new(r);
+        let mut it = arc.iter_from(&es[250].0);
+        let mut n = 0;
+        while let Some(rec) = it.next_record().unwrap() {
+            assert_eq!(rec.entry, es[250 + n].1);
+            n += 1;
+        }
+        assert_eq!(n, 250);
+    }
+
+    #[test]
+    fn unsorted_input_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut es = entries(3);
+        es.swap(0, 1);
+        assert!(matches!(
+            SegmentWriter::new(dir.path().to_path_buf(), 1, 3600).flush(&es),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(SegmentWriter::new(dir.path().to_path_buf(), 1, 3600)
+            .flush(&[])
+            .is_err());
+    }
+
+    #[test]
+    fn every_bit_flip_and_truncation_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let es = entries(12);
+        let opts = WriterOptions {
+            block_size: 128,
+            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
+        };
+        SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
+        let path = dir.path().join(file_name(1));
+        let good = std::fs::read(&path).unwrap();
+        let check = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let res = SegmentReader::open(dir.path().to_path_buf(), 1).and_then(|r| {
+                let all = r.range_scan(&[], &[0xff; 4])?;
+                r.verify()?;
+                Ok(all)
+            });
+            match res {
+                Ok(all) => assert_eq!(all, es, "a damaged segment returned wrong data"),
+                Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        };
+        for bit in 0..good.len() * 8 {
+            let mut d = good.clone();
+            d[bit / 8] ^= 1 << (bit % 8);
+            check(&d);
+        }
+        for len in 0..good.len() {
+            check(&good[..len]);
+        }
+    }
+}

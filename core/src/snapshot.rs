@@ -1,0 +1,197 @@
+//! Snapshots and the read path shared with the engine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::iter::RangeIter;
+use crate::types::{check_key, encode_key, ns_prefix_len, prefix_successor};
+use crate::version::Version;
+
+/// A consistent view: a version, the newest LSN it may see, and the instant
+/// against which TTLs are judged.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadView {
+    pub version: Arc<Version>,
+    pub read_lsn: u64,
+    pub read_time: i64,
+}
+
+impl ReadView {
+    pub(crate) fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+        check_key(ns, key)?;
+        let ikey = encode_key(ns, key);
+        Ok(self
+            .version
+            .get(&ikey, self.read_lsn)?
+            .filter(|e| e.is_live_at(self.read_time))
+            .and_then(|e| e.value))
+    }
+
+    /// Streaming iterator over user keys in `[start, end)` (`end = None`: to the
+    /// end of the namespace).
+    pub(crate) fn scan(&self, ns: &[u8], start: &[u8], end: Option<&[u8]>) -> Result<RangeIter> {
+        check_key(ns, start)?;
+        if let Some(e) = end {
+            check_key(ns, e)?;
+        }
+        let istart = encode_key(ns, start);
+        let iend = match end {
+            Some(e) => Some(encode_key(ns, e)),
+            None => prefix_successor(&encode_key(ns, b"")),
+        };
+        RangeIter::new(
+            Arc::clone(&self.version),
+            istart,
+            iend,
+            self.read_lsn,
+            self.read_time,
+            ns_prefix_len(ns),
+        )
+    }
+
+    pub(crate) fn scan_prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<RangeIter> {
+        check_key(ns, prefix)?;
+        let istart = encode_key(ns, prefix);
+        let iend = prefix_successor(&istart);
+        RangeIter::new(
+            Arc::clone(&self.version),
+            istart,
+            iend,
+            self.read_lsn,
+            self.read_time,
+            ns_prefix_len(ns),
+        )
+    }
+
+    pub(crate) fn range(
+        &self,
+        ns: &[u8],
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if end <= start {
+            check_key(ns, start)?;
+            check_key(ns, end)?;
+            return Ok(Vec::new());
+        }
+        self.scan(ns, start, Some(end))?.collect()
+    }
+
+    pub(crate) fn prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_prefix(ns, prefix)?.collect()
+    }
+}
+
+/// Counts of live snapshots per segment id: compaction leaves pinned segments alone.
+#[derive(Debug, Default)]
+pub(crate) struct PinRegistry {
+    pins: Mutex<HashMap<u64, usize>>,
+}
+
+impl PinRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, usize>> {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn pin(&self, ids: &[u64]) {
+        let mut p = self.lock();
+        for id in ids {
+            *p.entry(*id).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn unpin(&self, ids: &[u64]) {
+        let mut p = self.lock();
+        for id in ids {
+            if let Some(n) = p.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(id);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn pinned(&self) -> std::collections::HashSet<u64> {
+        self.lock().keys().copied().collect()
+    }
+
+    pub(crate) fn live_pins(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A read-only view of the database as it was when taken, memtable included.
+/// TTLs are judged at the instant it was taken: a record alive then stays
+/// readable through the snapshot after it expires.
+///
+/// Owned, `Send + Sync`, independent of the engine's lifetime. Its segments are
+/// never deleted by compaction while it lives; dropping it releases them and
+/// the memtables it holds.
+#[derive(Debug)]
+pub struct Snapshot {
+    view: ReadView,
+    pinned: Vec<u64>,
+    registry: Arc<PinRegistry>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(view: ReadView, registry: Arc<PinRegistry>) -> Self {
+        let pinned = view.version.segment_ids();
+        registry.pin(&pinned);
+        Snapshot {
+            view,
+            pinned,
+            registry,
+        }
+    }
+
+    /// The value of `key` in `ns` as of the snapshot.
+    pub fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.view.get(ns, key)
+    }
+
+    /// Keys in `[start, end)` of `ns` with their values, in key order.
+    pub fn range(&self, ns: &[u8], start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.view.range(ns, start, end)
+    }
+
+    /// Keys of `ns` starting with `prefix`, with their values, in key order.
+    pub fn prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.view.prefix(ns, prefix)
+    }
+
+    /// Streaming form of [`Snapshot::range`]; `end = None` runs to the end of `ns`.
+    pub fn scan(&self, ns: &[u8], start: &[u8], end: Option<&[u8]>) -> Result<RangeIter> {
+        self.view.scan(ns, start, end)
+    }
+
+    /// Streaming form of [`Snapshot::prefix`].
+    pub fn scan_prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<RangeIter> {
+        self.view.scan_prefix(ns, prefix)
+    }
+
+    /// The sequence number the snapshot reads at.
+    pub fn sequence(&self) -> u64 {
+        self.view.read_lsn
+    }
+
+    /// The instant (nanoseconds) TTLs are judged at.
+    pub fn read_time_nanos(&self) -> i64 {
+        self.view.read_time
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.registry.unpin(&self.pinned);
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Snapshot>();
+    let _ = Error::Closed;
+}

@@ -1,0 +1,206 @@
+//! Record types shared by the WAL, memtable, segments and compactor, the
+//! internal key encoding, and the documented size limits.
+
+use crate::error::{Error, Result};
+
+/// Longest namespace, in bytes. Namespaces may be empty.
+pub const MAX_NAMESPACE_LEN: usize = 255;
+/// Longest key, in bytes. Keys may be empty (the empty key sorts first).
+pub const MAX_KEY_LEN: usize = 16 * 1024;
+/// Largest value, in bytes.
+pub const MAX_VALUE_LEN: usize = 64 * 1024 * 1024;
+/// Largest write batch (sum of keys and values), in bytes.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024 * 1024;
+
+/// Death time of a record that never expires (TTL 0).
+pub const NEVER: i64 = i64::MAX;
+/// Cohort bucket of records that never expire.
+pub const PERMANENT_COHORT: u64 = u64::MAX;
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+/// Kind of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// A value for the key.
+    Put,
+    /// A tombstone: the key is deleted.
+    Delete,
+}
+
+impl Operation {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            Operation::Put => 1,
+            Operation::Delete => 2,
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Operation::Put),
+            2 => Some(Operation::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One version of one key, as it travels from the memtable to a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemEntry {
+    /// The internal key: [`encode_key`] of namespace and user key.
+    pub key: Vec<u8>,
+    /// The value (`None` for a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Put or delete.
+    pub op: Operation,
+    /// Sequence number: a higher LSN always wins.
+    pub lsn: u64,
+    /// Write time in nanoseconds since the Unix epoch (from the engine's clock).
+    pub timestamp: i64,
+    /// Time to live in seconds; 0 means the record never expires.
+    pub ttl: u32,
+}
+
+impl MemEntry {
+    /// When this record stops being readable; [`NEVER`] for TTL 0.
+    pub fn death_time(&self) -> i64 {
+        death_time(self.timestamp, self.ttl)
+    }
+
+    /// Whether the record is a live value at `now_nanos`.
+    pub fn is_live_at(&self, now_nanos: i64) -> bool {
+        self.op == Operation::Put && now_nanos < self.death_time()
+    }
+}
+
+/// Death time of a record written at `timestamp` with `ttl_secs` (0 = never).
+pub fn death_time(timestamp: i64, ttl_secs: u32) -> i64 {
+    if ttl_secs == 0 {
+        NEVER
+    } else {
+        timestamp.saturating_add(ttl_secs as i64 * NANOS_PER_SEC)
+    }
+}
+
+/// The cohort a death time belongs to: records that die in the same window
+/// of `window_secs` share a bucket; records that never die share [`PERMANENT_COHORT`].
+pub fn cohort_bucket(death_time_nanos: i64, window_secs: u64) -> u64 {
+    if death_time_nanos == NEVER {
+        return PERMANENT_COHORT;
+    }
+    let secs = death_time_nanos.max(0) / NANOS_PER_SEC;
+    // A window of zero would divide by zero; treat it as one second.
+    (secs as u64) / window_secs.max(1)
+}
+
+/// Encodes a namespace and user key into the internal key:
+/// `[ns_len: u8][ns bytes][key bytes]`.
+///
+/// Within one namespace internal keys sort exactly as user keys do, so range
+/// and prefix scans map onto contiguous internal ranges. Callers of the public
+/// API are checked by [`check_key`]; this function truncates nothing and
+/// assumes `ns.len() <= 255`.
+pub fn encode_key(ns: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + ns.len() + key.len());
+    out.push(ns.len().min(MAX_NAMESPACE_LEN) as u8);
+    out.extend_from_slice(&ns[..ns.len().min(MAX_NAMESPACE_LEN)]);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Splits an internal key back into `(namespace, user key)`.
+pub fn decode_key(internal: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&len, rest) = internal.split_first()?;
+    let len = len as usize;
+    if rest.len() < len {
+        return None;
+    }
+    Some(rest.split_at(len))
+}
+
+/// Length of the namespace prefix of internal keys in `ns`.
+pub(crate) fn ns_prefix_len(ns: &[u8]) -> usize {
+    1 + ns.len()
+}
+
+/// Checks a namespace and key against the documented limits.
+pub fn check_key(ns: &[u8], key: &[u8]) -> Result<()> {
+    if ns.len() > MAX_NAMESPACE_LEN {
+        return Err(Error::invalid(format!(
+            "namespace is {} bytes; the limit is {MAX_NAMESPACE_LEN}",
+            ns.len()
+        )));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid(format!(
+            "key is {} bytes; the limit is {MAX_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a value against the documented limit.
+pub fn check_value(value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(Error::invalid(format!(
+            "value is {} bytes; the limit is {MAX_VALUE_LEN}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`,
+/// or `None` when no such string exists (prefix is all 0xFF).
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.pop() {
+        if last != 0xFF {
+            out.push(last + 1);
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_keeps_user_key_order_within_namespace() {
+        let a = encode_key(b"ns", b"a");
+        let b = encode_key(b"ns", b"ab");
+        let c = encode_key(b"ns", b"b");
+        assert!(a < b && b < c);
+        assert_eq!(decode_key(&b), Some((&b"ns"[..], &b"ab"[..])));
+        // Namespaces never interleave: "a"+"zz" stays apart from "ab"+"".
+        assert_ne!(encode_key(b"a", b"b"), encode_key(b"ab", b""));
+    }
+
+    #[test]
+    fn ttl_zero_never_dies() {
+        assert_eq!(death_time(123, 0), NEVER);
+        assert_eq!(cohort_bucket(NEVER, 3600), PERMANENT_COHORT);
+        assert_eq!(death_time(0, 2), 2_000_000_000);
+        assert_eq!(cohort_bucket(7_200_000_000_000, 3600), 2);
+        assert_eq!(cohort_bucket(5, 0), 0);
+    }
+
+    #[test]
+    fn prefix_successor_handles_ff() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        assert!(check_key(&[0; 256], b"k").is_err());
+        assert!(check_key(b"ns", &vec![0; MAX_KEY_LEN + 1]).is_err());
+        assert!(check_key(b"", b"").is_ok());
+        assert!(check_value(&vec![0; 10]).is_ok());
+    }
+}
