@@ -1,0 +1,558 @@
+//! Engine integration tests: reopen, WAL recovery, batches, LWW, tombstones,
+//! TTL with a simulated clock, snapshots, limits, locking, threads.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use edgestore::types::{MAX_KEY_LEN, MAX_NAMESPACE_LEN, MAX_VALUE_LEN};
+use edgestore::{EdgestoreConfig, Engine, Error, ManualClock, SyncMode, WriteBatch};
+
+#[test]
+fn put_get_delete_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    {
+        let db = open(dir.path(), &clock);
+        db.put(b"ns", b"a", b"1").unwrap();
+        db.put(b"ns", b"b", b"2").unwrap();
+        db.put(b"other", b"a", b"x").unwrap();
+        db.delete(b"ns", b"b").unwrap();
+        assert_eq!(db.get(b"ns", b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(db.get(b"ns", b"b").unwrap(), None);
+        assert_eq!(db.get(b"other", b"a").unwrap(), Some(b"x".to_vec()));
+    }
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(b"ns", b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"ns", b"b").unwrap(), None);
+    db.flush_to_segments().unwrap();
+    drop(db);
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(b"ns", b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"other", b"a").unwrap(), Some(b"x".to_vec()));
+    assert_eq!(
+        db.range(b"ns", b"", b"\xff").unwrap(),
+        vec![(b"a".to_vec(), b"1".to_vec())]
+    );
+}
+
+#[test]
+fn empty_keys_and_values_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put(b"", b"", b"").unwrap();
+    db.put(b"ns", b"", b"empty-key").unwrap();
+    assert_eq!(db.get(b"", b"").unwrap(), Some(vec![]));
+    assert_eq!(db.get(b"ns", b"").unwrap(), Some(b"empty-key".to_vec()));
+    db.flush_to_segments().unwrap();
+    assert_eq!(
+        db.prefix(b"ns", b"").unwrap(),
+        vec![(vec![], b"empty-key".to_vec())]
+    );
+    assert_eq!(db.get(b"", b"").unwrap(), Some(vec![]));
+}
+
+#[test]
+fn limits_give_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    let big_ns = vec![b'n'; MAX_NAMESPACE_LEN + 1];
+    let big_key = vec![b'k'; MAX_KEY_LEN + 1];
+    assert!(matches!(
+        db.put(&big_ns, b"k", b"v"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.put(b"ns", &big_key, b"v"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.get(b"ns", &big_key),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.range(&big_ns, b"", b"z"),
+        Err(Error::InvalidArgument(_))
+    ));
+    let big_value = vec![0u8; MAX_VALUE_LEN + 1];
+    assert!(matches!(
+        db.put(b"ns", b"k", &big_value),
+        Err(Error::InvalidArgument(_))
+    ));
+    // At the limits everything works, and values of several MiB round-trip.
+    let ns = vec![b'n'; MAX_NAMESPACE_LEN];
+    let key = vec![b'k'; MAX_KEY_LEN];
+    let value: Vec<u8> = (0..5 << 20).map(|i| (i % 251) as u8).collect();
+    db.put(&ns, &key, &value).unwrap();
+    db.flush_to_segments().unwrap();
+    assert_eq!(db.get(&ns, &key).unwrap().as_deref(), Some(&value[..]));
+    drop(db);
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(&ns, &key).unwrap().as_deref(), Some(&value[..]));
+}
+
+#[test]
+fn range_and_prefix_are_ordered_and_namespaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open_small(dir.path(), &clock);
+    for i in 0..300u32 {
+        db.put(b"a", format!("k{i:04}").as_bytes(), &i.to_le_bytes())
+            .unwrap();
+        db.put(b"ab", format!("k{i:04}").as_bytes(), b"other-ns")
+            .unwrap();
+    }
+    let r = db.range(b"a", b"k0100", b"k0200").unwrap();
+    assert_eq!(r.len(), 100);
+    assert_eq!(r[0].0, b"k0100");
+    assert!(r.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(db.prefix(b"a", b"k02").unwrap().len(), 100);
+    assert_eq!(db.prefix(b"a", b"").unwrap().len(), 300);
+    assert!(db.range(b"a", b"k0200", b"k0100").unwrap().is_empty());
+    // Streaming, with an open end.
+    let mut it = db.scan(b"a", b"k0290", None).unwrap();
+    assert_eq!(it.next().unwrap().unwrap().0, b"k0290");
+    assert_eq!(it.count(), 9);
+    assert!(
+        db.metrics().segments > 3,
+        "small memtable should have flushed several times"
+    );
+}
+
+#[test]
+fn last_writer_wins_across_segments_and_tombstones_hide_everything_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put(b"ns", b"k", b"v1").unwrap();
+    db.flush_to_segments().unwrap();
+    db.put(b"ns", b"k", b"v2").unwrap();
+    db.put(b"ns", b"gone", b"x").unwrap();
+    db.flush_to_segments().unwrap();
+    db.delete(b"ns", b"gone").unwrap();
+    db.flush_to_segments().unwrap();
+    db.put(b"ns", b"k", b"v3").unwrap();
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v3".to_vec()));
+    db.flush_to_segments().unwrap();
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v3".to_vec()));
+    assert_eq!(db.get(b"ns", b"gone").unwrap(), None);
+    assert_eq!(
+        db.range(b"ns", b"", b"\xff").unwrap(),
+        vec![(b"k".to_vec(), b"v3".to_vec())]
+    );
+    // Compaction merges the permanent runs and never resurrects anything.
+    for _ in 0..3 {
+        db.compact_once().unwrap();
+    }
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v3".to_vec()));
+    assert_eq!(db.get(b"ns", b"gone").unwrap(), None);
+    drop(db);
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(b"ns", b"gone").unwrap(), None);
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v3".to_vec()));
+}
+
+#[test]
+fn ttl_expiry_is_immediate_and_ttl_zero_is_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put_with_ttl(b"ns", b"short", b"s", 10).unwrap();
+    db.put_with_ttl(b"ns", b"forever", b"f", 0).unwrap();
+    clock.advance_secs(9);
+    assert_eq!(db.get(b"ns", b"short").unwrap(), Some(b"s".to_vec()));
+    clock.advance_secs(1);
+    assert_eq!(
+        db.get(b"ns", b"short").unwrap(),
+        None,
+        "expired at exactly its TTL"
+    );
+    assert_eq!(
+        db.prefix(b"ns", b"").unwrap(),
+        vec![(b"forever".to_vec(), b"f".to_vec())]
+    );
+    db.flush_to_segments().unwrap();
+    // Ten simulated years of compaction cycles never drop permanent data.
+    for _ in 0..40 {
+        clock.advance_secs(90 * 24 * 3600);
+        db.compact_once().unwrap();
+    }
+    assert_eq!(db.get(b"ns", b"forever").unwrap(), Some(b"f".to_vec()));
+    assert_eq!(db.get(b"ns", b"short").unwrap(), None);
+}
+
+#[test]
+fn overwriting_with_a_shorter_ttl_never_resurrects_the_older_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put_with_ttl(b"ns", b"k", b"long", 7 * 24 * 3600)
+        .unwrap();
+    db.put(b"ns", b"p", b"permanent").unwrap();
+    db.flush_to_segments().unwrap();
+    db.put_with_ttl(b"ns", b"k", b"short", 60).unwrap();
+    db.put_with_ttl(b"ns", b"p", b"short-override", 60).unwrap();
+    db.flush_to_segments().unwrap();
+    clock.advance_secs(3 * 3600);
+    // The short versions are dead; the older versions must stay hidden, even
+    // after compaction has dropped every expired file.
+    for _ in 0..3 {
+        db.compact_once().unwrap();
+        assert_eq!(db.get(b"ns", b"k").unwrap(), None);
+        assert_eq!(db.get(b"ns", b"p").unwrap(), None);
+    }
+    drop(db);
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(b"ns", b"k").unwrap(), None);
+    assert_eq!(db.get(b"ns", b"p").unwrap(), None);
+    clock.advance_secs(8 * 24 * 3600);
+    db.compact_once().unwrap();
+    assert_eq!(db.get(b"ns", b"k").unwrap(), None);
+}
+
+#[test]
+fn expired_cohorts_are_dropped_whole_without_rewriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    for hour in 0..6u32 {
+        for i in 0..200u32 {
+            db.put_with_ttl(b"t", format!("{hour}-{i}").as_bytes(), &[7u8; 100], 3600)
+                .unwrap();
+        }
+        db.put(b"cfg", format!("h{hour}").as_bytes(), b"keep")
+            .unwrap();
+        db.flush_to_segments().unwrap();
+        clock.advance_secs(3600);
+    }
+    clock.advance_secs(2 * 3600);
+    let before = db.metrics();
+    let s = db.compact_once().unwrap();
+    assert!(s.segments_removed >= 6, "{s:?}");
+    assert_eq!(db.prefix(b"t", b"").unwrap().len(), 0);
+    let after = db.metrics();
+    assert!(after.segment_bytes < before.segment_bytes / 10);
+    // Only the permanent cohort may have been rewritten, never the TTL'd data.
+    assert!(
+        s.bytes_written < 4096,
+        "expired data must not be rewritten: {s:?}"
+    );
+    assert_eq!(db.prefix(b"cfg", b"").unwrap().len(), 6);
+}
+
+#[test]
+fn snapshots_see_the_past_including_the_memtable_and_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put(b"ns", b"a", b"old").unwrap();
+    db.flush_to_segments().unwrap();
+    db.put(b"ns", b"b", b"mem").unwrap();
+    db.put_with_ttl(b"ns", b"c", b"ttl", 5).unwrap();
+    let snap = db.snapshot().unwrap();
+    db.put(b"ns", b"a", b"new").unwrap();
+    db.delete(b"ns", b"b").unwrap();
+    db.put(b"ns", b"d", b"later").unwrap();
+    db.flush_to_segments().unwrap();
+    clock.advance_secs(10);
+    db.compact_once().unwrap();
+    assert_eq!(snap.get(b"ns", b"a").unwrap(), Some(b"old".to_vec()));
+    assert_eq!(snap.get(b"ns", b"b").unwrap(), Some(b"mem".to_vec()));
+    assert_eq!(
+        snap.get(b"ns", b"c").unwrap(),
+        Some(b"ttl".to_vec()),
+        "alive when taken"
+    );
+    assert_eq!(snap.get(b"ns", b"d").unwrap(), None);
+    assert_eq!(snap.prefix(b"ns", b"").unwrap().len(), 3);
+    assert_eq!(db.get(b"ns", b"c").unwrap(), None);
+    assert_eq!(db.get(b"ns", b"a").unwrap(), Some(b"new".to_vec()));
+    // Snapshots are owned: they outlive the engine and move across threads.
+    drop(db);
+    let h = std::thread::spawn(move || snap.get(b"ns", b"a").unwrap());
+    assert_eq!(h.join().unwrap(), Some(b"old".to_vec()));
+}
+
+#[test]
+fn pinned_segments_survive_until_the_snapshot_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put_with_ttl(b"ns", b"k", b"v", 60).unwrap();
+    db.flush_to_segments().unwrap();
+    let snap = db.snapshot().unwrap();
+    clock.advance_secs(7200);
+    let s1 = db.compact_once().unwrap();
+    assert_eq!(s1.segments_removed, 0);
+    assert_eq!(seg_files(dir.path()), 1);
+    assert_eq!(snap.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+    drop(snap);
+    let s2 = db.compact_once().unwrap();
+    assert_eq!(s2.segments_removed, 1);
+    assert_eq!(seg_files(dir.path()), 0);
+}
+
+#[test]
+fn batches_are_atomic_and_later_ops_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    let mut b = WriteBatch::new();
+    b.put(b"ns", b"a", b"1").unwrap();
+    b.put_with_ttl(b"ns", b"b", b"2", 100).unwrap();
+    b.delete(b"ns", b"a").unwrap();
+    b.put(b"ns", b"c", b"3").unwrap();
+    assert!(b.put(b"ns", &vec![0; MAX_KEY_LEN + 1], b"x").is_err());
+    assert_eq!(b.len(), 4);
+    db.write(b).unwrap();
+    assert_eq!(db.get(b"ns", b"a").unwrap(), None);
+    assert_eq!(db.prefix(b"ns", b"").unwrap().len(), 2);
+    clock.advance_secs(100);
+    assert_eq!(db.get(b"ns", b"b").unwrap(), None);
+}
+
+#[test]
+fn torn_wal_tail_recovers_whole_batches_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    for i in 0..20u32 {
+        let mut b = WriteBatch::new();
+        for j in 0..5u32 {
+            b.put(b"ns", format!("b{i:02}-{j}").as_bytes(), &[i as u8; 40])
+                .unwrap();
+        }
+        db.write(b).unwrap();
+    }
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    drop(db);
+    let wal = wal_files(img.path()).pop().unwrap();
+    let full = std::fs::read(&wal).unwrap();
+    let mut last_count = 0;
+    for cut in (16..=full.len()).rev().step_by(7) {
+        let case = tempfile::tempdir().unwrap();
+        crash_image(img.path(), case.path());
+        std::fs::write(case.path().join(wal.file_name().unwrap()), &full[..cut]).unwrap();
+        let db = open(case.path(), &clock);
+        let rows = db.prefix(b"ns", b"").unwrap();
+        assert_eq!(rows.len() % 5, 0, "a batch was split at cut {cut}");
+        // What survives is a prefix of the history.
+        for i in 0..rows.len() / 5 {
+            assert!(rows
+                .iter()
+                .any(|(k, _)| k == format!("b{i:02}-4").as_bytes()));
+        }
+        if cut == full.len() {
+            assert_eq!(rows.len(), 100);
+        }
+        last_count = rows.len();
+        // The cut tail is gone for good: writing and reopening works cleanly.
+        db.put(b"ns", b"after", b"x").unwrap();
+        drop(db);
+        let db = open(case.path(), &clock);
+        assert_eq!(db.get(b"ns", b"after").unwrap(), Some(b"x".to_vec()));
+        db.verify().unwrap();
+    }
+    assert!(last_count < 100);
+}
+
+#[test]
+fn corruption_inside_the_wal_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    for i in 0..10u32 {
+        db.put(b"ns", &i.to_be_bytes(), b"value").unwrap();
+    }
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    drop(db);
+    let wal = wal_files(img.path()).pop().unwrap();
+    let mut data = std::fs::read(&wal).unwrap();
+    data[40] ^= 0x10; // inside the first record
+    std::fs::write(&wal, &data).unwrap();
+    match Engine::open(config(img.path(), &clock)) {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, wal),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_open_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    assert!(matches!(
+        Engine::open(config(dir.path(), &clock)),
+        Err(Error::Locked(_))
+    ));
+    db.close().unwrap();
+    assert!(matches!(db.get(b"ns", b"k"), Err(Error::Closed)));
+    assert!(matches!(db.put(b"ns", b"k", b"v"), Err(Error::Closed)));
+    db.close().unwrap();
+    let again = open(dir.path(), &clock);
+    again.put(b"ns", b"k", b"v").unwrap();
+}
+
+#[test]
+fn the_manifest_is_readable_while_the_engine_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    for i in 0..5u32 {
+        db.put(b"ns", &i.to_be_bytes(), b"v").unwrap();
+        db.flush_to_segments().unwrap();
+        let m = edgestore::Manifest::open(&dir.path().join("manifest.mf")).unwrap();
+        assert_eq!(m.list_segments().len() as u64, db.metrics().segments);
+    }
+}
+
+#[test]
+fn wal_files_are_retired_after_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    for i in 0..5u32 {
+        db.put(b"ns", &i.to_be_bytes(), b"v").unwrap();
+        db.flush_to_segments().unwrap();
+    }
+    assert_eq!(wal_files(dir.path()).len(), 1);
+    // Compaction-removed data never comes back from an old WAL.
+    db.put_with_ttl(b"ns", b"ttl", b"v", 1).unwrap();
+    db.flush_to_segments().unwrap();
+    clock.advance_secs(10);
+    db.compact_once().unwrap();
+    drop(db);
+    let db = open(dir.path(), &clock);
+    clock.set_nanos(T0); // even if the clock went back, the record is gone from disk
+    assert_eq!(db.get(b"ns", b"ttl").unwrap(), None);
+}
+
+#[test]
+fn many_readers_and_writers_share_one_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EdgestoreConfig::new(dir.path());
+    cfg.memtable_size_bytes = 64 << 10;
+    let db = Arc::new(Engine::open(cfg).unwrap());
+    let writers: Vec<_> = (0..4u32)
+        .map(|t| {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                for i in 0..300u32 {
+                    db.put(b"ns", format!("w{t}-{i:04}").as_bytes(), &i.to_le_bytes())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let snap = db.snapshot().unwrap();
+                    let rows = snap.prefix(b"ns", b"w0-").unwrap();
+                    // Writer 0 writes in key order: a snapshot sees a prefix of its keys.
+                    for (i, (k, v)) in rows.iter().enumerate() {
+                        assert_eq!(k, format!("w0-{i:04}").as_bytes());
+                        assert_eq!(v, &(i as u32).to_le_bytes());
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in writers.into_iter().chain(readers) {
+        h.join().unwrap();
+    }
+    assert_eq!(db.prefix(b"ns", b"").unwrap().len(), 1200);
+    let m = db.metrics();
+    assert_eq!(m.user_writes, 1200);
+    assert!(m.wal_syncs <= 1200 + m.flushes * 2);
+}
+
+#[test]
+fn buffered_mode_flush_is_the_barrier() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut cfg = config(dir.path(), &clock);
+    cfg.sync_mode = SyncMode::Buffered;
+    let db = Engine::open(cfg).unwrap();
+    for i in 0..100u32 {
+        db.put(b"ns", &i.to_be_bytes(), b"v").unwrap();
+    }
+    let syncs_before = db.metrics().wal_syncs;
+    assert_eq!(syncs_before, 0, "buffered writes do not fsync");
+    db.flush().unwrap();
+    assert_eq!(db.metrics().wal_syncs, 1);
+    // A process crash keeps everything written to the OS.
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    let db2 = Engine::open(config(img.path(), &clock)).unwrap();
+    assert_eq!(db2.prefix(b"ns", b"").unwrap().len(), 100);
+}
+
+#[test]
+fn background_compaction_reclaims_without_being_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut cfg = config(dir.path(), &clock);
+    cfg.background_compaction = Some(std::time::Duration::from_millis(20));
+    let db = Engine::open(cfg).unwrap();
+    db.put_with_ttl(b"ns", b"k", b"v", 1).unwrap();
+    db.flush_to_segments().unwrap();
+    assert_eq!(seg_files(dir.path()), 1);
+    clock.advance_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seg_files(dir.path()) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(seg_files(dir.path()), 0);
+    assert!(db.metrics().compactions > 0);
+}
+
+#[test]
+fn verify_detects_a_damaged_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    for i in 0..100u32 {
+        db.put(b"ns", &i.to_be_bytes(), &[1u8; 64]).unwrap();
+    }
+    db.flush_to_segments().unwrap();
+    let report = db.verify().unwrap();
+    assert_eq!(report.segments, 1);
+    assert_eq!(report.segment_records, 100);
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut data = std::fs::read(&seg).unwrap();
+    data[100] ^= 1;
+    std::fs::write(&seg, &data).unwrap();
+    match db.verify() {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, seg),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn orphan_segments_from_a_crashed_flush_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put(b"ns", b"k", b"v").unwrap();
+    db.flush_to_segments().unwrap();
+    drop(db);
+    // A segment written but never published, and a half-written manifest.
+    std::fs::write(dir.path().join(format!("{:020}.seg", 999)), b"partial").unwrap();
+    std::fs::write(dir.path().join("manifest.mf.tmp"), b"partial").unwrap();
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(seg_files(dir.path()), 1);
+    assert!(!dir.path().join("manifest.mf.tmp").exists());
+}
