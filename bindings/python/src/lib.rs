@@ -1,0 +1,1060 @@
+//! `edgestore._native`: the compiled half of the `edgestore` Python package.
+//!
+//! Every call that does engine work releases the GIL (`Python::detach`). A
+//! [`Database`] wraps the engine in `RwLock<Option<Engine>>`: operations hold
+//! the read side for their duration, `close()` takes the write side, so closing
+//! from one thread while others use the database is safe and later calls raise
+//! `ClosedError`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use edgestore::{EdgestoreConfig, Engine, RangeIter, SyncMode};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple, PyType};
+
+// ---------------------------------------------------------------------------
+// Exceptions
+// ---------------------------------------------------------------------------
+
+struct Exceptions {
+    error: Py<PyType>,
+    corruption: Py<PyType>,
+    locked: Py<PyType>,
+    closed: Py<PyType>,
+    poisoned: Py<PyType>,
+    invalid_argument: Py<PyType>,
+    io: Py<PyType>,
+}
+
+static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
+
+/// Creates `class name(*bases)` with `__module__ = "edgestore"`.
+fn make_exception<'py>(
+    py: Python<'py>,
+    name: &str,
+    doc: &str,
+    bases: &[&Bound<'py, PyAny>],
+) -> PyResult<Py<PyType>> {
+    let ns = PyDict::new(py);
+    ns.set_item("__module__", "edgestore")?;
+    ns.set_item("__doc__", doc)?;
+    let bases = PyTuple::new(py, bases)?;
+    let ty = py.get_type::<PyType>().call1((name, bases, ns))?;
+    Ok(ty.cast_into::<PyType>()?.unbind())
+}
+
+fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
+    EXCEPTIONS.get_or_try_init(py, || {
+        let base = make_exception(
+            py,
+            "Error",
+            "Base class of every error raised by edgestore.",
+            &[py.get_type::<pyo3::exceptions::PyException>().as_any()],
+        )?;
+        let b = base.bind(py).clone().into_any();
+        let sub = |name: &str, doc: &str| make_exception(py, name, doc, &[&b]);
+        Ok::<_, PyErr>(Exceptions {
+            corruption: sub(
+                "CorruptionError",
+                "A checksum, magic number or structural check failed in a database file.",
+            )?,
+            locked: sub(
+                "LockedError",
+                "Another process (or another open Database) holds the database lock.",
+            )?,
+            closed: sub(
+                "ClosedError",
+                "The database, snapshot or batch was closed (or already committed).",
+            )?,
+            poisoned: sub(
+                "PoisonedError",
+                "An earlier write or fsync failed; the database refuses writes until reopened.",
+            )?,
+            invalid_argument: make_exception(
+                py,
+                "InvalidArgumentError",
+                "The engine refused an argument (too long, out of range, bad option).",
+                &[&b, py.get_type::<PyValueError>().as_any()],
+            )?,
+            io: make_exception(
+                py,
+                "EdgestoreIOError",
+                "An operating-system I/O error; `errno` is set when the OS reported one.",
+                &[&b, py.get_type::<PyOSError>().as_any()],
+            )?,
+            error: base,
+        })
+    })
+}
+
+fn raise<A: PyErrArgumentsLike>(py: Python<'_>, pick: fn(&Exceptions) -> &Py<PyType>, args: A) -> PyErr {
+    match exceptions(py) {
+        Ok(ex) => args.into_err(pick(ex).bind(py).clone()),
+        Err(e) => e,
+    }
+}
+
+/// Arguments an exception can be built from.
+trait PyErrArgumentsLike {
+    fn into_err(self, ty: Bound<'_, PyType>) -> PyErr;
+}
+
+impl PyErrArgumentsLike for String {
+    fn into_err(self, ty: Bound<'_, PyType>) -> PyErr {
+        PyErr::from_type(ty, (self,))
+    }
+}
+
+impl PyErrArgumentsLike for (i32, String) {
+    fn into_err(self, ty: Bound<'_, PyType>) -> PyErr {
+        PyErr::from_type(ty, self)
+    }
+}
+
+fn to_py_err(py: Python<'_>, e: edgestore::Error) -> PyErr {
+    use edgestore::Error as E;
+    let msg = e.to_string();
+    match &e {
+        E::Io { source, .. } => match source.raw_os_error() {
+            Some(errno) => raise(py, |x| &x.io, (errno, msg)),
+            None => raise(py, |x| &x.io, msg),
+        },
+        E::Corruption { .. } => raise(py, |x| &x.corruption, msg),
+        E::InvalidArgument(_) => raise(py, |x| &x.invalid_argument, msg),
+        E::Locked(_) => raise(py, |x| &x.locked, msg),
+        E::Closed => raise(py, |x| &x.closed, msg),
+        E::Poisoned(_) => raise(py, |x| &x.poisoned, msg),
+        _ => raise(py, |x| &x.error, msg),
+    }
+}
+
+fn invalid(py: Python<'_>, msg: impl Into<String>) -> PyErr {
+    raise(py, |x| &x.invalid_argument, msg.into())
+}
+
+fn closed(py: Python<'_>, what: &str) -> PyErr {
+    raise(py, |x| &x.closed, format!("{what} is closed"))
+}
+
+/// Engine result -> Python result.
+trait IntoPy<T> {
+    fn py(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for edgestore::Result<T> {
+    fn py(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_py_err(py, e))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Argument conversion
+// ---------------------------------------------------------------------------
+
+/// Bytes borrowed from an immutable `bytes` object, or copied from any other
+/// buffer (bytearray, memoryview, array, numpy, ...), so they can be read with
+/// the GIL released.
+enum Buf<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Buf<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Buf::Borrowed(b) => b,
+            Buf::Owned(v) => v,
+        }
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A bytes-like object (anything with the buffer protocol; not `str`).
+fn bytes_like<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Buf<'a>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Buf::Borrowed(b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Buf::Owned(b.to_vec()));
+    }
+    if !obj.is_instance_of::<PyString>() {
+        // memoryview() accepts exactly the objects with the buffer protocol;
+        // tobytes() copies any shape/stride into C order.
+        let py = obj.py();
+        let mv = py
+            .import("builtins")?
+            .getattr("memoryview")?
+            .call1((obj,));
+        if let Ok(mv) = mv {
+            let data = mv.call_method0("tobytes")?;
+            let _ = mv.call_method0("release");
+            return Ok(Buf::Owned(data.cast::<PyBytes>()?.as_bytes().to_vec()));
+        }
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a bytes-like object, not '{}'",
+        type_name(obj)
+    )))
+}
+
+/// A namespace: `str` (encoded as UTF-8) or `bytes`.
+fn namespace<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Buf<'a>> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Buf::Borrowed(s.to_str()?.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Buf::Borrowed(b.as_bytes()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "namespace must be str or bytes, not '{}'",
+        type_name(obj)
+    )))
+}
+
+/// `ttl=None` means never; otherwise whole seconds in 1..=2**32-1.
+fn ttl_secs(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let Some(ttl) = ttl else { return Ok(0) };
+    if ttl.is_none() {
+        return Ok(0);
+    }
+    if ttl.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err("ttl must be an int number of seconds or None, not 'bool'"));
+    }
+    let secs: i64 = ttl.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "ttl must be an int number of seconds or None, not '{}'",
+            type_name(ttl)
+        ))
+    })?;
+    if secs < 1 || secs > u32::MAX as i64 {
+        return Err(invalid(py, format!("ttl must be between 1 and {} seconds, got {secs}", u32::MAX)));
+    }
+    Ok(secs as u32)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Result objects
+// ---------------------------------------------------------------------------
+
+/// What one `Database.compact()` call did.
+#[pyclass(module = "edgestore._native", frozen, get_all)]
+#[derive(Clone)]
+struct CompactionStats {
+    cohorts_collected: u64,
+    segments_removed: u64,
+    segments_written: u64,
+    bytes_written: u64,
+    bytes_reclaimed: u64,
+    live_records_relocated: u64,
+    records_dropped: u64,
+    tombstones_kept: u64,
+    jobs_deferred: u64,
+}
+
+#[pymethods]
+impl CompactionStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "CompactionStats(cohorts_collected={}, segments_removed={}, segments_written={}, \
+             bytes_written={}, bytes_reclaimed={}, live_records_relocated={}, records_dropped={}, \
+             tombstones_kept={}, jobs_deferred={})",
+            self.cohorts_collected,
+            self.segments_removed,
+            self.segments_written,
+            self.bytes_written,
+            self.bytes_reclaimed,
+            self.live_records_relocated,
+            self.records_dropped,
+            self.tombstones_kept,
+            self.jobs_deferred
+        )
+    }
+}
+
+impl From<edgestore::CompactionStats> for CompactionStats {
+    fn from(s: edgestore::CompactionStats) -> Self {
+        CompactionStats {
+            cohorts_collected: s.cohorts_collected,
+            segments_removed: s.segments_removed,
+            segments_written: s.segments_written,
+            bytes_written: s.bytes_written,
+            bytes_reclaimed: s.bytes_reclaimed,
+            live_records_relocated: s.live_records_relocated,
+            records_dropped: s.records_dropped,
+            tombstones_kept: s.tombstones_kept,
+            jobs_deferred: s.jobs_deferred,
+        }
+    }
+}
+
+/// A point-in-time copy of the engine's counters (bytes since this open).
+#[pyclass(module = "edgestore._native", frozen, get_all)]
+#[derive(Clone)]
+struct Metrics {
+    user_writes: u64,
+    user_bytes_written: u64,
+    wal_bytes_written: u64,
+    wal_syncs: u64,
+    flushes: u64,
+    flush_bytes_written: u64,
+    compactions: u64,
+    compaction_bytes_written: u64,
+    compaction_bytes_reclaimed: u64,
+    segments: u64,
+    segment_bytes: u64,
+    memtable_bytes: u64,
+    pinned_segments: u64,
+    write_amplification: f64,
+    compaction_write_amplification: f64,
+}
+
+#[pymethods]
+impl Metrics {
+    fn __repr__(&self) -> String {
+        format!(
+            "Metrics(user_writes={}, user_bytes_written={}, wal_bytes_written={}, wal_syncs={}, \
+             flushes={}, flush_bytes_written={}, compactions={}, compaction_bytes_written={}, \
+             compaction_bytes_reclaimed={}, segments={}, segment_bytes={}, memtable_bytes={}, \
+             pinned_segments={}, write_amplification={:.3}, compaction_write_amplification={:.3})",
+            self.user_writes,
+            self.user_bytes_written,
+            self.wal_bytes_written,
+            self.wal_syncs,
+            self.flushes,
+            self.flush_bytes_written,
+            self.compactions,
+            self.compaction_bytes_written,
+            self.compaction_bytes_reclaimed,
+            self.segments,
+            self.segment_bytes,
+            self.memtable_bytes,
+            self.pinned_segments,
+            self.write_amplification,
+            self.compaction_write_amplification
+        )
+    }
+}
+
+impl From<edgestore::Metrics> for Metrics {
+    fn from(m: edgestore::Metrics) -> Self {
+        Metrics {
+            user_writes: m.user_writes,
+            user_bytes_written: m.user_bytes_written,
+            wal_bytes_written: m.wal_bytes_written,
+            wal_syncs: m.wal_syncs,
+            flushes: m.flushes,
+            flush_bytes_written: m.flush_bytes_written,
+            compactions: m.compactions,
+            compaction_bytes_written: m.compaction_bytes_written,
+            compaction_bytes_reclaimed: m.compaction_bytes_reclaimed,
+            segments: m.segments,
+            segment_bytes: m.segment_bytes,
+            memtable_bytes: m.memtable_bytes,
+            pinned_segments: m.pinned_segments,
+            write_amplification: m.write_amplification(),
+            compaction_write_amplification: m.compaction_write_amplification(),
+        }
+    }
+}
+
+/// What `Database.verify()` checked.
+#[pyclass(module = "edgestore._native", frozen, get_all)]
+#[derive(Clone)]
+struct VerifyReport {
+    segments: u64,
+    segment_records: u64,
+    wal_files: u64,
+    wal_batches: u64,
+}
+
+#[pymethods]
+impl VerifyReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "VerifyReport(segments={}, segment_records={}, wal_files={}, wal_batches={})",
+            self.segments, self.segment_records, self.wal_files, self.wal_batches
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Iterators
+// ---------------------------------------------------------------------------
+
+const FIRST_CHUNK: usize = 16;
+const MAX_CHUNK: usize = 1024;
+
+struct IterState {
+    it: Option<RangeIter>,
+    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    chunk: usize,
+    error: Option<edgestore::Error>,
+}
+
+/// A lazy iterator of `(key, value)` bytes pairs in key order. It reads a
+/// consistent view taken when it was created and owns everything it needs:
+/// it stays valid after the database is closed. Items are fetched from the
+/// engine in small, growing chunks with the GIL released.
+#[pyclass(module = "edgestore._native", frozen)]
+struct RangeIterator {
+    state: Mutex<IterState>,
+}
+
+impl RangeIterator {
+    fn new(it: RangeIter) -> Self {
+        RangeIterator {
+            state: Mutex::new(IterState {
+                it: Some(it),
+                buf: VecDeque::new(),
+                chunk: FIRST_CHUNK,
+                error: None,
+            }),
+        }
+    }
+}
+
+#[pymethods]
+impl RangeIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let next = py.detach(|| {
+            let mut st = lock(&self.state);
+            if st.buf.is_empty() {
+                if let Some(mut it) = st.it.take() {
+                    let n = st.chunk;
+                    st.chunk = (n * 2).min(MAX_CHUNK);
+                    let mut exhausted = true;
+                    for item in it.by_ref().take(n) {
+                        match item {
+                            Ok(kv) => st.buf.push_back(kv),
+                            Err(e) => {
+                                st.error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if st.buf.len() == n && st.error.is_none() {
+                        exhausted = false;
+                    }
+                    if !exhausted {
+                        st.it = Some(it);
+                    }
+                }
+            }
+            match st.buf.pop_front() {
+                Some(kv) => Ok(Some(kv)),
+                None => match st.error.take() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                },
+            }
+        });
+        match next.py(py)? {
+            Some((k, v)) => Ok(Some(PyTuple::new(
+                py,
+                [PyBytes::new(py, &k), PyBytes::new(py, &v)],
+            )?)),
+            None => Ok(None),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Database
+// ---------------------------------------------------------------------------
+
+/// An open edgestore database. Safe to share between threads; usable as a
+/// context manager (closes on exit).
+#[pyclass(module = "edgestore._native", frozen)]
+struct Database {
+    engine: RwLock<Option<Engine>>,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Runs `f` on the open engine with the GIL released.
+    fn with_engine<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Engine) -> edgestore::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let guard: RwLockReadGuard<'_, Option<Engine>> =
+                self.engine.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                Some(engine) => f(engine),
+                None => Err(edgestore::Error::Closed),
+            }
+        })
+        .py(py)
+    }
+}
+
+#[pymethods]
+impl Database {
+    /// The database directory.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Stores `value` under `key` in namespace `ns`; with `ttl` (seconds) it expires.
+    #[pyo3(signature = (ns, key, value, ttl=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let ns = namespace(ns)?;
+        let key = bytes_like(key, "key")?;
+        let value = bytes_like(value, "value")?;
+        let ttl = ttl_secs(py, ttl)?;
+        let (ns, key, value) = (ns.as_slice(), key.as_slice(), value.as_slice());
+        self.with_engine(py, |e| e.put_with_ttl(ns, key, value, ttl))
+    }
+
+    /// The value of `key` in `ns`, or `default` when it is missing or expired.
+    #[pyo3(signature = (ns, key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        ns: &Bound<'py, PyAny>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ns = namespace(ns)?;
+        let key = bytes_like(key, "key")?;
+        let (ns, key) = (ns.as_slice(), key.as_slice());
+        match self.with_engine(py, |e| e.get(ns, key))? {
+            Some(v) => Ok(PyBytes::new(py, &v).into_any()),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    /// Deletes `key` in `ns` (deleting a missing key is not an error).
+    fn delete(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ns = namespace(ns)?;
+        let key = bytes_like(key, "key")?;
+        let (ns, key) = (ns.as_slice(), key.as_slice());
+        self.with_engine(py, |e| e.delete(ns, key))
+    }
+
+    /// Lazy iterator of `(key, value)` for keys in `[start, end)` of `ns`.
+    #[pyo3(signature = (ns, start=None, end=None))]
+    fn range(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RangeIterator> {
+        let ns = namespace(ns)?;
+        let start = opt_bytes(start, "start")?;
+        let end = opt_bytes(end, "end")?;
+        let ns = ns.as_slice();
+        let start = start.as_ref().map_or(&b""[..], |b| b.as_slice());
+        let end = end.as_ref().map(|b| b.as_slice());
+        self.with_engine(py, |e| e.scan(ns, start, end))
+            .map(RangeIterator::new)
+    }
+
+    /// Lazy iterator of `(key, value)` for keys of `ns` starting with `prefix`.
+    fn prefix(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        prefix: &Bound<'_, PyAny>,
+    ) -> PyResult<RangeIterator> {
+        let ns = namespace(ns)?;
+        let prefix = bytes_like(prefix, "prefix")?;
+        let (ns, prefix) = (ns.as_slice(), prefix.as_slice());
+        self.with_engine(py, |e| e.scan_prefix(ns, prefix))
+            .map(RangeIterator::new)
+    }
+
+    /// A new, empty write batch bound to this database.
+    fn batch(slf: &Bound<'_, Self>) -> Batch {
+        Batch {
+            db: slf.clone().unbind(),
+            ops: Mutex::new(Some(edgestore::WriteBatch::new())),
+        }
+    }
+
+    /// Applies `batch` atomically and empties it.
+    fn write(&self, py: Python<'_>, batch: &Batch) -> PyResult<()> {
+        let b = {
+            let mut ops = lock(&batch.ops);
+            match ops.as_mut() {
+                Some(b) => std::mem::take(b),
+                None => return Err(closed(py, "batch")),
+            }
+        };
+        self.with_engine(py, move |e| e.write(b))
+    }
+
+    /// A consistent read-only view of the database as it is now.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        let snap = self.with_engine(py, |e| e.snapshot())?;
+        Ok(Snapshot {
+            snap: RwLock::new(Some(snap)),
+        })
+    }
+
+    /// Makes every acknowledged write durable (the barrier in "buffered" mode).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_engine(py, |e| e.flush())
+    }
+
+    /// Writes the memtable out as segment files.
+    fn flush_to_segments(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_engine(py, |e| e.flush_to_segments())
+    }
+
+    /// Runs one compaction cycle now.
+    fn compact(&self, py: Python<'_>) -> PyResult<CompactionStats> {
+        self.with_engine(py, |e| e.compact_once()).map(Into::into)
+    }
+
+    /// Counters and sizes.
+    fn metrics(&self, py: Python<'_>) -> PyResult<Metrics> {
+        self.with_engine(py, |e| Ok(e.metrics())).map(Into::into)
+    }
+
+    /// Reads every segment and WAL file and checks every checksum.
+    fn verify(&self, py: Python<'_>) -> PyResult<VerifyReport> {
+        let r = self.with_engine(py, |e| e.verify())?;
+        Ok(VerifyReport {
+            segments: r.segments,
+            segment_records: r.segment_records,
+            wal_files: r.wal_files,
+            wal_batches: r.wal_batches,
+        })
+    }
+
+    /// Syncs, releases the directory lock and refuses further calls with
+    /// `ClosedError`. Waits for operations in flight. Closing twice is a no-op.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let engine = self
+                .engine
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match engine {
+                Some(e) => {
+                    let res = e.close();
+                    drop(e); // stops the background compactor, if any
+                    res
+                }
+                None => Ok(()),
+            }
+        })
+        .py(py)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<edgestore.Database path={:?}{}>",
+            self.path.display().to_string(),
+            if self.closed() { " closed" } else { "" }
+        )
+    }
+}
+
+fn opt_bytes<'a>(obj: Option<&'a Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Buf<'a>>> {
+    match obj {
+        None => Ok(None),
+        Some(o) if o.is_none() => Ok(None),
+        Some(o) => bytes_like(o, what).map(Some),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Batch
+// ---------------------------------------------------------------------------
+
+/// Puts and deletes applied all or nothing by `commit()`. As a context
+/// manager it commits when the block succeeds and discards on an exception.
+#[pyclass(module = "edgestore._native", frozen)]
+struct Batch {
+    db: Py<Database>,
+    /// `None` once discarded.
+    ops: Mutex<Option<edgestore::WriteBatch>>,
+}
+
+impl Batch {
+    fn with_ops<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut edgestore::WriteBatch) -> edgestore::Result<T>,
+    ) -> PyResult<T> {
+        let mut ops = lock(&self.ops);
+        match ops.as_mut() {
+            Some(b) => f(b).py(py),
+            None => Err(closed(py, "batch")),
+        }
+    }
+}
+
+#[pymethods]
+impl Batch {
+    /// Adds a put (checked against the limits now).
+    #[pyo3(signature = (ns, key, value, ttl=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let ns = namespace(ns)?;
+        let key = bytes_like(key, "key")?;
+        let value = bytes_like(value, "value")?;
+        let ttl = ttl_secs(py, ttl)?;
+        self.with_ops(py, |b| {
+            b.put_with_ttl(ns.as_slice(), key.as_slice(), value.as_slice(), ttl)
+        })
+    }
+
+    /// Adds a delete.
+    fn delete(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ns = namespace(ns)?;
+        let key = bytes_like(key, "key")?;
+        self.with_ops(py, |b| b.delete(ns.as_slice(), key.as_slice()))
+    }
+
+    /// Applies every operation atomically; the batch is then empty and reusable.
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        self.db.get().write(py, self)
+    }
+
+    /// Drops every operation; further use raises `ClosedError`.
+    fn discard(&self) {
+        lock(&self.ops).take();
+    }
+
+    fn __len__(&self) -> usize {
+        lock(&self.ops).as_ref().map_or(0, |b| b.len())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (exc_type, _exc_value, _traceback))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: &Bound<'_, PyAny>,
+        _exc_value: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        if exc_type.is_none() {
+            let res = self.commit(py);
+            self.discard();
+            res?;
+        } else {
+            self.discard();
+        }
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        match lock(&self.ops).as_ref() {
+            Some(b) => format!("<edgestore.Batch ops={}>", b.len()),
+            None => "<edgestore.Batch discarded>".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot
+// ---------------------------------------------------------------------------
+
+/// A consistent read-only view. TTLs are judged at the instant it was taken.
+/// Usable as a context manager (released on exit); it stays readable after the
+/// database is closed, until released.
+#[pyclass(module = "edgestore._native", frozen)]
+struct Snapshot {
+    snap: RwLock<Option<edgestore::Snapshot>>,
+}
+
+impl Snapshot {
+    fn with_snap<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&edgestore::Snapshot) -> edgestore::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let guard = self.snap.read().unwrap_or_else(|p| p.into_inner());
+            guard.as_ref().map(f)
+        })
+        .ok_or_else(|| closed(py, "snapshot"))?
+        .py(py)
+    }
+}
+
+#[pymethods]
+impl Snapshot {
+    /// The value of `key` in `ns` as of the snapshot, or `default`.
+    #[pyo3(signature = (ns, key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        ns: &Bound<'py, PyAny>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ns = namespace(ns)?;
+        let key = bytes_like(key, "key")?;
+        let (ns, key) = (ns.as_slice(), key.as_slice());
+        match self.with_snap(py, |s| s.get(ns, key))? {
+            Some(v) => Ok(PyBytes::new(py, &v).into_any()),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    /// Lazy iterator of `(key, value)` for keys in `[start, end)` of `ns`.
+    #[pyo3(signature = (ns, start=None, end=None))]
+    fn range(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RangeIterator> {
+        let ns = namespace(ns)?;
+        let start = opt_bytes(start, "start")?;
+        let end = opt_bytes(end, "end")?;
+        let ns = ns.as_slice();
+        let start = start.as_ref().map_or(&b""[..], |b| b.as_slice());
+        let end = end.as_ref().map(|b| b.as_slice());
+        self.with_snap(py, |s| s.scan(ns, start, end))
+            .map(RangeIterator::new)
+    }
+
+    /// Lazy iterator of `(key, value)` for keys of `ns` starting with `prefix`.
+    fn prefix(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        prefix: &Bound<'_, PyAny>,
+    ) -> PyResult<RangeIterator> {
+        let ns = namespace(ns)?;
+        let prefix = bytes_like(prefix, "prefix")?;
+        let (ns, prefix) = (ns.as_slice(), prefix.as_slice());
+        self.with_snap(py, |s| s.scan_prefix(ns, prefix))
+            .map(RangeIterator::new)
+    }
+
+    /// The sequence number the snapshot reads at.
+    #[getter]
+    fn sequence(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with_snap(py, |s| Ok(s.sequence()))
+    }
+
+    /// Whether the snapshot was released.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.snap.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// Releases the snapshot (its segments may then be compacted away).
+    fn close(&self, py: Python<'_>) {
+        let s = py.detach(|| self.snap.write().unwrap_or_else(|p| p.into_inner()).take());
+        drop(s);
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        if self.closed() {
+            "<edgestore.Snapshot closed>".into()
+        } else {
+            "<edgestore.Snapshot>".into()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// open()
+// ---------------------------------------------------------------------------
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(
+    py: Python<'_>,
+    name: &str,
+    v: T,
+) -> PyResult<T> {
+    if v > T::default() {
+        Ok(v)
+    } else {
+        Err(invalid(py, format!("{name} must be > 0, got {v}")))
+    }
+}
+
+/// Opens (creating if needed) the database at `path`. See `edgestore.open`.
+#[pyfunction]
+#[pyo3(signature = (
+    path,
+    *,
+    sync = "durable",
+    memtable_size_bytes = None,
+    segment_size_bytes = None,
+    block_size_bytes = None,
+    bloom_bits_per_key = None,
+    cohort_window_secs = None,
+    compaction_write_budget_bytes = None,
+    partial_rewrite_dead_fraction = None,
+    max_permanent_runs = None,
+    max_permanent_space_amp = None,
+    background_compaction_secs = None,
+))]
+#[allow(clippy::too_many_arguments)]
+fn open(
+    py: Python<'_>,
+    path: PathBuf,
+    sync: &str,
+    memtable_size_bytes: Option<i64>,
+    segment_size_bytes: Option<i64>,
+    block_size_bytes: Option<i64>,
+    bloom_bits_per_key: Option<i64>,
+    cohort_window_secs: Option<i64>,
+    compaction_write_budget_bytes: Option<i64>,
+    partial_rewrite_dead_fraction: Option<f64>,
+    max_permanent_runs: Option<i64>,
+    max_permanent_space_amp: Option<f64>,
+    background_compaction_secs: Option<f64>,
+) -> PyResult<Database> {
+    let mut cfg = EdgestoreConfig::new(&path);
+    cfg.sync_mode = match sync {
+        "durable" => SyncMode::Durable,
+        "buffered" => SyncMode::Buffered,
+        other => {
+            return Err(invalid(
+                py,
+                format!("sync must be \"durable\" or \"buffered\", got {other:?}"),
+            ))
+        }
+    };
+    let as_usize = |name: &str, v: i64| -> PyResult<usize> {
+        Ok(positive(py, name, v)? as usize)
+    };
+    if let Some(v) = memtable_size_bytes {
+        cfg.memtable_size_bytes = as_usize("memtable_size_bytes", v)?;
+    }
+    if let Some(v) = segment_size_bytes {
+        cfg.segment_size_bytes = as_usize("segment_size_bytes", v)? as u64;
+    }
+    if let Some(v) = block_size_bytes {
+        cfg.block_size_bytes = as_usize("block_size_bytes", v)?;
+    }
+    if let Some(v) = bloom_bits_per_key {
+        if !(0..=64).contains(&v) {
+            return Err(invalid(py, format!("bloom_bits_per_key must be in 0..=64, got {v}")));
+        }
+        cfg.bloom_bits_per_key = v as u32;
+    }
+    if let Some(v) = cohort_window_secs {
+        cfg.cohort_window_secs = as_usize("cohort_window_secs", v)? as u64;
+    }
+    if let Some(v) = compaction_write_budget_bytes {
+        cfg.compaction_write_budget_bytes = as_usize("compaction_write_budget_bytes", v)? as u64;
+    }
+    if let Some(v) = partial_rewrite_dead_fraction {
+        cfg.partial_rewrite_dead_fraction = v;
+    }
+    if let Some(v) = max_permanent_runs {
+        cfg.max_permanent_runs = as_usize("max_permanent_runs", v)?;
+    }
+    if let Some(v) = max_permanent_space_amp {
+        cfg.max_permanent_space_amp = v;
+    }
+    if let Some(v) = background_compaction_secs {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(invalid(
+                py,
+                format!("background_compaction_secs must be a positive number, got {v}"),
+            ));
+        }
+        cfg.background_compaction = Some(Duration::from_secs_f64(v));
+    }
+    let engine = py.detach(|| Engine::open(cfg)).py(py)?;
+    Ok(Database {
+        engine: RwLock::new(Some(engine)),
+        path,
+    })
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let ex = exceptions(py)?;
+    m.add("Error", ex.error.bind(py))?;
+    m.add("CorruptionError", ex.corruption.bind(py))?;
+    m.add("LockedError", ex.locked.bind(py))?;
+    m.add("ClosedError", ex.closed.bind(py))?;
+    m.add("PoisonedError", ex.poisoned.bind(py))?;
+    m.add("InvalidArgumentError", ex.invalid_argument.bind(py))?;
+    m.add("EdgestoreIOError", ex.io.bind(py))?;
+    m.add_class::<Database>()?;
+    m.add_class::<Batch>()?;
+    m.add_class::<Snapshot>()?;
+    m.add_class::<RangeIterator>()?;
+    m.add_class::<CompactionStats>()?;
+    m.add_class::<Metrics>()?;
+    m.add_class::<VerifyReport>()?;
+    m.add_function(wrap_pyfunction!(open, m)?)?;
+    m.add("MAX_NAMESPACE_LEN", edgestore::types::MAX_NAMESPACE_LEN)?;
+    m.add("MAX_KEY_LEN", edgestore::types::MAX_KEY_LEN)?;
+    m.add("MAX_VALUE_LEN", edgestore::types::MAX_VALUE_LEN)?;
+    Ok(())
+}
