@@ -556,3 +556,29 @@ fn orphan_segments_from_a_crashed_flush_are_removed() {
     assert_eq!(seg_files(dir.path()), 1);
     assert!(!dir.path().join("manifest.mf.tmp").exists());
 }
+
+#[test]
+fn tombstones_survive_merges_that_leave_an_older_version_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut cfg = config(dir.path(), &clock);
+    cfg.max_permanent_runs = 2;
+    cfg.max_permanent_space_amp = 1000.0; // only the run-count rule merges
+    let db = Engine::open(cfg).unwrap();
+    for i in 0..200u32 {
+        db.put(b"ns", format!("k{i:03}").as_bytes(), &[1u8; 200]).unwrap();
+    }
+    db.flush_to_segments().unwrap(); // big, old run
+    db.delete(b"ns", b"k007").unwrap();
+    db.put_with_ttl(b"ns", b"k008", b"short", 10).unwrap(); // shadows a permanent value
+    db.flush_to_segments().unwrap();
+    db.put(b"ns", b"x", b"y").unwrap();
+    db.flush_to_segments().unwrap();
+    clock.advance_secs(60);
+    let s = db.compact_once().unwrap();
+    assert!(s.segments_written >= 1, "the two newest runs should have merged: {s:?}");
+    assert!(s.tombstones_kept >= 2, "{s:?}");
+    assert_eq!(db.get(b"ns", b"k007").unwrap(), None);
+    assert_eq!(db.get(b"ns", b"k008").unwrap(), None);
+    assert_eq!(db.prefix(b"ns", b"k").unwrap().len(), 198);
+}
