@@ -1,0 +1,290 @@
+//! `edgestore_iter`: range and prefix iteration over a database or a snapshot.
+
+use std::sync::{Mutex, MutexGuard};
+
+use edgestore_core::RangeIter;
+
+use crate::args;
+use crate::db::lookup_db;
+use crate::handles::{Kind, Registry};
+use crate::snapshot::SNAPSHOTS;
+use crate::status::{boundary, edgestore_status, Fail};
+use crate::{edgestore_db, edgestore_iter, edgestore_snapshot};
+
+/// An iterator and the item it last returned (whose bytes C borrows).
+pub(crate) struct IterState {
+    iter: RangeIter,
+    current: Option<(Vec<u8>, Vec<u8>)>,
+    finished: bool,
+}
+
+pub(crate) static ITERS: Registry<Mutex<IterState>> = Registry::new(Kind::Iter);
+
+fn lock(m: &Mutex<IterState>) -> MutexGuard<'_, IterState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const OK: Result<edgestore_status, Fail> = Ok(edgestore_status::EDGESTORE_OK);
+
+/// Where an iterator reads from.
+enum Source {
+    Db(*mut edgestore_db),
+    Snapshot(*mut edgestore_snapshot),
+}
+
+/// Which keys an iterator yields.
+enum Bounds<'a> {
+    Range(&'a [u8], Option<&'a [u8]>),
+    Prefix(&'a [u8]),
+}
+
+/// Shared body of the four constructors.
+///
+/// # Safety
+/// `iter_out` must be NULL or writable.
+unsafe fn make(
+    source: Source,
+    ns: &[u8],
+    bounds: Bounds<'_>,
+    iter_out: *mut *mut edgestore_iter,
+) -> Result<edgestore_status, Fail> {
+    args::out(iter_out, "iter_out")?;
+    let iter = match source {
+        Source::Db(d) => {
+            let d = lookup_db(d)?;
+            match bounds {
+                Bounds::Range(start, end) => d.engine.scan(ns, start, end)?,
+                Bounds::Prefix(p) => d.engine.scan_prefix(ns, p)?,
+            }
+        }
+        Source::Snapshot(s) => {
+            let s = SNAPSHOTS.get(s, "snapshot")?;
+            match bounds {
+                Bounds::Range(start, end) => s.scan(ns, start, end)?,
+                Bounds::Prefix(p) => s.scan_prefix(ns, p)?,
+            }
+        }
+    };
+    let handle = ITERS.insert(Mutex::new(IterState {
+        iter,
+        current: None,
+        finished: false,
+    }))?;
+    // SAFETY: iter_out was checked non-NULL; the caller guarantees it is writable.
+    unsafe { args::write(iter_out, handle) };
+    OK
+}
+
+/// Range bounds: `end_len == 0` means no upper bound.
+///
+/// # Safety
+/// Non-NULL pointers must cover their lengths.
+unsafe fn range_bounds<'a>(
+    start: *const u8,
+    start_len: usize,
+    end: *const u8,
+    end_len: usize,
+) -> Result<Bounds<'a>, Fail> {
+    // SAFETY: forwarded contract.
+    let start = unsafe { args::key(start, start_len, "start")? };
+    // SAFETY: forwarded contract.
+    let end = unsafe { args::key(end, end_len, "end")? };
+    Ok(Bounds::Range(start, (!end.is_empty()).then_some(end)))
+}
+
+/// Creates an iterator over the live keys of `ns` in `[start, end)`, in key
+/// order, reading a consistent view of `db` taken now.
+///
+/// `end_len == 0` means "to the end of the namespace" (no key sorts before the
+/// empty key, so an empty upper bound would be useless); `start_len == 0` starts
+/// at the first key. Ownership: the caller owns `*iter_out` and frees it with
+/// `edgestore_iter_free()`; it stays valid after `edgestore_close(db)`.
+/// Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`, `EDGESTORE_IO`,
+/// `EDGESTORE_CORRUPTION`.
+///
+/// # Safety
+/// Each non-NULL input pointer must point to at least its length in readable
+/// bytes; `iter_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_iter_range(
+    db: *mut edgestore_db,
+    ns: *const u8,
+    ns_len: usize,
+    start: *const u8,
+    start_len: usize,
+    end: *const u8,
+    end_len: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> edgestore_status {
+    boundary("edgestore_iter_range", || {
+        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+        let ns = unsafe { args::namespace(ns, ns_len)? };
+        // SAFETY: as above.
+        let bounds = unsafe { range_bounds(start, start_len, end, end_len)? };
+        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        unsafe { make(Source::Db(db), ns, bounds, iter_out) }
+    })
+}
+
+/// Creates an iterator over the live keys of `ns` that start with `prefix`
+/// (all keys of `ns` when `prefix_len` is 0). Ownership, lifetime and errors as
+/// for `edgestore_iter_range()`.
+///
+/// # Safety
+/// Each non-NULL input pointer must point to at least its length in readable
+/// bytes; `iter_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_iter_prefix(
+    db: *mut edgestore_db,
+    ns: *const u8,
+    ns_len: usize,
+    prefix: *const u8,
+    prefix_len: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> edgestore_status {
+    boundary("edgestore_iter_prefix", || {
+        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+        let (ns, prefix) = unsafe {
+            (
+                args::namespace(ns, ns_len)?,
+                args::key(prefix, prefix_len, "prefix")?,
+            )
+        };
+        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        unsafe { make(Source::Db(db), ns, Bounds::Prefix(prefix), iter_out) }
+    })
+}
+
+/// Like `edgestore_iter_range()`, reading the snapshot's view. The iterator
+/// stays valid after the snapshot is freed.
+///
+/// # Safety
+/// Each non-NULL input pointer must point to at least its length in readable
+/// bytes; `iter_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_snapshot_iter_range(
+    snapshot: *mut edgestore_snapshot,
+    ns: *const u8,
+    ns_len: usize,
+    start: *const u8,
+    start_len: usize,
+    end: *const u8,
+    end_len: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> edgestore_status {
+    boundary("edgestore_snapshot_iter_range", || {
+        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+        let ns = unsafe { args::namespace(ns, ns_len)? };
+        // SAFETY: as above.
+        let bounds = unsafe { range_bounds(start, start_len, end, end_len)? };
+        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        unsafe { make(Source::Snapshot(snapshot), ns, bounds, iter_out) }
+    })
+}
+
+/// Like `edgestore_iter_prefix()`, reading the snapshot's view.
+///
+/// # Safety
+/// Each non-NULL input pointer must point to at least its length in readable
+/// bytes; `iter_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_snapshot_iter_prefix(
+    snapshot: *mut edgestore_snapshot,
+    ns: *const u8,
+    ns_len: usize,
+    prefix: *const u8,
+    prefix_len: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> edgestore_status {
+    boundary("edgestore_snapshot_iter_prefix", || {
+        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+        let (ns, prefix) = unsafe {
+            (
+                args::namespace(ns, ns_len)?,
+                args::key(prefix, prefix_len, "prefix")?,
+            )
+        };
+        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        unsafe {
+            make(
+                Source::Snapshot(snapshot),
+                ns,
+                Bounds::Prefix(prefix),
+                iter_out,
+            )
+        }
+    })
+}
+
+/// Advances the iterator.
+///
+/// Returns `EDGESTORE_OK` with the next item: `*key_out`/`*key_len_out` and
+/// `*value_out`/`*value_len_out` point into memory owned by the iterator, valid
+/// until the next call on this iterator or `edgestore_iter_free()` (copy to
+/// keep; pointers are non-NULL even for empty keys/values). Returns
+/// `EDGESTORE_DONE` (not an error; out-parameters untouched, last error
+/// unchanged) when there are no more items, and again on every later call.
+/// Errors: `EDGESTORE_INVALID_ARGUMENT` (NULL out-parameter, bad handle),
+/// `EDGESTORE_CLOSED` (freed iterator), `EDGESTORE_IO`/`EDGESTORE_CORRUPTION`
+/// (after a read error the iterator is finished). Typical loop:
+/// `while ((st = edgestore_iter_next(it, &k, &kl, &v, &vl)) == EDGESTORE_OK) {...}`
+/// then check `st == EDGESTORE_DONE`.
+///
+/// # Safety
+/// Each out-parameter must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_iter_next(
+    iter: *mut edgestore_iter,
+    key_out: *mut *const u8,
+    key_len_out: *mut usize,
+    value_out: *mut *const u8,
+    value_len_out: *mut usize,
+) -> edgestore_status {
+    boundary("edgestore_iter_next", || {
+        args::out(key_out, "key_out")?;
+        args::out(key_len_out, "key_len_out")?;
+        args::out(value_out, "value_out")?;
+        args::out(value_len_out, "value_len_out")?;
+        let it = ITERS.get(iter, "iter")?;
+        let mut state = lock(&it);
+        let state = &mut *state;
+        state.current = None;
+        if state.finished {
+            return Ok(edgestore_status::EDGESTORE_DONE);
+        }
+        match state.iter.next() {
+            None => {
+                state.finished = true;
+                Ok(edgestore_status::EDGESTORE_DONE)
+            }
+            Some(Err(e)) => {
+                state.finished = true;
+                Err(e.into())
+            }
+            Some(Ok(kv)) => {
+                let (k, v) = state.current.insert(kv);
+                // SAFETY: all four out-parameters were checked non-NULL above and
+                // are writable per the contract. The pointers stay valid while
+                // `current` holds the vectors, i.e. until the next call or free
+                // (the registry's Arc keeps the state alive during this call).
+                unsafe {
+                    args::write(key_out, k.as_ptr());
+                    args::write(key_len_out, k.len());
+                    args::write(value_out, v.as_ptr());
+                    args::write(value_len_out, v.len());
+                }
+                OK
+            }
+        }
+    })
+}
+
+/// Frees an iterator. NULL is accepted; freeing twice returns `EDGESTORE_CLOSED`.
+/// Pointers returned by `edgestore_iter_next()` become invalid.
+#[no_mangle]
+pub extern "C" fn edgestore_iter_free(iter: *mut edgestore_iter) -> edgestore_status {
+    boundary("edgestore_iter_free", || {
+        ITERS.remove(iter, "iter")?;
+        OK
+    })
+}
