@@ -201,21 +201,20 @@ impl Engine {
                 }
                 max_lsn = max_lsn.max(b.last_lsn());
             }
-            if replay.torn {
-                // Cut the torn tail so this file replays cleanly once it is no
-                // longer the newest; a file with not even a header goes away.
-                if replay.valid_len < wal::HEADER_LEN {
-                    storage
-                        .remove_file(&path)
-                        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-                } else {
-                    storage
-                        .truncate(&path, replay.valid_len)
-                        .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
-                }
+            // Cut a torn tail so this file replays cleanly once it is no longer
+            // the newest; a file without even a whole header (a crash while it
+            // was being created) goes away.
+            if replay.valid_len < wal::HEADER_LEN {
+                storage
+                    .remove_file(&path)
+                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
                 storage
                     .sync_dir(&dir)
                     .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+            } else if replay.torn {
+                storage
+                    .truncate(&path, replay.valid_len)
+                    .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
             }
         }
         let next_wal = wal_nos

@@ -566,7 +566,8 @@ fn tombstones_survive_merges_that_leave_an_older_version_outside() {
     cfg.max_permanent_space_amp = 1000.0; // only the run-count rule merges
     let db = Engine::open(cfg).unwrap();
     for i in 0..200u32 {
-        db.put(b"ns", format!("k{i:03}").as_bytes(), &[1u8; 200]).unwrap();
+        db.put(b"ns", format!("k{i:03}").as_bytes(), &[1u8; 200])
+            .unwrap();
     }
     db.flush_to_segments().unwrap(); // big, old run
     db.delete(b"ns", b"k007").unwrap();
@@ -576,9 +577,36 @@ fn tombstones_survive_merges_that_leave_an_older_version_outside() {
     db.flush_to_segments().unwrap();
     clock.advance_secs(60);
     let s = db.compact_once().unwrap();
-    assert!(s.segments_written >= 1, "the two newest runs should have merged: {s:?}");
+    assert!(
+        s.segments_written >= 1,
+        "the two newest runs should have merged: {s:?}"
+    );
     assert!(s.tombstones_kept >= 2, "{s:?}");
     assert_eq!(db.get(b"ns", b"k007").unwrap(), None);
     assert_eq!(db.get(b"ns", b"k008").unwrap(), None);
     assert_eq!(db.prefix(b"ns", b"k").unwrap().len(), 198);
+}
+
+#[test]
+fn a_wal_file_left_empty_by_a_crash_during_creation_is_removed() {
+    // Found by the kill -9 test: a crash between creating a WAL file and
+    // writing its header left an empty file that later opens called corrupt.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    db.put(b"ns", b"k", b"v").unwrap();
+    drop(db);
+    for len in [0usize, 7] {
+        let last = wal_files(dir.path()).pop().unwrap();
+        let name = last.file_name().unwrap().to_string_lossy().to_string();
+        let next: u64 = name.trim_end_matches(".wal").parse::<u64>().unwrap() + 1;
+        std::fs::write(dir.path().join(format!("{next:020}.wal")), vec![0u8; len]).unwrap();
+        let db = open(dir.path(), &clock);
+        assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+        db.verify().unwrap();
+        drop(db);
+        let db = open(dir.path(), &clock);
+        db.verify().unwrap();
+        drop(db);
+    }
 }

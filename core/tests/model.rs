@@ -11,12 +11,30 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put { ns: u8, key: u8, value: u8, ttl: u32 },
-    Delete { ns: u8, key: u8 },
+    Put {
+        ns: u8,
+        key: u8,
+        value: u8,
+        ttl: u32,
+    },
+    Delete {
+        ns: u8,
+        key: u8,
+    },
     Batch(Vec<(u8, u8, Option<(u8, u32)>)>),
-    Get { ns: u8, key: u8 },
-    Range { ns: u8, a: u8, b: u8 },
-    Prefix { ns: u8, p: u8 },
+    Get {
+        ns: u8,
+        key: u8,
+    },
+    Range {
+        ns: u8,
+        a: u8,
+        b: u8,
+    },
+    Prefix {
+        ns: u8,
+        p: u8,
+    },
     TakeSnapshot,
     CheckSnapshots,
     DropSnapshot,
@@ -64,11 +82,18 @@ fn key_name(k: u8) -> Vec<u8> {
 type Model = BTreeMap<(u8, u8), (Vec<u8>, i64)>;
 
 fn visible(m: &Model, ns: u8, now: i64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    m.iter().filter(|((n, _), (_, death))| *n == ns && now < *death).map(|((_, k), (v, _))| (key_name(*k), v.clone())).collect()
+    m.iter()
+        .filter(|((n, _), (_, death))| *n == ns && now < *death)
+        .map(|((_, k), (v, _))| (key_name(*k), v.clone()))
+        .collect()
 }
 
 fn death(now: i64, ttl: u32) -> i64 {
-    if ttl == 0 { i64::MAX } else { now + ttl as i64 * 1_000_000_000 }
+    if ttl == 0 {
+        i64::MAX
+    } else {
+        now + ttl as i64 * 1_000_000_000
+    }
 }
 
 fn run(ops: Vec<Op>) {
@@ -91,8 +116,14 @@ fn run(ops: Vec<Op>) {
     for op in ops {
         let now = clock.now();
         match op {
-            Op::Put { ns, key, value, ttl } => {
-                db.put_with_ttl(&ns_name(ns), &key_name(key), &[value; 3], ttl).unwrap();
+            Op::Put {
+                ns,
+                key,
+                value,
+                ttl,
+            } => {
+                db.put_with_ttl(&ns_name(ns), &key_name(key), &[value; 3], ttl)
+                    .unwrap();
                 model.insert((ns, key), (vec![value; 3], death(now, ttl)));
             }
             Op::Delete { ns, key } => {
@@ -103,7 +134,9 @@ fn run(ops: Vec<Op>) {
                 let mut b = WriteBatch::new();
                 for (ns, key, put) in &items {
                     match put {
-                        Some((v, ttl)) => b.put_with_ttl(&ns_name(*ns), &key_name(*key), &[*v; 2], *ttl).unwrap(),
+                        Some((v, ttl)) => b
+                            .put_with_ttl(&ns_name(*ns), &key_name(*key), &[*v; 2], *ttl)
+                            .unwrap(),
                         None => b.delete(&ns_name(*ns), &key_name(*key)).unwrap(),
                     }
                 }
@@ -116,26 +149,47 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Get { ns, key } => {
-                let want = model.get(&(ns, key)).filter(|(_, d)| now < *d).map(|(v, _)| v.clone());
-                assert_eq!(db.get(&ns_name(ns), &key_name(key)).unwrap(), want, "get {ns}/{key}");
+                let want = model
+                    .get(&(ns, key))
+                    .filter(|(_, d)| now < *d)
+                    .map(|(v, _)| v.clone());
+                assert_eq!(
+                    db.get(&ns_name(ns), &key_name(key)).unwrap(),
+                    want,
+                    "get {ns}/{key}"
+                );
             }
             Op::Range { ns, a, b } => {
                 let (lo, hi) = (key_name(a), key_name(b));
-                let want: Vec<_> = visible(&model, ns, now).into_iter().filter(|(k, _)| *k >= lo && *k < hi).collect();
+                let want: Vec<_> = visible(&model, ns, now)
+                    .into_iter()
+                    .filter(|(k, _)| *k >= lo && *k < hi)
+                    .collect();
                 assert_eq!(db.range(&ns_name(ns), &lo, &hi).unwrap(), want);
             }
             Op::Prefix { ns, p } => {
                 let pre = format!("k{p}").into_bytes();
-                let want: Vec<_> = visible(&model, ns, now).into_iter().filter(|(k, _)| k.starts_with(&pre)).collect();
+                let want: Vec<_> = visible(&model, ns, now)
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with(&pre))
+                    .collect();
                 assert_eq!(db.prefix(&ns_name(ns), &pre).unwrap(), want);
-                let streamed: Vec<_> = db.scan_prefix(&ns_name(ns), &pre).unwrap().map(Result::unwrap).collect();
+                let streamed: Vec<_> = db
+                    .scan_prefix(&ns_name(ns), &pre)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
                 assert_eq!(streamed, want);
             }
             Op::TakeSnapshot => snaps.push((db.snapshot().unwrap(), model.clone(), now)),
             Op::CheckSnapshots => {
                 for (s, m, t) in &snaps {
                     for ns in 0..2 {
-                        assert_eq!(s.prefix(&ns_name(ns), b"").unwrap(), visible(m, ns, *t), "snapshot view");
+                        assert_eq!(
+                            s.prefix(&ns_name(ns), b"").unwrap(),
+                            visible(m, ns, *t),
+                            "snapshot view"
+                        );
                     }
                 }
             }
@@ -172,7 +226,10 @@ fn run(ops: Vec<Op>) {
     }
     let now = clock.now();
     for ns in 0..2 {
-        assert_eq!(db.prefix(&ns_name(ns), b"").unwrap(), visible(&model, ns, now));
+        assert_eq!(
+            db.prefix(&ns_name(ns), b"").unwrap(),
+            visible(&model, ns, now)
+        );
     }
     db.verify().unwrap();
 }
