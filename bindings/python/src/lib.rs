@@ -231,14 +231,16 @@ fn ttl_secs(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
     if ttl.is_instance_of::<pyo3::types::PyBool>() {
         return Err(PyTypeError::new_err("ttl must be an int number of seconds or None, not 'bool'"));
     }
-    let secs: i64 = ttl.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
+    if !ttl.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(PyTypeError::new_err(format!(
             "ttl must be an int number of seconds or None, not '{}'",
             type_name(ttl)
-        ))
-    })?;
+        )));
+    }
+    // Out of i64 range counts as out of range below.
+    let secs: i64 = ttl.extract().unwrap_or(-1);
     if secs < 1 || secs > u32::MAX as i64 {
-        return Err(invalid(py, format!("ttl must be between 1 and {} seconds, got {secs}", u32::MAX)));
+        return Err(invalid(py, format!("ttl must be between 1 and {} seconds, got {ttl}", u32::MAX)));
     }
     Ok(secs as u32)
 }
@@ -672,9 +674,17 @@ impl Database {
                 .take();
             match engine {
                 Some(e) => {
+                    // Flush first: core's close() marks the engine closed before
+                    // its own final sync, which then fails with `Closed` whenever
+                    // buffered writes are pending (the WAL is left unsynced).
+                    // A poisoned engine has nothing it may sync; close anyway.
+                    let flushed = match e.flush() {
+                        Err(edgestore::Error::Poisoned(_)) => Ok(()),
+                        other => other,
+                    };
                     let res = e.close();
                     drop(e); // stops the background compactor, if any
-                    res
+                    flushed.and(res)
                 }
                 None => Ok(()),
             }
