@@ -1,1 +1,104 @@
-fn main() {}
+//! Criterion benchmarks: put in each sync mode, get from the memtable and from
+//! segments, and range scans. Run with `cargo bench -p edgestore --bench engine`.
+
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use edgestore::{EdgestoreConfig, Engine, SyncMode};
+
+const N: u32 = 100_000;
+
+fn key(i: u32) -> [u8; 16] {
+    // Spread keys like a hash would, fixed width (16 B keys, as in db_bench).
+    let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&x.to_be_bytes());
+    k[8..12].copy_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn open(dir: &std::path::Path, mode: SyncMode) -> Engine {
+    let mut c = EdgestoreConfig::new(dir);
+    c.sync_mode = mode;
+    Engine::open(c).unwrap()
+}
+
+fn loaded(flush: bool) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), SyncMode::Buffered);
+    let value = [7u8; 100];
+    for i in 0..N {
+        db.put(b"bench", &key(i), &value).unwrap();
+    }
+    if flush {
+        db.flush_to_segments().unwrap();
+    }
+    (dir, db)
+}
+
+fn puts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("put");
+    g.throughput(Throughput::Elements(1));
+    let value = [7u8; 100];
+    for (name, mode) in [("buffered", SyncMode::Buffered), ("durable", SyncMode::Durable)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path(), mode);
+        let mut i = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                db.put(b"bench", &key(i), &value).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
+fn gets(c: &mut Criterion) {
+    let mut g = c.benchmark_group("get");
+    g.throughput(Throughput::Elements(1));
+    for (name, flush) in [("memtable", false), ("segments", true)] {
+        let (_dir, db) = loaded(flush);
+        let mut i = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 7919) % N;
+                black_box(db.get(b"bench", &key(i)).unwrap());
+            })
+        });
+        g.bench_function(format!("{name}-missing"), |b| {
+            b.iter(|| {
+                i = (i + 7919) % N;
+                black_box(db.get(b"bench", &key(i + N)).unwrap());
+            })
+        });
+    }
+    g.finish();
+}
+
+fn ranges(c: &mut Criterion) {
+    let mut g = c.benchmark_group("range");
+    let (_dir, db) = loaded(true);
+    for len in [10usize, 1000] {
+        g.throughput(Throughput::Elements(len as u64));
+        let mut i = 0u32;
+        g.bench_function(format!("scan-{len}"), |b| {
+            b.iter_batched(
+                || {
+                    i = (i + 7919) % N;
+                    key(i)
+                },
+                |start| black_box(db.scan(b"bench", &start, None).unwrap().take(len).count()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = puts, gets, ranges
+}
+criterion_main!(benches);
