@@ -92,7 +92,11 @@ fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
     })
 }
 
-fn raise<A: PyErrArgumentsLike>(py: Python<'_>, pick: fn(&Exceptions) -> &Py<PyType>, args: A) -> PyErr {
+fn raise<A: PyErrArgumentsLike>(
+    py: Python<'_>,
+    pick: fn(&Exceptions) -> &Py<PyType>,
+    args: A,
+) -> PyErr {
     match exceptions(py) {
         Ok(ex) => args.into_err(pick(ex).bind(py).clone()),
         Err(e) => e,
@@ -192,10 +196,7 @@ fn bytes_like<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Buf<'a>> {
         // memoryview() accepts exactly the objects with the buffer protocol;
         // tobytes() copies any shape/stride into C order.
         let py = obj.py();
-        let mv = py
-            .import("builtins")?
-            .getattr("memoryview")?
-            .call1((obj,));
+        let mv = py.import("builtins")?.getattr("memoryview")?.call1((obj,));
         if let Ok(mv) = mv {
             let data = mv.call_method0("tobytes")?;
             let _ = mv.call_method0("release");
@@ -229,7 +230,9 @@ fn ttl_secs(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
         return Ok(0);
     }
     if ttl.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err("ttl must be an int number of seconds or None, not 'bool'"));
+        return Err(PyTypeError::new_err(
+            "ttl must be an int number of seconds or None, not 'bool'",
+        ));
     }
     if !ttl.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err(format!(
@@ -240,7 +243,10 @@ fn ttl_secs(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
     // Out of i64 range counts as out of range below.
     let secs: i64 = ttl.extract().unwrap_or(-1);
     if secs < 1 || secs > u32::MAX as i64 {
-        return Err(invalid(py, format!("ttl must be between 1 and {} seconds, got {ttl}", u32::MAX)));
+        return Err(invalid(
+            py,
+            format!("ttl must be between 1 and {} seconds, got {ttl}", u32::MAX),
+        ));
     }
     Ok(secs as u32)
 }
@@ -564,7 +570,12 @@ impl Database {
     }
 
     /// Deletes `key` in `ns` (deleting a missing key is not an error).
-    fn delete(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let ns = namespace(ns)?;
         let key = bytes_like(key, "key")?;
         let (ns, key) = (ns.as_slice(), key.as_slice());
@@ -768,7 +779,12 @@ impl Batch {
     }
 
     /// Adds a delete.
-    fn delete(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let ns = namespace(ns)?;
         let key = bytes_like(key, "key")?;
         self.with_ops(py, |b| b.delete(ns.as_slice(), key.as_slice()))
@@ -907,7 +923,10 @@ impl Snapshot {
     /// Whether the snapshot was released.
     #[getter]
     fn closed(&self) -> bool {
-        self.snap.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.snap
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// Releases the snapshot (its segments may then be compacted away).
@@ -995,9 +1014,7 @@ fn open(
             ))
         }
     };
-    let as_usize = |name: &str, v: i64| -> PyResult<usize> {
-        Ok(positive(py, name, v)? as usize)
-    };
+    let as_usize = |name: &str, v: i64| -> PyResult<usize> { Ok(positive(py, name, v)? as usize) };
     if let Some(v) = memtable_size_bytes {
         cfg.memtable_size_bytes = as_usize("memtable_size_bytes", v)?;
     }
@@ -1009,7 +1026,10 @@ fn open(
     }
     if let Some(v) = bloom_bits_per_key {
         if !(0..=64).contains(&v) {
-            return Err(invalid(py, format!("bloom_bits_per_key must be in 0..=64, got {v}")));
+            return Err(invalid(
+                py,
+                format!("bloom_bits_per_key must be in 0..=64, got {v}"),
+            ));
         }
         cfg.bloom_bits_per_key = v as u32;
     }
