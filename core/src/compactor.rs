@@ -8,8 +8,10 @@
 //!    because a record is retained at least as long as any older version it
 //!    shadows.
 //! 2. **Rewrites** a TTL cohort that is not yet fully expired only when its
-//!    estimated dead fraction reaches `partial_rewrite_dead_fraction` (f): each
-//!    byte rewritten then reclaims at least f/(1-f) bytes.
+//!    estimated dead fraction reaches `partial_rewrite_dead_fraction` (f), so
+//!    each byte rewritten reclaims at least f/(1-f) bytes, and only when it
+//!    would otherwise live more than one more cohort window (a cohort about to
+//!    die whole is cheaper to wait for than to copy).
 //! 3. **Merges** runs of the permanent cohort (TTL 0 records, tombstones and
 //!    records that shadow permanent ones), universal-style: when it holds more
 //!    than `max_permanent_runs` runs, the newest runs of similar size are merged;
@@ -307,8 +309,12 @@ impl Compactor {
                 }
                 continue;
             }
+            // A cohort that dies within a window anyway is cheaper to wait for
+            // than to rewrite: only long-lived remainders are worth copying.
+            let window_nanos = (self.opts.cohort_window_secs as i64).saturating_mul(1_000_000_000);
+            let dies_soon = c.max_death_time_nanos.saturating_sub(now_nanos) <= window_nanos;
             let dead = c.dead_record_estimate as f64 / c.total_records as f64;
-            if dead >= self.policy.partial_rewrite_dead_fraction {
+            if !dies_soon && dead >= self.policy.partial_rewrite_dead_fraction {
                 let est = (size as f64 * (1.0 - dead)).ceil() as u64;
                 jobs.push(Job {
                     inputs: c.segment_ids.clone(),
