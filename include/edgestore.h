@@ -470,8 +470,9 @@ enum edgestore_status edgestore_open(const char *path,
  * handles are never reused. Snapshots and iterators taken from it stay valid
  * until freed. Calls already running on other threads finish normally or with
  * `EDGESTORE_CLOSED`; the engine's memory and background thread are released
- * when the last of them returns. Even when the final sync fails (the error is
- * returned), the handle is closed.
+ * when the last of them returns. Even when the final sync fails (its error,
+ * e.g. `EDGESTORE_IO` or `EDGESTORE_POISONED`, is returned), the handle is
+ * closed and the lock released.
  */
 enum edgestore_status edgestore_close(struct edgestore_db *db);
 

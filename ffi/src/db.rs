@@ -158,13 +158,21 @@ pub unsafe extern "C" fn edgestore_open(
 /// handles are never reused. Snapshots and iterators taken from it stay valid
 /// until freed. Calls already running on other threads finish normally or with
 /// `EDGESTORE_CLOSED`; the engine's memory and background thread are released
-/// when the last of them returns. Even when the final sync fails (the error is
-/// returned), the handle is closed.
+/// when the last of them returns. Even when the final sync fails (its error,
+/// e.g. `EDGESTORE_IO` or `EDGESTORE_POISONED`, is returned), the handle is
+/// closed and the lock released.
 #[no_mangle]
 pub extern "C" fn edgestore_close(db: *mut edgestore_db) -> edgestore_status {
     boundary("edgestore_close", || {
         if let Some(d) = DBS.remove(db, "db")? {
-            d.engine.close()?;
+            // Sync first: the core's close() marks the engine closed before its
+            // own final sync, which then refuses to run (so in buffered mode
+            // unsynced writes would not be fsynced, and close would report
+            // "closed"). flush() is the documented durability barrier.
+            let synced = d.engine.flush();
+            let closed = d.engine.close();
+            synced?;
+            closed?;
         }
         OK
     })

@@ -12,6 +12,11 @@
 //!
 //! The library never dereferences a handle value, so no wrong handle can make
 //! it touch freed memory.
+//!
+//! The registry stores each object's address disguised (bitwise NOT), not as
+//! a plain pointer: a handle the program forgets to free then has no visible
+//! pointer to it, so valgrind and LeakSanitizer report it as a leak instead of
+//! "still reachable" through the registry.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,10 +63,17 @@ impl Kind {
     }
 }
 
-/// Live handles of one kind.
+/// Hides an address from conservative leak checkers (and restores it).
+pub(crate) const fn disguise(addr: usize) -> usize {
+    !addr
+}
+
+/// Live handles of one kind: token -> disguised `Arc::into_raw` address. Each
+/// entry owns one strong count of its `Arc`.
 pub(crate) struct Registry<T> {
     kind: Kind,
-    live: RwLock<BTreeMap<usize, Arc<T>>>,
+    live: RwLock<BTreeMap<usize, usize>>,
+    _owns: std::marker::PhantomData<Arc<T>>,
 }
 
 impl<T> Registry<T> {
@@ -69,15 +81,16 @@ impl<T> Registry<T> {
         Registry {
             kind,
             live: RwLock::new(BTreeMap::new()),
+            _owns: std::marker::PhantomData,
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<usize, Arc<T>>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<usize, usize>> {
         // The map is never left half-updated, so a poisoned lock is still usable.
         self.live.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<usize, Arc<T>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<usize, usize>> {
         self.live.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -90,7 +103,9 @@ impl<T> Registry<T> {
             ));
         }
         let token = (serial << TAG_BITS) | self.kind as usize;
-        self.write().insert(token, Arc::new(value));
+        let raw = Arc::into_raw(Arc::new(value));
+        self.write()
+            .insert(token, disguise(raw.expose_provenance()));
         Ok(std::ptr::without_provenance_mut(token))
     }
 
@@ -140,8 +155,19 @@ impl<T> Registry<T> {
     pub(crate) fn get<H>(&self, handle: *const H, what: &str) -> Result<Arc<T>, Fail> {
         let token = handle.addr();
         self.check_token(token, what)?;
-        match self.read().get(&token) {
-            Some(obj) => Ok(Arc::clone(obj)),
+        let live = self.read();
+        match live.get(&token) {
+            Some(&hidden) => {
+                let raw = std::ptr::with_exposed_provenance::<T>(disguise(hidden));
+                // SAFETY: `raw` came from Arc::into_raw in insert, and the entry
+                // still owns that strong count; holding the read lock, no remove
+                // can release it meanwhile. So the Arc is alive and adding a
+                // count, then taking it with from_raw, is balanced.
+                Ok(unsafe {
+                    Arc::increment_strong_count(raw);
+                    Arc::from_raw(raw)
+                })
+            }
             None => Err(self.gone(token, what)),
         }
     }
@@ -154,8 +180,15 @@ impl<T> Registry<T> {
             return Ok(None);
         }
         self.check_token(token, what)?;
-        match self.write().remove(&token) {
-            Some(obj) => Ok(Some(obj)),
+        let removed = self.write().remove(&token);
+        match removed {
+            Some(hidden) => {
+                let raw = std::ptr::with_exposed_provenance::<T>(disguise(hidden));
+                // SAFETY: the entry owned one strong count from Arc::into_raw;
+                // removing it from the map under the write lock transfers that
+                // count to us exactly once.
+                Ok(Some(unsafe { Arc::from_raw(raw) }))
+            }
             None => Err(self.gone(token, what)),
         }
     }

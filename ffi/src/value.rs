@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::args;
+use crate::handles::disguise;
 use crate::status::{edgestore_status, Fail};
 
-/// Live library-allocated value buffers: address -> allocated length.
+/// Live library-allocated value buffers: disguised address -> allocated
+/// length. Disguised (see `handles::disguise`) so that a value the program
+/// forgets to free is reported by valgrind / LeakSanitizer.
 static LIVE: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
 
 fn live() -> std::sync::MutexGuard<'static, BTreeMap<usize, usize>> {
@@ -25,7 +28,7 @@ pub(crate) fn into_c(value: Vec<u8>) -> *mut u8 {
     let boxed = buf.into_boxed_slice();
     let len = boxed.len();
     let ptr = Box::into_raw(boxed) as *mut u8;
-    live().insert(ptr.addr(), len);
+    live().insert(disguise(ptr.addr()), len);
     ptr
 }
 
@@ -34,7 +37,7 @@ pub(crate) fn free(ptr: *mut u8) -> Result<(), Fail> {
     if ptr.is_null() {
         return Ok(());
     }
-    let Some(len) = live().remove(&ptr.addr()) else {
+    let Some(len) = live().remove(&disguise(ptr.addr())) else {
         return Err(Fail::invalid(
             "pointer is not a live value buffer from this library (already freed, or never allocated by it)",
         ));
