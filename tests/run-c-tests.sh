@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds libedgestore, installs it into a staging prefix, and runs the C test
-# harness (tests/CMakeLists.txt) three times:
-#   normal    plain build; also the pkg-config consumer test
+# harness (tests/CMakeLists.txt) in up to four modes:
+#   normal    plain build, linked against libedgestore.so; also the
+#             pkg-config consumer test
+#   static    the same tests linked against libedgestore.a
 #   asan      C side compiled with -fsanitize=address,undefined (the Rust
 #             library itself is not instrumented; its malloc/free still go
 #             through ASan's interceptors, so leaks and bad frees are caught)
@@ -11,13 +13,13 @@
 # (Debian: cmake pkg-config valgrind gcc g++ make). Installs nothing.
 #
 # Environment:
-#   EDGESTORE_TEST_MODES   subset of "normal asan valgrind" (default: all three)
+#   EDGESTORE_TEST_MODES   subset of "normal static asan valgrind" (default: all)
 #   EDGESTORE_PROFILE      cargo profile: debug (default) or release
-#   EDGESTORE_LINK         shared (default) or static
+#   EDGESTORE_LINK         shared (default) or static, for the normal/asan/valgrind modes
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-modes="${EDGESTORE_TEST_MODES:-normal asan valgrind}"
+modes="${EDGESTORE_TEST_MODES:-normal static asan valgrind}"
 profile="${EDGESTORE_PROFILE:-debug}"
 link="${EDGESTORE_LINK:-shared}"
 build="$root/tests/build"
@@ -59,6 +61,9 @@ for mode in $modes; do
         normal)
             run_mode normal -DEDGESTORE_PKGCONFIG_PREFIX="$stage" -DEDGESTORE_TEST_LAUNCHER=
             ;;
+        static)
+            run_mode static -DEDGESTORE_LINK=static -DEDGESTORE_PKGCONFIG_PREFIX= -DEDGESTORE_TEST_LAUNCHER=
+            ;;
         asan)
             san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
             ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \
@@ -72,7 +77,7 @@ for mode in $modes; do
                 "-DEDGESTORE_TEST_LAUNCHER=valgrind;--tool=memcheck;--error-exitcode=1;--leak-check=full;--show-leak-kinds=definite,indirect;--errors-for-leak-kinds=definite,indirect;--track-origins=yes;--quiet"
             ;;
         *)
-            echo "unknown mode $mode (expected normal, asan, valgrind)" >&2
+            echo "unknown mode $mode (expected normal, static, asan, valgrind)" >&2
             exit 2
             ;;
     esac
