@@ -59,6 +59,8 @@ struct Inner {
     counters: Counters,
     closed: AtomicBool,
     poisoned: Mutex<Option<String>>,
+    /// Opened vector collections (crate::vector); fed by the write path.
+    vectors: crate::vector::Registry,
 }
 
 /// What [`Engine::verify`] checked.
@@ -237,6 +239,7 @@ impl Engine {
         };
         let version = Version::new(vec![Arc::clone(&mem)], segments);
         let inner = Arc::new(Inner {
+            vectors: crate::vector::Registry::new(Arc::clone(&storage), dir.clone()),
             dir,
             storage,
             lock: Mutex::new(Some(dir_lock)),
@@ -355,7 +358,8 @@ impl Engine {
     /// Writes the memtable out as segments (one run per death-time cohort) and
     /// retires the WAL files it came from. An empty memtable is not an error.
     pub fn flush_to_segments(&self) -> Result<()> {
-        self.inner.flush_to_segments()
+        self.inner.flush_to_segments()?;
+        self.inner.vectors.persist_all()
     }
 
     /// Runs one compaction cycle at the clock's current time.
@@ -380,7 +384,8 @@ impl Engine {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let res = self.inner.sync_current_wal();
+        let vres = self.inner.vectors.close();
+        let res = self.inner.sync_current_wal().and(vres);
         lock(&self.inner.lock).take();
         res
     }
@@ -393,6 +398,7 @@ impl Drop for Engine {
         }
         if !self.inner.closed.load(Ordering::SeqCst) {
             // Best effort: in buffered mode this makes a clean shutdown durable.
+            let _ = self.inner.vectors.close();
             let _ = self.inner.sync_current_wal();
         }
     }
@@ -458,6 +464,7 @@ impl Inner {
                 // turn a torn tail into mid-log corruption.
                 return self.poison(e);
             }
+            self.vectors.observe(first, ts, &batch.ops);
             for (i, op) in batch.ops.into_iter().enumerate() {
                 let WalOp {
                     op,
@@ -783,6 +790,23 @@ impl Background {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Access for the vector module (crate::vector), kept apart from the engine proper.
+impl Engine {
+    pub(crate) fn vector_registry(&self) -> &crate::vector::Registry {
+        &self.inner.vectors
+    }
+
+    pub(crate) fn read_view(&self) -> Result<ReadView> {
+        self.inner.view()
+    }
+
+    /// Returns once no writer is inside the WAL critical section it was in
+    /// when this was called.
+    pub(crate) fn wal_barrier(&self) {
+        drop(lock(&self.inner.wal));
     }
 }
 

@@ -26,6 +26,7 @@ pub mod segment;
 pub mod snapshot;
 pub mod storage;
 pub mod types;
+pub mod vector;
 mod version;
 mod wal;
 
@@ -39,3 +40,7 @@ pub use iter::RangeIter;
 pub use manifest::Manifest;
 pub use metrics::Metrics;
 pub use snapshot::Snapshot;
+pub use vector::{
+    Collection, CollectionAt, DType, Filter, MetaValue, Metadata, Metric, SearchHit, SearchParams,
+    VectorConfig, VectorInput, VectorPut, VectorStats,
+};

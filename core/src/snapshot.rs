@@ -183,6 +183,13 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The view this snapshot reads (used by crate::vector).
+    pub(crate) fn read_view(&self) -> &ReadView {
+        &self.view
+    }
+}
+
 impl Drop for Snapshot {
     fn drop(&mut self) {
         self.registry.unpin(&self.pinned);

@@ -1,0 +1,401 @@
+//! The in-memory index of one collection: every version of every vector seen
+//! since the collection was loaded, with the LSN that wrote it, the LSN that
+//! superseded it and its death time, plus the HNSW graph over them, and the
+//! planner that picks exact scan or HNSW per query.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::distance::{self, kernels};
+use super::filter::Filter;
+use super::hnsw::{Cand, Graph, Space};
+use super::record::{decode_vector, DecodedVector};
+use super::{DType, Metadata, Metric, OwnedVector, SearchHit, VectorConfig};
+
+/// `dead_lsn` of a version nothing has superseded.
+pub(crate) const ALIVE: u64 = u64::MAX;
+
+/// Where a read stands: the newest LSN it may see and the instant TTLs are judged at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadPoint {
+    pub lsn: u64,
+    pub time: i64,
+}
+
+/// One version of one vector.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub key: Box<[u8]>,
+    pub lsn: u64,
+    /// xxh3 of the record value: tells a reused LSN (after a crash lost the
+    /// tail of the WAL) from the record the node was made from.
+    pub vhash: u64,
+    pub death: i64,
+    pub dead_lsn: u64,
+    pub meta: Option<Box<Metadata>>,
+}
+
+impl Node {
+    #[inline]
+    pub(crate) fn visible(&self, p: ReadPoint) -> bool {
+        self.lsn <= p.lsn && self.dead_lsn > p.lsn && self.death > p.time
+    }
+}
+
+/// Elements of all nodes, contiguous, in the stored type.
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+    I8(Vec<i8>),
+}
+
+/// The newest write the index knows for a key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyState {
+    pub node: Option<u32>,
+    pub lsn: u64,
+}
+
+/// Which path answered a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    Exact,
+    Hnsw,
+}
+
+/// The index.
+#[derive(Debug, Clone)]
+pub(crate) struct CollIndex {
+    pub config: VectorConfig,
+    pub nodes: Vec<Node>,
+    pub store: Store,
+    pub scales: Vec<f32>,
+    pub norms: Vec<f32>,
+    pub keys: HashMap<Box<[u8]>, KeyState>,
+    pub graph: Graph,
+    /// Nodes kept out of the graph because it reached `max_graph_bytes`.
+    pub overflow: Vec<u32>,
+    pub live: usize,
+    pub graph_inserts: u64,
+    pub changes_since_persist: u64,
+}
+
+impl Space for CollIndex {
+    #[inline]
+    fn dist(&self, q: &[f32], qn: f32, id: u32) -> f32 {
+        let k = kernels();
+        let dim = self.config.dim;
+        let i = id as usize;
+        let r = i * dim..(i + 1) * dim;
+        let scale = self.scales[i];
+        let dot = match (&self.store, self.config.metric) {
+            (Store::F32(v), Metric::L2) => return (k.l2_f32)(q, &v[r], 1.0),
+            (Store::F16(v), Metric::L2) => return (k.l2_f16)(q, &v[r], 1.0),
+            (Store::I8(v), Metric::L2) => return (k.l2_i8)(q, &v[r], scale),
+            (Store::F32(v), _) => (k.dot_f32)(q, &v[r], 1.0),
+            (Store::F16(v), _) => (k.dot_f16)(q, &v[r], 1.0),
+            (Store::I8(v), _) => (k.dot_i8)(q, &v[r], 1.0) * scale,
+        };
+        match self.config.metric {
+            Metric::InnerProduct => -dot,
+            _ => {
+                let den = qn * self.norms[i];
+                if den > 0.0 {
+                    1.0 - dot / den
+                } else {
+                    1.0
+                }
+            }
+        }
+    }
+
+    fn decode(&self, id: u32, out: &mut Vec<f32>) -> f32 {
+        let dim = self.config.dim;
+        let i = id as usize;
+        let r = i * dim..(i + 1) * dim;
+        out.clear();
+        match &self.store {
+            Store::F32(v) => out.extend_from_slice(&v[r]),
+            Store::F16(v) => out.extend(v[r].iter().map(|&h| distance::f16_to_f32(h))),
+            Store::I8(v) => {
+                let s = self.scales[i];
+                out.extend(v[r].iter().map(|&x| x as f32 * s))
+            }
+        }
+        self.norms[i]
+    }
+}
+
+impl CollIndex {
+    pub(crate) fn new(config: VectorConfig) -> Self {
+        let store = match config.dtype {
+            DType::F32 => Store::F32(Vec::new()),
+            DType::F16 => Store::F16(Vec::new()),
+            DType::I8 => Store::I8(Vec::new()),
+        };
+        CollIndex {
+            graph: Graph::new(config.hnsw_m, config.ef_construction),
+            config,
+            nodes: Vec::new(),
+            store,
+            scales: Vec::new(),
+            norms: Vec::new(),
+            keys: HashMap::new(),
+            overflow: Vec::new(),
+            live: 0,
+            graph_inserts: 0,
+            changes_since_persist: 0,
+        }
+    }
+
+    /// Approximate bytes held.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let store = self.nodes.len() * self.config.dim * self.config.dtype.size();
+        let nodes: usize = self
+            .nodes
+            .iter()
+            .map(|n| {
+                std::mem::size_of::<Node>() + 2 * n.key.len() + n.meta.as_ref().map_or(0, |_| 64)
+            })
+            .sum();
+        store + nodes + self.graph.bytes() + self.keys.len() * 24 + self.nodes.len() * 8
+    }
+
+    /// Applies a put of `value` for `key` written at `lsn`/`ts` with `ttl`.
+    /// Older writes than the newest known for the key are ignored unless
+    /// `force` (used when reconciling with the records after a crash).
+    pub(crate) fn apply_put(
+        &mut self,
+        key: &[u8],
+        lsn: u64,
+        death: i64,
+        value: &[u8],
+        force: bool,
+    ) {
+        if !force && self.keys.get(key).is_some_and(|ks| ks.lsn >= lsn) {
+            return;
+        }
+        let decoded = match decode_vector(value) {
+            Ok(d) if self.fits(&d) => d,
+            // Not a vector of this collection (cannot come through the API):
+            // the key has no vector from here on.
+            _ => return self.apply_delete(key, lsn, force),
+        };
+        self.supersede(key, lsn);
+        let id = self.nodes.len() as u32;
+        let real = decoded.vector.to_f32();
+        let norm = distance::norm(&real);
+        let scale = match (&mut self.store, decoded.vector) {
+            (Store::F32(s), OwnedVector::F32(v)) => {
+                s.extend_from_slice(&v);
+                1.0
+            }
+            (Store::F16(s), OwnedVector::F16(v)) => {
+                s.extend_from_slice(&v);
+                1.0
+            }
+            (Store::I8(s), OwnedVector::I8 { data, scale }) => {
+                s.extend_from_slice(&data);
+                scale
+            }
+            _ => unreachable!("checked by fits()"),
+        };
+        self.scales.push(scale);
+        self.norms.push(norm);
+        self.nodes.push(Node {
+            key: key.into(),
+            lsn,
+            vhash: xxh3_64(value),
+            death,
+            dead_lsn: ALIVE,
+            meta: (!decoded.metadata.is_empty()).then(|| Box::new(decoded.metadata)),
+        });
+        self.keys.insert(
+            key.into(),
+            KeyState {
+                node: Some(id),
+                lsn,
+            },
+        );
+        self.live += 1;
+        self.changes_since_persist += 1;
+        self.link(id, &real, norm);
+    }
+
+    fn link(&mut self, id: u32, real: &[f32], norm: f32) {
+        if self.graph.bytes() >= self.config.max_graph_bytes {
+            self.graph.reserve_node(id);
+            self.overflow.push(id);
+            return;
+        }
+        let mut g = std::mem::replace(&mut self.graph, Graph::new(1, 1));
+        g.insert(self, id, real, norm);
+        self.graph = g;
+        self.graph_inserts += 1;
+    }
+
+    fn fits(&self, d: &DecodedVector) -> bool {
+        let (dtype, len) = match &d.vector {
+            OwnedVector::F32(v) => (DType::F32, v.len()),
+            OwnedVector::F16(v) => (DType::F16, v.len()),
+            OwnedVector::I8 { data, .. } => (DType::I8, data.len()),
+        };
+        dtype == self.config.dtype && len == self.config.dim
+    }
+
+    fn supersede(&mut self, key: &[u8], lsn: u64) {
+        if let Some(KeyState {
+            node: Some(old), ..
+        }) = self.keys.get(key).copied()
+        {
+            let n = &mut self.nodes[old as usize];
+            if n.dead_lsn == ALIVE {
+                n.dead_lsn = lsn;
+                self.live -= 1;
+            }
+        }
+    }
+
+    /// Applies a delete of `key` at `lsn`.
+    pub(crate) fn apply_delete(&mut self, key: &[u8], lsn: u64, force: bool) {
+        if !force && self.keys.get(key).is_some_and(|ks| ks.lsn >= lsn) {
+            return;
+        }
+        self.supersede(key, lsn);
+        self.keys.insert(key.into(), KeyState { node: None, lsn });
+        self.changes_since_persist += 1;
+    }
+
+    /// The `k` nearest vectors visible at `p` that pass `filter`.
+    pub(crate) fn search(
+        &self,
+        q: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        p: ReadPoint,
+        ef: usize,
+        force_exact: bool,
+    ) -> (Vec<SearchHit>, Plan) {
+        let qn = distance::norm(q);
+        let n = self.nodes.len();
+        let graph_nodes = n - self.overflow.len();
+        let use_graph = !force_exact && self.live > self.config.exact_threshold && graph_nodes > 0;
+        let hits = match filter {
+            None if !use_graph => {
+                let ids = (0..n as u32).filter(|&i| self.nodes[i as usize].visible(p));
+                return (self.exact(q, qn, k, ids), Plan::Exact);
+            }
+            None => {
+                let accept = |i: u32| self.nodes[i as usize].visible(p);
+                let mut c = self.graph.search(self, q, qn, k, ef, &accept);
+                self.merge_overflow(&mut c, q, qn, k, &accept);
+                c
+            }
+            Some(f) => {
+                let pass: Vec<u32> = (0..n as u32)
+                    .filter(|&i| {
+                        let nd = &self.nodes[i as usize];
+                        nd.visible(p) && f.matches(&nd.key, nd.meta.as_deref())
+                    })
+                    .collect();
+                // Cost in distance computations: exact needs one per match;
+                // HNSW needs about ef/selectivity visits of ~m0 links each.
+                let sel = pass.len() as f64 / self.live.max(1) as f64;
+                let ef_eff = ((ef.max(k) as f64 / sel.max(1e-9)).ceil() as usize).min(n);
+                let hnsw_cost = ef_eff.saturating_mul(self.graph.m0);
+                if !use_graph
+                    || pass.len() <= hnsw_cost
+                    || pass.len() <= self.config.exact_threshold
+                {
+                    return (self.exact(q, qn, k, pass.into_iter()), Plan::Exact);
+                }
+                let mut bits = vec![0u64; n.div_ceil(64)];
+                for &i in &pass {
+                    bits[i as usize / 64] |= 1 << (i % 64);
+                }
+                let accept = |i: u32| bits[i as usize / 64] & (1 << (i % 64)) != 0;
+                let mut c = self.graph.search(self, q, qn, k, ef_eff.max(ef), &accept);
+                self.merge_overflow(&mut c, q, qn, k, &accept);
+                c
+            }
+        };
+        (self.hits(hits), Plan::Hnsw)
+    }
+
+    fn merge_overflow(
+        &self,
+        c: &mut Vec<Cand>,
+        q: &[f32],
+        qn: f32,
+        k: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) {
+        if self.overflow.is_empty() {
+            return;
+        }
+        c.extend(
+            self.overflow
+                .iter()
+                .filter(|&&i| accept(i))
+                .map(|&i| Cand(self.dist(q, qn, i), i)),
+        );
+        c.sort();
+        c.truncate(k);
+    }
+
+    fn exact(
+        &self,
+        q: &[f32],
+        qn: f32,
+        k: usize,
+        ids: impl Iterator<Item = u32>,
+    ) -> Vec<SearchHit> {
+        let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        for i in ids {
+            let d = self.dist(q, qn, i);
+            if heap.len() < k {
+                heap.push(Cand(d, i));
+            } else if heap.peek().is_some_and(|w| d < w.0) {
+                heap.pop();
+                heap.push(Cand(d, i));
+            }
+        }
+        self.hits(heap.into_sorted_vec())
+    }
+
+    fn hits(&self, c: Vec<Cand>) -> Vec<SearchHit> {
+        c.into_iter()
+            .map(|c| SearchHit {
+                key: self.nodes[c.1 as usize].key.to_vec(),
+                distance: c.0,
+            })
+            .collect()
+    }
+}
+
+/// Exact k-NN over decoded records (used for snapshots older than the index).
+pub(crate) fn exact_over_records(
+    config: &VectorConfig,
+    q: &[f32],
+    k: usize,
+    filter: Option<&Filter>,
+    records: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> Vec<SearchHit> {
+    let mut idx = CollIndex::new(VectorConfig {
+        exact_threshold: usize::MAX,
+        max_graph_bytes: 0,
+        ..*config
+    });
+    idx.graph = Graph::new(config.hnsw_m, 1);
+    for (i, (key, value)) in records.enumerate() {
+        // max_graph_bytes = 0 keeps every node out of the graph.
+        idx.apply_put(&key, i as u64 + 1, i64::MAX, &value, true);
+    }
+    let p = ReadPoint {
+        lsn: u64::MAX - 1,
+        time: i64::MIN,
+    };
+    idx.search(q, k, filter, p, 1, true).0
+}
