@@ -239,7 +239,11 @@ impl Engine {
         };
         let version = Version::new(vec![Arc::clone(&mem)], segments);
         let inner = Arc::new(Inner {
-            vectors: crate::vector::Registry::new(Arc::clone(&storage), dir.clone()),
+            vectors: crate::vector::Registry::new(
+                Arc::clone(&storage),
+                dir.clone(),
+                Arc::clone(&config.clock),
+            ),
             dir,
             storage,
             lock: Mutex::new(Some(dir_lock)),

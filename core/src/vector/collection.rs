@@ -191,6 +191,7 @@ impl<'e> Collection<'e> {
         search_at(
             &self.state,
             &self.engine.read_view()?,
+            false,
             query,
             k,
             filter,
@@ -208,7 +209,17 @@ impl<'e> Collection<'e> {
         let view = self.engine.read_view()?;
         queries
             .iter()
-            .map(|q| search_at(&self.state, &view, *q, k, filter, &SearchParams::default()))
+            .map(|q| {
+                search_at(
+                    &self.state,
+                    &view,
+                    false,
+                    *q,
+                    k,
+                    filter,
+                    &SearchParams::default(),
+                )
+            })
             .collect()
     }
 
@@ -244,6 +255,7 @@ impl<'e> Collection<'e> {
             exact_searches: s.exact_searches.load(Ordering::Relaxed),
             hnsw_searches: s.hnsw_searches.load(Ordering::Relaxed),
             persists: s.persists.load(Ordering::Relaxed),
+            vacuums: idx.vacuums,
             memory_bytes: idx.memory_bytes(),
         }
     }
@@ -289,6 +301,7 @@ impl CollectionAt<'_> {
         search_at(
             &self.state,
             self.snapshot.read_view(),
+            true,
             query,
             k,
             filter,
@@ -318,6 +331,7 @@ fn get_at(state: &CollState, view: &ReadView, key: &[u8]) -> Result<Option<Vecto
 fn search_at(
     state: &CollState,
     view: &ReadView,
+    snapshot: bool,
     query: VectorInput<'_>,
     k: usize,
     filter: Option<&Filter>,
@@ -335,36 +349,50 @@ fn search_at(
             "ef must be in 1..=100000, got {ef}"
         )));
     }
-    if view.read_lsn < state.base_lsn.load(Ordering::Acquire) {
-        // The view predates the index: answer from the records it sees.
-        let prefix = record::vector_prefix(state.id);
-        let versions = scan_versions(&view.version, &prefix, view.read_lsn)?;
-        let mut last: Option<Vec<u8>> = None;
-        let live = versions.into_iter().filter_map(|e| {
-            if last.as_ref() == Some(&e.key) {
-                return None; // an older version
-            }
-            last = Some(e.key.clone());
-            if !e.is_live_at(view.read_time) {
-                return None;
-            }
-            Some((
-                e.key[record::PREFIX_LEN..].to_vec(),
-                e.value.unwrap_or_default(),
-            ))
-        });
-        state.exact_searches.fetch_add(1, Ordering::Relaxed);
-        return Ok(exact_over_records(config, &q, k, filter, live));
-    }
     let p = ReadPoint {
         lsn: view.read_lsn,
         time: view.read_time,
     };
     let idx = state.read();
+    let (floor_lsn, floor_time) = *state.snap_floor.lock().unwrap_or_else(|e| e.into_inner());
+    if snapshot && (view.read_lsn < floor_lsn || view.read_time < floor_time) {
+        drop(idx);
+        return search_records(state, view, &q, k, filter);
+    }
     let (hits, plan) = idx.search(&q, k, filter, p, ef, params.exact);
     match plan {
         Plan::Exact => state.exact_searches.fetch_add(1, Ordering::Relaxed),
         Plan::Hnsw => state.hnsw_searches.fetch_add(1, Ordering::Relaxed),
     };
     Ok(hits)
+}
+
+/// Exact search over the records a view sees (snapshots the index cannot serve).
+fn search_records(
+    state: &CollState,
+    view: &ReadView,
+    q: &[f32],
+    k: usize,
+    filter: Option<&Filter>,
+) -> Result<Vec<SearchHit>> {
+    let config = &state.entry.config;
+    // The view predates the index: answer from the records it sees.
+    let prefix = record::vector_prefix(state.id);
+    let versions = scan_versions(&view.version, &prefix, view.read_lsn)?;
+    let mut last: Option<Vec<u8>> = None;
+    let live = versions.into_iter().filter_map(|e| {
+        if last.as_ref() == Some(&e.key) {
+            return None; // an older version
+        }
+        last = Some(e.key.clone());
+        if !e.is_live_at(view.read_time) {
+            return None;
+        }
+        Some((
+            e.key[record::PREFIX_LEN..].to_vec(),
+            e.value.unwrap_or_default(),
+        ))
+    });
+    state.exact_searches.fetch_add(1, Ordering::Relaxed);
+    Ok(exact_over_records(config, q, k, filter, live))
 }

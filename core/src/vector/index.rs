@@ -8,10 +8,18 @@ use std::collections::{BinaryHeap, HashMap};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::distance::{self, kernels};
-use super::filter::Filter;
+use super::filter::{Columns, Filter};
 use super::hnsw::{Cand, Graph, Space};
 use super::record::{decode_vector, DecodedVector};
 use super::{DType, Metadata, Metric, OwnedVector, SearchHit, VectorConfig};
+
+/// Nodes sampled to estimate a filter's selectivity.
+const SAMPLE: usize = 1024;
+/// Fewer sampled matches than this and the planner scans exactly.
+const MIN_SAMPLE_HITS: usize = 8;
+
+/// Dead nodes tolerated before a vacuum regardless of the live count.
+pub(crate) const VACUUM_MIN_DEAD: usize = 1024;
 
 /// `dead_lsn` of a version nothing has superseded.
 pub(crate) const ALIVE: u64 = u64::MAX;
@@ -75,10 +83,15 @@ pub(crate) struct CollIndex {
     pub norms: Vec<f32>,
     pub keys: HashMap<Box<[u8]>, KeyState>,
     pub graph: Graph,
+    /// Metadata by field, for filters.
+    pub cols: Columns,
     /// Nodes kept out of the graph because it reached `max_graph_bytes`.
     pub overflow: Vec<u32>,
     pub live: usize,
+    /// Newest LSN applied (puts and deletes).
+    pub max_lsn: u64,
     pub graph_inserts: u64,
+    pub vacuums: u64,
     pub changes_since_persist: u64,
 }
 
@@ -137,6 +150,7 @@ impl CollIndex {
         };
         CollIndex {
             graph: Graph::new(config.hnsw_m, config.ef_construction),
+            cols: Columns::default(),
             config,
             nodes: Vec::new(),
             store,
@@ -145,7 +159,9 @@ impl CollIndex {
             keys: HashMap::new(),
             overflow: Vec::new(),
             live: 0,
+            max_lsn: 0,
             graph_inserts: 0,
+            vacuums: 0,
             changes_since_persist: 0,
         }
     }
@@ -160,7 +176,12 @@ impl CollIndex {
                 std::mem::size_of::<Node>() + 2 * n.key.len() + n.meta.as_ref().map_or(0, |_| 64)
             })
             .sum();
-        store + nodes + self.graph.bytes() + self.keys.len() * 24 + self.nodes.len() * 8
+        store
+            + nodes
+            + self.cols.bytes()
+            + self.graph.bytes()
+            + self.keys.len() * 24
+            + self.nodes.len() * 8
     }
 
     /// Applies a put of `value` for `key` written at `lsn`/`ts` with `ttl`.
@@ -184,10 +205,24 @@ impl CollIndex {
             _ => return self.apply_delete(key, lsn, force),
         };
         self.supersede(key, lsn);
+        self.max_lsn = self.max_lsn.max(lsn);
+        let node = Node {
+            key: key.into(),
+            lsn,
+            vhash: xxh3_64(value),
+            death,
+            dead_lsn: ALIVE,
+            meta: (!decoded.metadata.is_empty()).then(|| Box::new(decoded.metadata)),
+        };
+        self.insert_node(node, decoded.vector);
+    }
+
+    /// Appends a live node and links it into the graph.
+    fn insert_node(&mut self, node: Node, vector: OwnedVector) {
         let id = self.nodes.len() as u32;
-        let real = decoded.vector.to_f32();
+        let real = vector.to_f32();
         let norm = distance::norm(&real);
-        let scale = match (&mut self.store, decoded.vector) {
+        let scale = match (&mut self.store, vector) {
             (Store::F32(s), OwnedVector::F32(v)) => {
                 s.extend_from_slice(&v);
                 1.0
@@ -200,28 +235,60 @@ impl CollIndex {
                 s.extend_from_slice(&data);
                 scale
             }
-            _ => unreachable!("checked by fits()"),
+            _ => unreachable!("element type checked by fits()"),
         };
         self.scales.push(scale);
         self.norms.push(norm);
-        self.nodes.push(Node {
-            key: key.into(),
-            lsn,
-            vhash: xxh3_64(value),
-            death,
-            dead_lsn: ALIVE,
-            meta: (!decoded.metadata.is_empty()).then(|| Box::new(decoded.metadata)),
-        });
+        self.cols.push(id, node.meta.as_deref());
         self.keys.insert(
-            key.into(),
+            node.key.clone(),
             KeyState {
                 node: Some(id),
-                lsn,
+                lsn: node.lsn,
             },
         );
+        self.nodes.push(node);
         self.live += 1;
         self.changes_since_persist += 1;
         self.link(id, &real, norm);
+    }
+
+    /// Node `i`'s stored vector.
+    fn owned(&self, i: usize) -> OwnedVector {
+        let r = i * self.config.dim..(i + 1) * self.config.dim;
+        match &self.store {
+            Store::F32(v) => OwnedVector::F32(v[r].to_vec()),
+            Store::F16(v) => OwnedVector::F16(v[r].to_vec()),
+            Store::I8(v) => OwnedVector::I8 {
+                data: v[r].to_vec(),
+                scale: self.scales[i],
+            },
+        }
+    }
+
+    /// Whether superseded, deleted and lost versions outnumber the live ones
+    /// (and there are more than [`VACUUM_MIN_DEAD`] of them).
+    pub(crate) fn should_vacuum(&self) -> bool {
+        let dead = self.nodes.len() - self.live;
+        dead > VACUUM_MIN_DEAD && dead > self.live
+    }
+
+    /// A new index of only the nodes alive now and not expired at `now`,
+    /// with a new graph. Reads at an LSN below `max_lsn` or a time before
+    /// `now` may need versions it dropped.
+    pub(crate) fn vacuum(&self, now: i64) -> CollIndex {
+        let mut fresh = CollIndex::new(self.config);
+        fresh.graph.rng = self.graph.rng;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.dead_lsn == ALIVE && n.death > now {
+                fresh.insert_node(n.clone(), self.owned(i));
+            }
+        }
+        fresh.graph_inserts += self.graph_inserts;
+        fresh.max_lsn = self.max_lsn;
+        fresh.vacuums = self.vacuums + 1;
+        fresh.changes_since_persist = fresh.changes_since_persist.max(1);
+        fresh
     }
 
     fn link(&mut self, id: u32, real: &[f32], norm: f32) {
@@ -263,6 +330,7 @@ impl CollIndex {
         if !force && self.keys.get(key).is_some_and(|ks| ks.lsn >= lsn) {
             return;
         }
+        self.max_lsn = self.max_lsn.max(lsn);
         self.supersede(key, lsn);
         self.keys.insert(key.into(), KeyState { node: None, lsn });
         self.changes_since_persist += 1;
@@ -294,30 +362,40 @@ impl CollIndex {
                 c
             }
             Some(f) => {
-                let pass: Vec<u32> = (0..n as u32)
-                    .filter(|&i| {
-                        let nd = &self.nodes[i as usize];
-                        nd.visible(p) && f.matches(&nd.key, nd.meta.as_deref())
-                    })
-                    .collect();
+                let cf = self.cols.compile(f);
+                let pass = |i: u32| {
+                    let nd = &self.nodes[i as usize];
+                    nd.visible(p) && self.cols.matches(&cf, &nd.key, i)
+                };
+                // Estimate the selectivity from an evenly spaced sample.
+                let step = (n / SAMPLE).max(1);
+                let (mut seen, mut hit) = (0usize, 0usize);
+                for i in (0..n).step_by(step) {
+                    let nd = &self.nodes[i];
+                    if nd.visible(p) {
+                        seen += 1;
+                        hit += self.cols.matches(&cf, &nd.key, i as u32) as usize;
+                    }
+                }
+                let sel = hit as f64 / seen.max(1) as f64;
+                let est_pass = sel * self.live as f64;
                 // Cost in distance computations: exact needs one per match;
-                // HNSW needs about ef/selectivity visits of ~m0 links each.
-                let sel = pass.len() as f64 / self.live.max(1) as f64;
+                // HNSW about ef/selectivity visits of ~m0 links each. Too few
+                // sampled matches to trust the estimate also means exact.
                 let ef_eff = ((ef.max(k) as f64 / sel.max(1e-9)).ceil() as usize).min(n);
-                let hnsw_cost = ef_eff.saturating_mul(self.graph.m0);
+                let hnsw_cost = ef_eff.saturating_mul(self.graph.m0) as f64;
                 if !use_graph
-                    || pass.len() <= hnsw_cost
-                    || pass.len() <= self.config.exact_threshold
+                    || hit < MIN_SAMPLE_HITS
+                    || est_pass <= hnsw_cost
+                    || est_pass <= self.config.exact_threshold as f64
                 {
-                    return (self.exact(q, qn, k, pass.into_iter()), Plan::Exact);
+                    let ids = (0..n as u32).filter(|&i| pass(i));
+                    return (self.exact(q, qn, k, ids), Plan::Exact);
                 }
-                let mut bits = vec![0u64; n.div_ceil(64)];
-                for &i in &pass {
-                    bits[i as usize / 64] |= 1 << (i % 64);
-                }
-                let accept = |i: u32| bits[i as usize / 64] & (1 << (i % 64)) != 0;
-                let mut c = self.graph.search(self, q, qn, k, ef_eff.max(ef), &accept);
-                self.merge_overflow(&mut c, q, qn, k, &accept);
+                // HNSW over the whole graph, admitting only matches; the
+                // candidate list grows with 1/selectivity.
+                let mut c = self.graph.search(self, q, qn, k, ef_eff.max(ef), &pass);
+                self.merge_overflow(&mut c, q, qn, k, &pass);
                 c
             }
         };

@@ -16,7 +16,7 @@
 //! longer user keys they may meet.
 //!
 //! * Catalog: `[0xFF][0x00][collection id: u64 BE]`; the value holds the
-//!   collection's configuration, namespace and name ([`record`]).
+//!   collection's configuration, namespace and name (see `vector/record.rs`).
 //! * Vector: `[0xFF][0x01][collection id: u64 BE][user key]`, so a vector key
 //!   is at most [`MAX_VECTOR_KEY_LEN`] (245) bytes. The value holds the element
 //!   type, dimension, scale, the elements and the metadata.
@@ -27,7 +27,7 @@
 //!
 //! # Index
 //!
-//! Each opened collection keeps an in-memory index ([`index`]) of every
+//! Each opened collection keeps an in-memory index (`vector/index.rs`) of every
 //! version of every vector it has seen since it was loaded, with the LSN that
 //! wrote it, the LSN that superseded it and its death time, so a search at
 //! any read point (now, or a snapshot) sees exactly the vectors the records
@@ -37,7 +37,7 @@
 //!
 //! The index is saved to `vec-<id>.idx` in the database directory on
 //! [`crate::Engine::flush_to_segments`], [`crate::Engine::close`] and drop
-//! ([`persist`]); loading reconciles it against the records, which stay the
+//! (`vector/persist.rs` documents the file); loading reconciles it against the records, which stay the
 //! source of truth: missing, stale or corrupt files only cost time.
 
 mod collection;
@@ -420,6 +420,9 @@ pub struct VectorStats {
     pub hnsw_searches: u64,
     /// Times the index file was written.
     pub persists: u64,
+    /// Times the index dropped dead versions and rebuilt its graph (when
+    /// dead versions outnumber live ones and exceed 1024).
+    pub vacuums: u64,
     /// Approximate memory held by the index, in bytes.
     pub memory_bytes: usize,
 }

@@ -202,6 +202,11 @@ pub(crate) fn decode(
                 },
             );
         }
+        idx.cols.push(i as u32, meta.as_deref());
+        idx.max_lsn = idx.max_lsn.max(lsn);
+        if dead_lsn != ALIVE {
+            idx.max_lsn = idx.max_lsn.max(dead_lsn);
+        }
         idx.nodes.push(Node {
             key: key.into(),
             lsn,

@@ -11,6 +11,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::index::CollIndex;
 use super::persist;
 use super::record::{self, CatalogEntry};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::snapshot::ReadView;
 use crate::storage::Storage;
@@ -39,8 +40,11 @@ pub(crate) struct CollState {
     pub catalog_hash: u64,
     index: RwLock<CollIndex>,
     pending: Mutex<Vec<PendingOp>>,
-    /// Reads at an LSN below this predate the index and are answered from the records.
-    pub base_lsn: AtomicU64,
+    /// Snapshot reads below this LSN or before this time may need versions
+    /// the index never had (it was loaded later) or dropped (vacuum); they
+    /// are answered from the records.
+    pub snap_floor: Mutex<(u64, i64)>,
+    clock: Arc<dyn Clock>,
     pub loaded_from_file: AtomicBool,
     pub rebuilt: AtomicBool,
     pub replayed: AtomicU64,
@@ -70,6 +74,13 @@ impl CollState {
                 Operation::Delete => idx.apply_delete(&p.key, p.lsn, false),
             }
         }
+        if idx.should_vacuum() {
+            let now = self.clock.now_nanos();
+            *idx = idx.vacuum(now);
+            // Set under the index lock: snapshot readers check it after
+            // taking the read lock.
+            *lock(&self.snap_floor) = (idx.max_lsn, now);
+        }
         idx
     }
 
@@ -91,6 +102,7 @@ impl CollState {
 /// Opened collections of one engine.
 #[derive(Debug)]
 pub(crate) struct Registry {
+    clock: Arc<dyn Clock>,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     colls: RwLock<HashMap<u64, Arc<CollState>>>,
@@ -101,8 +113,9 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(storage: Arc<dyn Storage>, dir: PathBuf) -> Self {
+    pub(crate) fn new(storage: Arc<dyn Storage>, dir: PathBuf, clock: Arc<dyn Clock>) -> Self {
         Registry {
+            clock,
             storage,
             dir,
             colls: RwLock::new(HashMap::new()),
@@ -172,7 +185,8 @@ impl Registry {
             catalog_hash: xxh3_64(catalog_value),
             index: RwLock::new(CollIndex::new(config)),
             pending: Mutex::new(Vec::new()),
-            base_lsn: AtomicU64::new(u64::MAX),
+            snap_floor: Mutex::new((u64::MAX, i64::MAX)),
+            clock: Arc::clone(&self.clock),
             loaded_from_file: AtomicBool::new(false),
             rebuilt: AtomicBool::new(false),
             replayed: AtomicU64::new(0),
@@ -271,7 +285,12 @@ impl Registry {
         if !from_file {
             idx.changes_since_persist = idx.changes_since_persist.max(1);
         }
-        state.base_lsn.store(base, Ordering::Release);
+        let mut floor = (base, now);
+        if idx.should_vacuum() {
+            *idx = idx.vacuum(now);
+            floor = (idx.max_lsn.max(base), now);
+        }
+        *lock(&state.snap_floor) = floor;
         state.loaded_from_file.store(from_file, Ordering::Relaxed);
         state.rebuilt.store(!from_file, Ordering::Relaxed);
         state
