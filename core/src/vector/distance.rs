@@ -157,19 +157,78 @@ mod avx2 {
     }
 }
 
+/// Half-float kernels using the F16C conversion instruction.
+#[cfg(target_arch = "x86_64")]
+mod f16c {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn kernel<const L2: bool>(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n <= len of both slices, and the loads are unaligned.
+            let (x0, x1, y0, y1) = unsafe {
+                (
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                    _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i)),
+                    _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i + 8) as *const __m128i)),
+                )
+            };
+            if L2 {
+                let d0 = _mm256_sub_ps(x0, y0);
+                let d1 = _mm256_sub_ps(x1, y1);
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+            } else {
+                acc0 = _mm256_fmadd_ps(x0, y0, acc0);
+                acc1 = _mm256_fmadd_ps(x1, y1, acc1);
+            }
+            i += 16;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds exactly 8 f32; the store is unaligned.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc0, acc1)) };
+        let mut sum: f32 = lanes.iter().sum();
+        for j in i..n {
+            let y = super::f16_to_f32(b[j]);
+            sum += if L2 {
+                (a[j] - y) * (a[j] - y)
+            } else {
+                a[j] * y
+            };
+        }
+        sum
+    }
+
+    pub(crate) fn l2(a: &[f32], b: &[u16], _s: f32) -> f32 {
+        // SAFETY: installed only after AVX2, FMA and F16C were detected.
+        unsafe { kernel::<true>(a, b) }
+    }
+
+    pub(crate) fn dot(a: &[f32], b: &[u16], _s: f32) -> f32 {
+        // SAFETY: installed only after AVX2, FMA and F16C were detected.
+        unsafe { kernel::<false>(a, b) }
+    }
+}
+
 fn select() -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
+            let f16c = std::arch::is_x86_feature_detected!("f16c");
             return Kernels {
                 dot_f32: avx2::dot_f32::run,
                 l2_f32: avx2::l2_f32::run,
-                dot_f16: avx2::dot_f16::run,
-                l2_f16: avx2::l2_f16::run,
+                dot_f16: if f16c { f16c::dot } else { avx2::dot_f16::run },
+                l2_f16: if f16c { f16c::l2 } else { avx2::l2_f16::run },
                 dot_i8: avx2::dot_i8::run,
                 l2_i8: avx2::l2_i8::run,
-                isa: "avx2",
+                isa: if f16c { "avx2+f16c" } else { "avx2" },
             };
         }
     }
@@ -194,7 +253,8 @@ pub(crate) fn kernels() -> &'static Kernels {
     K.get_or_init(select)
 }
 
-/// The instruction set the distance kernels use on this CPU ("avx2", "neon" or "baseline").
+/// The instruction set the distance kernels use on this CPU ("avx2+f16c",
+/// "avx2", "neon" or "baseline").
 pub fn kernel_isa() -> &'static str {
     kernels().isa
 }

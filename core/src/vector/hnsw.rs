@@ -95,6 +95,7 @@ impl Graph {
         }
     }
 
+    #[inline]
     fn links(&self, id: u32, level: u8) -> &[u32] {
         if level == 0 {
             let base = id as usize * (self.m0 + 1);
