@@ -763,3 +763,57 @@ fn vacuum_drops_dead_versions_and_snapshots_still_see_them() {
         assert!((dist(Metric::L2, &q, v) - h.distance).abs() < 1e-3 * (1.0 + h.distance));
     }
 }
+
+#[test]
+fn concurrent_writers_and_searchers_agree_with_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    let dim = 8;
+    let data = dataset(800, dim, 17);
+    let mut cfg = small_config(dim, Metric::L2, DType::F32);
+    cfg.exact_threshold = 0;
+    db.create_collection(b"ns", "cc", cfg).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (db, data) = (&db, &data);
+            s.spawn(move || {
+                let c = db.vectors(b"ns", "cc").unwrap();
+                for (i, (k, v)) in data.iter().enumerate().filter(|(i, _)| i % 2 == t) {
+                    c.put(k, VectorInput::F32(v), None, 0).unwrap();
+                    if i % 10 == 3 {
+                        c.delete(k).unwrap();
+                    }
+                }
+            });
+        }
+        let db = &db;
+        s.spawn(move || {
+            let c = db.vectors(b"ns", "cc").unwrap();
+            for _ in 0..200 {
+                let snap = db.snapshot().unwrap();
+                let hits = c
+                    .at(&snap)
+                    .search(VectorInput::F32(&[0.0; 8]), 50, None)
+                    .unwrap();
+                // Every hit is alive in the snapshot it was searched at.
+                for h in hits {
+                    assert!(c.at(&snap).get(&h.key).unwrap().is_some());
+                }
+            }
+        });
+        s.spawn(move || {
+            for _ in 0..20 {
+                db.flush_to_segments().unwrap();
+            }
+        });
+    });
+    let c = db.vectors(b"ns", "cc").unwrap();
+    let live: Vec<_> = data
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 3)
+        .map(|(_, x)| x.clone())
+        .collect();
+    assert_only_live(&c, &live, dim);
+}

@@ -38,6 +38,8 @@ pub(crate) struct CollState {
     pub id: u64,
     pub entry: CatalogEntry,
     pub catalog_hash: u64,
+    /// Serialises writers of the index file (they share its temp file name).
+    persist_lock: Mutex<()>,
     index: RwLock<CollIndex>,
     pending: Mutex<Vec<PendingOp>>,
     /// Snapshot reads below this LSN or before this time may need versions
@@ -85,6 +87,7 @@ impl CollState {
     }
 
     fn persist(&self, storage: &dyn Storage, dir: &std::path::Path, force: bool) -> Result<()> {
+        let _one_writer = lock(&self.persist_lock);
         let bytes = {
             let mut idx = self.write();
             if idx.changes_since_persist == 0 && !force {
@@ -187,6 +190,7 @@ impl Registry {
             pending: Mutex::new(Vec::new()),
             snap_floor: Mutex::new((u64::MAX, i64::MAX)),
             clock: Arc::clone(&self.clock),
+            persist_lock: Mutex::new(()),
             loaded_from_file: AtomicBool::new(false),
             rebuilt: AtomicBool::new(false),
             replayed: AtomicU64::new(0),
