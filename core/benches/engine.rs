@@ -40,7 +40,10 @@ fn puts(c: &mut Criterion) {
     let mut g = c.benchmark_group("put");
     g.throughput(Throughput::Elements(1));
     let value = [7u8; 100];
-    for (name, mode) in [("buffered", SyncMode::Buffered), ("durable", SyncMode::Durable)] {
+    for (name, mode) in [
+        ("buffered", SyncMode::Buffered),
+        ("durable", SyncMode::Durable),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), mode);
         let mut i = 0u32;

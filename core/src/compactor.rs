@@ -340,7 +340,7 @@ impl Compactor {
             r.max_lsn = r.max_lsn.max(m.max_lsn);
         }
         let mut runs: Vec<Run> = runs.into_values().collect();
-        runs.sort_by(|a, b| b.max_lsn.cmp(&a.max_lsn)); // newest first
+        runs.sort_by_key(|r| std::cmp::Reverse(r.max_lsn)); // newest first
         if runs.len() < 2 {
             return None;
         }

@@ -107,7 +107,7 @@ impl EdgestoreConfig {
         if self.max_permanent_runs < 1 {
             return bad("max_permanent_runs must be >= 1");
         }
-        if !(self.max_permanent_space_amp > 0.0) {
+        if self.max_permanent_space_amp.is_nan() || self.max_permanent_space_amp <= 0.0 {
             return bad("max_permanent_space_amp must be > 0");
         }
         if self.bloom_bits_per_key > 64 {

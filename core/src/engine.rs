@@ -509,7 +509,10 @@ impl Inner {
         if *synced >= target {
             return Ok(());
         }
-        self.check_writable()?;
+        // Not check_writable: close() syncs after marking the engine closed.
+        if let Some(why) = lock(&self.poisoned).as_ref() {
+            return Err(Error::Poisoned(why.clone()));
+        }
         let (file, point, last_lsn) = {
             let w = lock(&self.wal);
             (

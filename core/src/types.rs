@@ -201,6 +201,6 @@ mod tests {
         assert!(check_key(&[0; 256], b"k").is_err());
         assert!(check_key(b"ns", &vec![0; MAX_KEY_LEN + 1]).is_err());
         assert!(check_key(b"", b"").is_ok());
-        assert!(check_value(&vec![0; 10]).is_ok());
+        assert!(check_value(&[0; 10]).is_ok());
     }
 }

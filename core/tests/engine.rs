@@ -610,3 +610,17 @@ fn a_wal_file_left_empty_by_a_crash_during_creation_is_removed() {
         drop(db);
     }
 }
+
+#[test]
+fn close_syncs_pending_buffered_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut cfg = config(dir.path(), &clock);
+    cfg.sync_mode = SyncMode::Buffered;
+    let db = Engine::open(cfg).unwrap();
+    db.put(b"ns", b"k", b"v").unwrap();
+    db.close().unwrap();
+    assert_eq!(db.metrics().wal_syncs, 1, "close must fsync the WAL");
+    let db = open(dir.path(), &clock);
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+}

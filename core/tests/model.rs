@@ -9,6 +9,9 @@ use common::*;
 use edgestore::{Engine, ManualClock, SyncMode, WriteBatch};
 use proptest::prelude::*;
 
+/// (namespace, key, Some((value, ttl)) for a put or None for a delete)
+type BatchItem = (u8, u8, Option<(u8, u32)>);
+
 #[derive(Debug, Clone)]
 enum Op {
     Put {
@@ -21,7 +24,7 @@ enum Op {
         ns: u8,
         key: u8,
     },
-    Batch(Vec<(u8, u8, Option<(u8, u32)>)>),
+    Batch(Vec<BatchItem>),
     Get {
         ns: u8,
         key: u8,

@@ -228,10 +228,10 @@ fn f16_and_i8_collections_store_and_search_their_type() {
 fn tagged(i: usize) -> Metadata {
     let mut m = Metadata::new();
     m.insert("tag".into(), MetaValue::I64((i % 100) as i64));
-    m.insert("even".into(), MetaValue::Bool(i % 2 == 0));
+    m.insert("even".into(), MetaValue::Bool(i.is_multiple_of(2)));
     m.insert(
         "lang".into(),
-        MetaValue::Str(if i % 3 == 0 { "en" } else { "de" }.into()),
+        MetaValue::Str(if i.is_multiple_of(3) { "en" } else { "de" }.into()),
     );
     m
 }
@@ -249,7 +249,8 @@ fn selective_filters_keep_recall() {
         c.put(k, VectorInput::F32(v), Some(&tagged(i)), 0).unwrap();
     }
     let queries = queries(30, 16, 3);
-    let cases: Vec<(Filter, Box<dyn Fn(usize) -> bool>)> = vec![
+    type Case = (Filter, Box<dyn Fn(usize) -> bool>);
+    let cases: Vec<Case> = vec![
         (Filter::eq("tag", 7i64), Box::new(|i| i % 100 == 7)), // 1%
         (
             Filter::range("tag", Some(10i64.into()), Some(19i64.into())),

@@ -156,7 +156,7 @@ fn run(cli: Cli) -> Result<(), edgestore::Error> {
             Ok(())
         }
         Cmd::Demo { days, sensors } => {
-            let dir = if cli.db == PathBuf::from("edgestore-data") {
+            let dir = if cli.db.as_os_str() == "edgestore-data" {
                 PathBuf::from("edgestore-demo")
             } else {
                 cli.db
