@@ -303,8 +303,7 @@ impl Engine {
 
     /// Applies a batch atomically. Returns when it is durable per the sync mode.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(batch)?;
-        if self.inner.active_bytes() >= self.inner.config.memtable_size_bytes {
+        if self.inner.write(batch)? {
             self.inner.flush_to_segments()?;
         }
         Ok(())
@@ -433,10 +432,6 @@ impl Inner {
         Err(e)
     }
 
-    fn active_bytes(&self) -> usize {
-        lock(&self.wal).active.approx_bytes()
-    }
-
     fn view(&self) -> Result<ReadView> {
         self.check_open()?;
         // Version first, then the LSN: everything in the version's segments is
@@ -450,13 +445,14 @@ impl Inner {
         })
     }
 
-    fn write(&self, batch: WriteBatch) -> Result<()> {
+    /// Appends and applies a batch; returns whether the memtable is full.
+    fn write(&self, batch: WriteBatch) -> Result<bool> {
         self.check_writable()?;
         if batch.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let n = batch.ops.len() as u64;
-        let target = {
+        let (target, full) = {
             let mut w = lock(&self.wal);
             // Re-check under the lock: a failure may have poisoned us meanwhile.
             self.check_writable()?;
@@ -490,16 +486,19 @@ impl Inner {
             Counters::add(&self.counters.user_writes, n);
             Counters::add(&self.counters.user_bytes, batch.user_bytes);
             Counters::add(&self.counters.wal_bytes, record.len() as u64);
+            let full = w.active.approx_bytes() >= self.config.memtable_size_bytes;
             if self.config.sync_mode == SyncMode::Buffered {
                 self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
-                return Ok(());
+                return Ok(full);
             }
-            SyncPoint {
+            let target = SyncPoint {
                 wal_no: w.writer.no,
                 offset: w.writer.offset,
-            }
+            };
+            (target, full)
         };
-        self.sync_to(target)
+        self.sync_to(target)?;
+        Ok(full)
     }
 
     /// Group commit: returns once the WAL is synced at least to `target`. Whoever
