@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestEdit};
 use crate::segment::{self, Record, SegmentMeta, SegmentReader, WriterOptions};
@@ -121,6 +122,7 @@ pub struct Compactor {
     policy: CompactionPolicy,
     opts: WriterOptions,
     readers: Mutex<HashMap<u64, Arc<SegmentReader>>>,
+    block_cache: Option<Arc<BlockCache>>,
 }
 
 impl Compactor {
@@ -143,6 +145,7 @@ impl Compactor {
             policy,
             opts,
             readers: Mutex::new(HashMap::new()),
+            block_cache: None,
         }
     }
 
@@ -150,6 +153,17 @@ impl Compactor {
     pub fn with_policy(mut self, policy: CompactionPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// Readers opened from now on read blocks through `cache`.
+    pub fn with_block_cache(mut self, cache: Option<Arc<BlockCache>>) -> Self {
+        self.block_cache = cache;
+        self
+    }
+
+    /// The block cache readers use, if any.
+    pub(crate) fn block_cache(&self) -> Option<Arc<BlockCache>> {
+        self.block_cache.clone()
     }
 
     pub(crate) fn writer_options(&self) -> &WriterOptions {
@@ -166,11 +180,10 @@ impl Compactor {
         if let Some(r) = self.cache().get(&id) {
             return Ok(Arc::clone(r));
         }
-        let r = Arc::new(SegmentReader::open_with(
-            self.opts.storage.as_ref(),
-            &self.opts.dir,
-            id,
-        )?);
+        let r = Arc::new(
+            SegmentReader::open_with(self.opts.storage.as_ref(), &self.opts.dir, id)?
+                .with_cache(self.block_cache.clone()),
+        );
         self.cache().insert(id, Arc::clone(&r));
         Ok(r)
     }

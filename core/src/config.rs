@@ -39,6 +39,9 @@ pub struct EdgestoreConfig {
     pub segment_size_bytes: u64,
     /// Target size of a data block inside a segment (default 4 KiB).
     pub block_size_bytes: usize,
+    /// Bytes of decoded data blocks kept in memory for reads (default 8 MiB;
+    /// 0 disables the cache and every segment read goes to the file).
+    pub block_cache_bytes: u64,
     /// Bloom filter bits per key (default 10, about 1% false positives).
     pub bloom_bits_per_key: u32,
     /// Width of a death-time cohort in seconds (default 3600): records whose
@@ -74,6 +77,7 @@ impl EdgestoreConfig {
             memtable_size_bytes: 4 << 20,
             segment_size_bytes: 4 << 20,
             block_size_bytes: 4096,
+            block_cache_bytes: 8 << 20,
             bloom_bits_per_key: 10,
             cohort_window_secs: 3600,
             compaction_write_budget_bytes: 64 << 20,

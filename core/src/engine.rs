@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
 
 use crate::batch::WriteBatch;
+use crate::cache::BlockCache;
 use crate::compactor::{CompactionPolicy, CompactionStats, Compactor};
 use crate::config::{EdgestoreConfig, SyncMode};
 use crate::error::{Error, Result};
@@ -18,7 +19,7 @@ use crate::metrics::{Counters, Metrics};
 use crate::segment::{self, Record, SegmentReader, WriterOptions};
 use crate::snapshot::{PinRegistry, ReadView, Snapshot};
 use crate::storage::{DirLock, Storage};
-use crate::types::{cohort_bucket, MemEntry, Operation};
+use crate::types::{cohort_bucket, MemEntry, Operation, NEVER};
 use crate::version::Version;
 use crate::wal::{self, WalOp, WalWriter};
 
@@ -164,7 +165,14 @@ impl Engine {
             max_permanent_runs: config.max_permanent_runs,
             max_permanent_space_amp: config.max_permanent_space_amp,
         };
-        let compactor = Compactor::with_options(opts, config.compaction_write_budget_bytes, policy);
+        let cache = (config.block_cache_bytes > 0).then(|| {
+            Arc::new(BlockCache::new(
+                config.block_cache_bytes,
+                config.block_size_bytes,
+            ))
+        });
+        let compactor = Compactor::with_options(opts, config.compaction_write_budget_bytes, policy)
+            .with_block_cache(cache);
         let mut segments = Vec::new();
         let mut max_lsn = manifest.last_lsn();
         for s in manifest.list_segments() {
@@ -312,6 +320,18 @@ impl Engine {
     /// The value of `key` in `ns`, if present and not expired.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.view()?.get(ns, key)
+    }
+
+    /// Calls `f` on the value of `key` in `ns`, borrowed in place (from the
+    /// memtable or the block cache), and returns what it returns: a point read
+    /// that copies the value only if `f` does. `None` when absent or expired.
+    pub fn get_with<R>(
+        &self,
+        ns: &[u8],
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
+        self.inner.view()?.get_with(ns, key, f)
     }
 
     /// Live keys in `[start, end)` of `ns` with their values, in key order.
@@ -606,13 +626,22 @@ impl Inner {
         let window = self.config.cohort_window_secs;
         let mut cohorts: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
         for e in imm.newest_versions() {
+            let mut rec = Record::new(e);
+            if rec.retain_until == NEVER && rec.entry.op == Operation::Put {
+                // Kept forever already: no older version can outlive it, so
+                // skip the lookup (most of a flush's cost for permanent data).
+                cohorts
+                    .entry(cohort_bucket(NEVER, window))
+                    .or_default()
+                    .push(rec);
+                continue;
+            }
             // An older version that outlives this record must not resurface when
             // this record's file is dropped: retain this one as long.
             let older = cur
-                .newest_in_segments(&e.key)?
+                .newest_in_segments(&rec.entry.key)?
                 .map(|r| r.retain_until)
                 .filter(|&t| t > now);
-            let mut rec = Record::new(e);
             if !rec.entry.is_live_at(now) {
                 let Some(older) = older else { continue }; // nothing to hide: drop it
                 rec.entry.op = Operation::Delete;
@@ -640,11 +669,10 @@ impl Inner {
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
         let mut readers = Vec::with_capacity(metas.len());
         for m in &metas {
-            let r = Arc::new(SegmentReader::open_with(
-                self.storage.as_ref(),
-                &self.dir,
-                m.segment_id,
-            )?);
+            let r = Arc::new(
+                SegmentReader::open_with(self.storage.as_ref(), &self.dir, m.segment_id)?
+                    .with_cache(self.compactor.block_cache()),
+            );
             self.compactor.adopt(Arc::clone(&r));
             readers.push(r);
         }

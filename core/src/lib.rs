@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod cache;
 pub mod clock;
 mod codec;
 pub mod compactor;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use crossbeam_skiplist::SkipMap;
 
-use crate::types::{MemEntry, Operation};
+use crate::types::{EntryRef, MemEntry, Operation};
 
 /// Ordering key of the skip list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +102,32 @@ impl Memtable {
             return None;
         }
         Some(to_entry(e.key(), e.value()))
+    }
+
+    /// Calls `f` on the newest version of `key` with LSN <= `read_lsn`, read
+    /// in place (no copy of the value).
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        read_lsn: u64,
+        f: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Option<R> {
+        let probe = VersionKey {
+            key: key.to_vec(),
+            lsn: read_lsn,
+        };
+        let e = self.map.lower_bound(Bound::Included(&probe))?;
+        if e.key().key != key {
+            return None;
+        }
+        let v = e.value();
+        Some(f(EntryRef {
+            value: v.value.as_deref(),
+            op: v.op,
+            lsn: e.key().lsn,
+            timestamp: v.timestamp,
+            ttl: v.ttl,
+        }))
     }
 
     /// Up to `limit` newest-visible versions (one per key, LSN <= `read_lsn`) of

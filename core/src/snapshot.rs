@@ -19,13 +19,26 @@ pub(crate) struct ReadView {
 
 impl ReadView {
     pub(crate) fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_with(ns, key, <[u8]>::to_vec)
+    }
+
+    /// Calls `f` on the live value of `key` in `ns`, read in place; `None`
+    /// when absent, deleted or expired.
+    pub(crate) fn get_with<R>(
+        &self,
+        ns: &[u8],
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
         check_key(ns, key)?;
         let ikey = encode_key(ns, key);
+        let now = self.read_time;
         Ok(self
             .version
-            .get(&ikey, self.read_lsn)?
-            .filter(|e| e.is_live_at(self.read_time))
-            .and_then(|e| e.value))
+            .get_with(&ikey, self.read_lsn, |e| {
+                e.is_live_at(now).then(|| e.value.map(f)).flatten()
+            })?
+            .flatten())
     }
 
     /// Streaming iterator over user keys in `[start, end)` (`end = None`: to the
@@ -150,6 +163,16 @@ impl Snapshot {
     /// The value of `key` in `ns` as of the snapshot.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.view.get(ns, key)
+    }
+
+    /// [`Snapshot::get`] without a copy: calls `f` on the borrowed value.
+    pub fn get_with<R>(
+        &self,
+        ns: &[u8],
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
+        self.view.get_with(ns, key, f)
     }
 
     /// Keys in `[start, end)` of `ns` with their values, in key order.

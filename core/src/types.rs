@@ -62,6 +62,29 @@ pub struct MemEntry {
     pub ttl: u32,
 }
 
+/// A version read in place (from a memtable node or a cached block), so a
+/// point read copies the value at most once, into the caller's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    /// The value (`None` for a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// Put or delete.
+    pub op: Operation,
+    /// Sequence number.
+    pub lsn: u64,
+    /// Write time in nanoseconds.
+    pub timestamp: i64,
+    /// Time to live in seconds (0 = never expires).
+    pub ttl: u32,
+}
+
+impl EntryRef<'_> {
+    /// Whether the version is a live value at `now_nanos`.
+    pub fn is_live_at(&self, now_nanos: i64) -> bool {
+        self.op == Operation::Put && now_nanos < death_time(self.timestamp, self.ttl)
+    }
+}
+
 impl MemEntry {
     /// When this record stops being readable; [`NEVER`] for TTL 0.
     pub fn death_time(&self) -> i64 {

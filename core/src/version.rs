@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::memtable::Memtable;
-use crate::segment::{Record, SegmentReader};
-use crate::types::MemEntry;
+use crate::segment::{Found, Record, SegmentReader};
+use crate::types::{EntryRef, MemEntry};
 
 /// What one read sees.
 #[derive(Debug, Clone)]
@@ -39,19 +39,44 @@ impl Version {
         Ok(self.newest_in_segments(key)?.map(|r| r.entry))
     }
 
+    /// Calls `f` on the newest version of `key` with LSN <= `read_lsn`, read
+    /// in place: the point-read path, which copies a value at most once.
+    pub(crate) fn get_with<R>(
+        &self,
+        key: &[u8],
+        read_lsn: u64,
+        f: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let mut f = Some(f);
+        for m in &self.mems {
+            if let Some(r) = m.get_with(key, read_lsn, |e| (f.take().expect("called once"))(e)) {
+                return Ok(Some(r));
+            }
+        }
+        let Some(found) = self.newest_found(key)? else {
+            return Ok(None);
+        };
+        Ok(f.take().map(|f| f(found.as_entry())))
+    }
+
     /// The newest record of `key` in the segments.
     pub(crate) fn newest_in_segments(&self, key: &[u8]) -> Result<Option<Record>> {
-        let mut best: Option<Record> = None;
+        Ok(self.newest_found(key)?.map(|f| f.to_record(key)))
+    }
+
+    /// The newest entry of `key` in the segments, read in place.
+    fn newest_found(&self, key: &[u8]) -> Result<Option<Found>> {
+        let mut best: Option<Found> = None;
         for s in &self.segments {
             // Sorted by max_lsn: no later segment can beat what we have.
-            if best.as_ref().is_some_and(|b| b.entry.lsn >= s.meta.max_lsn) {
+            if best.as_ref().is_some_and(|b| b.lsn >= s.meta.max_lsn) {
                 break;
             }
             if !s.may_contain(key) {
                 continue;
             }
-            if let Some(r) = s.get_record(key)? {
-                if best.as_ref().is_none_or(|b| r.entry.lsn > b.entry.lsn) {
+            if let Some(r) = s.lookup(key)? {
+                if best.as_ref().is_none_or(|b| r.lsn > b.lsn) {
                     best = Some(r);
                 }
             }

@@ -523,6 +523,10 @@ fn verify_detects_a_damaged_segment() {
         db.put(b"ns", &i.to_be_bytes(), &[1u8; 64]).unwrap();
     }
     db.flush_to_segments().unwrap();
+    // Every block is now in the block cache; verify must still read the file.
+    for i in 0..100u32 {
+        assert!(db.get(b"ns", &i.to_be_bytes()).unwrap().is_some());
+    }
     let report = db.verify().unwrap();
     assert_eq!(report.segments, 1);
     assert_eq!(report.segment_records, 100);
@@ -623,4 +627,44 @@ fn close_syncs_pending_buffered_writes() {
     assert_eq!(db.metrics().wal_syncs, 1, "close must fsync the WAL");
     let db = open(dir.path(), &clock);
     assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+}
+
+#[test]
+fn get_with_borrows_the_same_value_get_returns_with_and_without_block_cache() {
+    for cache in [0, 8 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let mut c = common::config(dir.path(), &clock);
+        c.block_cache_bytes = cache;
+        c.block_size_bytes = 256;
+        let db = Engine::open(c).unwrap();
+        for i in 0..300u32 {
+            db.put_with_ttl(
+                b"ns",
+                &i.to_be_bytes(),
+                &i.to_le_bytes().repeat(5),
+                i % 3 * 10,
+            )
+            .unwrap();
+        }
+        db.delete(b"ns", &7u32.to_be_bytes()).unwrap();
+        for flushed in [false, true] {
+            if flushed {
+                db.flush_to_segments().unwrap();
+            }
+            clock.advance_secs(if flushed { 15 } else { 0 });
+            for i in 0..300u32 {
+                let k = i.to_be_bytes();
+                let owned = db.get(b"ns", &k).unwrap();
+                let borrowed = db.get_with(b"ns", &k, |v| v.to_vec()).unwrap();
+                assert_eq!(owned, borrowed, "key {i} cache {cache} flushed {flushed}");
+                let alive = i != 7 && (i % 3 == 0 || !flushed || i % 3 == 2);
+                assert_eq!(
+                    owned.is_some(),
+                    alive,
+                    "key {i} cache {cache} flushed {flushed}"
+                );
+            }
+        }
+    }
 }

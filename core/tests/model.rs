@@ -107,6 +107,8 @@ fn run(ops: Vec<Op>) {
         c.memtable_size_bytes = 2048;
         c.segment_size_bytes = 1024;
         c.block_size_bytes = 128;
+        // A cache smaller than the data: blocks are evicted and re-read.
+        c.block_cache_bytes = 2048;
         c.cohort_window_secs = 60;
         c.max_permanent_runs = 2;
         c.max_permanent_space_amp = 3.0;

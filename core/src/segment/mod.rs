@@ -22,7 +22,7 @@ mod bloom;
 mod reader;
 mod writer;
 
-pub use reader::{SegmentIter, SegmentReader};
+pub use reader::{Found, SegmentIter, SegmentReader};
 pub use writer::SegmentWriter;
 pub(crate) use writer::{write_split, WriterOptions};
 

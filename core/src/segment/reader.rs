@@ -9,10 +9,11 @@ use super::{
     file_name, Record, SegmentMeta, ENTRY_HEADER_LEN, FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, MAGIC,
     VERSION,
 };
+use crate::cache::{Block, BlockCache};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
 use crate::storage::{FsStorage, ReadableFile, Storage};
-use crate::types::{MemEntry, Operation};
+use crate::types::{EntryRef, MemEntry, Operation};
 
 #[derive(Debug)]
 struct IndexEntry {
@@ -30,6 +31,64 @@ pub struct SegmentReader {
     file: Arc<dyn ReadableFile>,
     index: Vec<IndexEntry>,
     bloom: Bloom,
+    cache: Option<Arc<BlockCache>>,
+}
+
+/// The newest stored entry of a key in a segment, read in place: the value
+/// is a slice of the (cached) block, not a copy.
+#[derive(Debug, Clone)]
+pub struct Found {
+    block: Block,
+    value_at: usize,
+    value_len: usize,
+    /// Put or delete.
+    pub op: Operation,
+    /// TTL in seconds (0 = never expires).
+    pub ttl: u32,
+    /// Sequence number.
+    pub lsn: u64,
+    /// Write time (nanoseconds).
+    pub timestamp: i64,
+    /// How long the record must stay on disk.
+    pub retain_until: i64,
+}
+
+impl Found {
+    /// The stored value (empty for a tombstone).
+    pub fn value(&self) -> &[u8] {
+        &self.block[self.value_at..self.value_at + self.value_len]
+    }
+
+    /// Whether the entry is a live value at `now_nanos`.
+    pub fn is_live_at(&self, now_nanos: i64) -> bool {
+        self.op == Operation::Put && now_nanos < crate::types::death_time(self.timestamp, self.ttl)
+    }
+
+    /// The entry, borrowed from the block.
+    pub fn as_entry(&self) -> EntryRef<'_> {
+        EntryRef {
+            value: (self.op == Operation::Put).then(|| self.value()),
+            op: self.op,
+            lsn: self.lsn,
+            timestamp: self.timestamp,
+            ttl: self.ttl,
+        }
+    }
+
+    /// An owned record of this entry under `key`.
+    pub fn to_record(&self, key: &[u8]) -> Record {
+        Record {
+            entry: MemEntry {
+                key: key.to_vec(),
+                value: (self.op == Operation::Put).then(|| self.value().to_vec()),
+                op: self.op,
+                lsn: self.lsn,
+                timestamp: self.timestamp,
+                ttl: self.ttl,
+            },
+            retain_until: self.retain_until,
+        }
+    }
 }
 
 impl SegmentReader {
@@ -150,7 +209,14 @@ impl SegmentReader {
             file,
             index,
             bloom,
+            cache: None,
         })
+    }
+
+    /// Reads data blocks through `cache` (shared by the engine's readers).
+    pub fn with_cache(mut self, cache: Option<Arc<BlockCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Path of the file.
@@ -161,6 +227,20 @@ impl SegmentReader {
     /// False when the segment certainly does not hold `key` (key range and Bloom filter).
     pub fn may_contain(&self, key: &[u8]) -> bool {
         self.meta.covers(key) && self.bloom.may_contain(key_hash(key))
+    }
+
+    /// Block `i`, from the cache or read and checked (then cached).
+    fn block(&self, i: usize) -> Result<Block> {
+        let Some(cache) = &self.cache else {
+            return Ok(self.read_block(i)?.into());
+        };
+        let id = self.meta.segment_id;
+        if let Some(b) = cache.get(id, i as u32) {
+            return Ok(b);
+        }
+        let b: Block = self.read_block(i)?.into();
+        cache.insert(id, i as u32, Arc::clone(&b));
+        Ok(b)
     }
 
     fn read_block(&self, i: usize) -> Result<Vec<u8>> {
@@ -183,7 +263,7 @@ impl SegmentReader {
     }
 
     fn block_records(&self, i: usize) -> Result<Vec<Record>> {
-        let block = self.read_block(i)?;
+        let block = self.block(i)?;
         let offset = self.index[i].offset;
         decode_block(&block).map_err(|m| Error::corruption(self.path.clone(), offset, m))
     }
@@ -196,6 +276,11 @@ impl SegmentReader {
 
     /// The record stored for `key`, if any (one version per key per segment).
     pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
+        Ok(self.lookup(key)?.map(|f| f.to_record(key)))
+    }
+
+    /// The entry stored for `key`, read in place (no copy of key or value).
+    pub fn lookup(&self, key: &[u8]) -> Result<Option<Found>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
@@ -203,9 +288,20 @@ impl SegmentReader {
         if i >= self.index.len() {
             return Ok(None);
         }
-        let block = self.read_block(i)?;
+        let block = self.block(i)?;
         let offset = self.index[i].offset;
-        find_in_block(&block, key).map_err(|m| Error::corruption(self.path.clone(), offset, m))
+        let at = find_in_block(&block, key)
+            .map_err(|m| Error::corruption(self.path.clone(), offset, m))?;
+        Ok(at.map(|(value_at, e)| Found {
+            value_at,
+            value_len: e.value_len,
+            op: e.op,
+            ttl: e.ttl,
+            lsn: e.lsn,
+            timestamp: e.timestamp,
+            retain_until: e.retain_until,
+            block,
+        }))
     }
 
     /// The entry stored for `key`, if any.
@@ -243,7 +339,16 @@ impl SegmentReader {
     /// Reads every block and checks checksums, order, counts, key range and
     /// merkle root against the meta. Returns the number of records.
     pub fn verify(&self) -> Result<u64> {
-        let records = self.all_records()?;
+        // From the file, never the cache: verify is about what is on disk.
+        let mut records = Vec::with_capacity(self.meta.record_count as usize);
+        for i in 0..self.index.len() {
+            let block = self.read_block(i)?;
+            let offset = self.index[i].offset;
+            records.extend(
+                decode_block(&block)
+                    .map_err(|m| Error::corruption(self.path.clone(), offset, m))?,
+            );
+        }
         let bad = |m: &str| Err(Error::corruption(self.path.clone(), 0, m.to_string()));
         if records.len() as u64 != self.meta.record_count {
             return bad("record count differs from meta");
@@ -384,17 +489,41 @@ fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
     Ok(out)
 }
 
-fn find_in_block(block: &[u8], key: &[u8]) -> Result<Option<Record>, String> {
+/// Where the value of `key` starts in `block`, with the entry's fields.
+fn find_in_block(block: &[u8], key: &[u8]) -> Result<Option<(usize, EntryFields)>, String> {
     let mut found = None;
     walk_block(block, |e| match e.key.cmp(key) {
         std::cmp::Ordering::Less => true,
         std::cmp::Ordering::Equal => {
-            found = Some(e.to_record());
+            // The value is a sub-slice of `block`: its offset is the distance
+            // between the two start addresses.
+            let at = e.value.as_ptr() as usize - block.as_ptr() as usize;
+            found = Some((
+                at,
+                EntryFields {
+                    value_len: e.value.len(),
+                    op: e.op,
+                    ttl: e.ttl,
+                    lsn: e.lsn,
+                    timestamp: e.timestamp,
+                    retain_until: e.retain_until,
+                },
+            ));
             false
         }
         std::cmp::Ordering::Greater => false,
     })?;
     Ok(found)
+}
+
+/// The fixed fields of an entry found in a block.
+struct EntryFields {
+    value_len: usize,
+    op: Operation,
+    ttl: u32,
+    lsn: u64,
+    timestamp: i64,
+    retain_until: i64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,76 @@
+//! The block cache: checked, decompressed data blocks shared by every reader
+//! of one engine, bounded in bytes. A hit costs a hash lookup instead of a
+//! `pread` and a CRC over the block.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+
+/// A data block whose checksum has been verified (trailer removed).
+pub type Block = Arc<[u8]>;
+
+/// Blocks are keyed by segment id (never reused within a database) and block
+/// number inside the segment.
+type Key = (u64, u32);
+
+#[derive(Debug, Clone, Copy)]
+struct BlockWeight;
+
+impl Weighter<Key, Block> for BlockWeight {
+    fn weight(&self, _key: &Key, block: &Block) -> u64 {
+        // Count the allocation's bookkeeping too, so tiny blocks are not free.
+        block.len() as u64 + 64
+    }
+}
+
+/// A byte-bounded cache of verified data blocks.
+#[derive(Debug)]
+pub struct BlockCache {
+    blocks: Cache<Key, Block, BlockWeight>,
+}
+
+impl BlockCache {
+    /// A cache holding up to `capacity_bytes` of blocks, sized for blocks of
+    /// about `block_size` bytes.
+    pub fn new(capacity_bytes: u64, block_size: usize) -> Self {
+        let items = (capacity_bytes / block_size.max(64) as u64).max(16) as usize;
+        BlockCache {
+            blocks: Cache::with_weighter(items, capacity_bytes, BlockWeight),
+        }
+    }
+
+    /// The cached block `block` of segment `segment_id`, if present.
+    pub fn get(&self, segment_id: u64, block: u32) -> Option<Block> {
+        self.blocks.get(&(segment_id, block))
+    }
+
+    /// Remembers a verified block.
+    pub fn insert(&self, segment_id: u64, block: u32, data: Block) {
+        self.blocks.insert((segment_id, block), data);
+    }
+
+    /// Bytes currently held.
+    pub fn used_bytes(&self) -> u64 {
+        self.blocks.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_blocks_and_stays_within_capacity() {
+        let cache = BlockCache::new(64 << 10, 4096);
+        let block: Block = vec![7u8; 4096].into();
+        cache.insert(1, 0, Arc::clone(&block));
+        assert_eq!(cache.get(1, 0).as_deref(), Some(&block[..]));
+        assert!(cache.get(1, 1).is_none());
+        assert!(cache.get(2, 0).is_none());
+        for i in 0..1000 {
+            cache.insert(3, i, vec![1u8; 4096].into());
+        }
+        assert!(cache.used_bytes() <= 64 << 10, "{}", cache.used_bytes());
+    }
+}
