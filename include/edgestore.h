@@ -49,6 +49,53 @@
 #define EDGESTORE_VERSION_PATCH 0
 
 /**
+ * Longest key of a vector, in bytes. A `key_stride` of this size always
+ * holds every result key of a search.
+ */
+#define EDGESTORE_VECTOR_MAX_KEY_LEN 245
+
+/**
+ * Largest dimension of a collection (and of any vector passed in).
+ */
+#define EDGESTORE_VECTOR_MAX_DIM 16384
+
+/**
+ * Largest `k` of a search.
+ */
+#define EDGESTORE_VECTOR_MAX_K 10000
+
+/**
+ * Most metadata fields on one vector.
+ */
+#define EDGESTORE_VECTOR_MAX_META_FIELDS 64
+
+/**
+ * Longest metadata field name, in bytes.
+ */
+#define EDGESTORE_VECTOR_MAX_META_NAME_LEN 255
+
+/**
+ * Longest metadata string value, in bytes.
+ */
+#define EDGESTORE_VECTOR_MAX_META_STR_LEN 4096
+
+/**
+ * Longest collection name, in bytes.
+ */
+#define EDGESTORE_VECTOR_MAX_NAME_LEN 255
+
+/**
+ * Most conditions in one `edgestore_vector_search_options`.
+ */
+#define EDGESTORE_VECTOR_MAX_CONDITIONS 64
+
+/**
+ * Most items of one `edgestore_vector_put_batch()` and most queries of one
+ * `edgestore_vector_search_batch()`.
+ */
+#define EDGESTORE_VECTOR_MAX_BATCH 1048576
+
+/**
  * Result of every edgestore function that can fail.
  *
  * The numeric values are part of the ABI: they never change and new codes are
@@ -128,6 +175,118 @@ typedef enum edgestore_sync_mode {
 } edgestore_sync_mode;
 
 /**
+ * How a collection measures distance. Smaller is always closer, and the
+ * collection's metric is the one every search uses.
+ */
+typedef enum edgestore_vector_metric {
+    /**
+     * Squared Euclidean distance `sum((q - x)^2)`.
+     */
+    EDGESTORE_VECTOR_L2 = 0,
+    /**
+     * Cosine distance `1 - q.x / (|q| |x|)`, in [0, 2]. Zero vectors are refused.
+     */
+    EDGESTORE_VECTOR_COSINE = 1,
+    /**
+     * Negative inner product `-q.x`.
+     */
+    EDGESTORE_VECTOR_INNER_PRODUCT = 2,
+} edgestore_vector_metric;
+
+/**
+ * Element type of a vector buffer (and the type a collection stores).
+ */
+typedef enum edgestore_vector_dtype {
+    /**
+     * `float` (IEEE binary32); the buffer must be 4-byte aligned.
+     */
+    EDGESTORE_VECTOR_F32 = 0,
+    /**
+     * IEEE binary16 given as `uint16_t` bit patterns; 2-byte aligned.
+     */
+    EDGESTORE_VECTOR_F16 = 1,
+    /**
+     * `int8_t` elements with a positive, finite per-vector scale: element `i`
+     * is `data[i] * scale`.
+     */
+    EDGESTORE_VECTOR_I8 = 2,
+} edgestore_vector_dtype;
+
+/**
+ * Type of an `edgestore_meta_value`.
+ */
+typedef enum edgestore_meta_type {
+    /**
+     * A signed 64-bit integer in `int_value`.
+     */
+    EDGESTORE_META_I64 = 0,
+    /**
+     * A double in `float_value` (NaN is refused).
+     */
+    EDGESTORE_META_F64 = 1,
+    /**
+     * A UTF-8 string in `str` / `str_len` (at most 4096 bytes).
+     */
+    EDGESTORE_META_STR = 2,
+    /**
+     * A boolean in `int_value`: 0 or 1 (other values are refused).
+     */
+    EDGESTORE_META_BOOL = 3,
+} edgestore_meta_type;
+
+/**
+ * Comparison of an `edgestore_vector_condition`. Numbers (I64 and F64)
+ * compare with numbers by value, strings with strings (bytewise), booleans
+ * with booleans (false < true); a field of another type never matches
+ * (except under `EDGESTORE_VECTOR_OP_NE`).
+ */
+typedef enum edgestore_vector_op {
+    /**
+     * The field exists and equals the value.
+     */
+    EDGESTORE_VECTOR_OP_EQ = 0,
+    /**
+     * Not `EDGESTORE_VECTOR_OP_EQ`: the field is missing, of another type,
+     * or different.
+     */
+    EDGESTORE_VECTOR_OP_NE = 1,
+    /**
+     * The field exists and is less than the value.
+     */
+    EDGESTORE_VECTOR_OP_LT = 2,
+    /**
+     * The field exists and is less than or equal to the value.
+     */
+    EDGESTORE_VECTOR_OP_LE = 3,
+    /**
+     * The field exists and is greater than the value.
+     */
+    EDGESTORE_VECTOR_OP_GT = 4,
+    /**
+     * The field exists and is greater than or equal to the value.
+     */
+    EDGESTORE_VECTOR_OP_GE = 5,
+    /**
+     * The field exists (the value is ignored).
+     */
+    EDGESTORE_VECTOR_OP_EXISTS = 6,
+} edgestore_vector_op;
+
+/**
+ * How the conditions of an `edgestore_vector_search_options` combine.
+ */
+typedef enum edgestore_vector_match {
+    /**
+     * Every condition must hold.
+     */
+    EDGESTORE_VECTOR_MATCH_ALL = 0,
+    /**
+     * At least one condition must hold.
+     */
+    EDGESTORE_VECTOR_MATCH_ANY = 1,
+} edgestore_vector_match;
+
+/**
  * A write batch: puts and deletes applied all or nothing, also across a crash.
  *
  * Create with `edgestore_batch_new()`, apply with `edgestore_batch_commit()`,
@@ -180,6 +339,22 @@ typedef struct edgestore_options edgestore_options;
  * alive until freed. Thread safety: usable from many threads at once.
  */
 typedef struct edgestore_snapshot edgestore_snapshot;
+
+/**
+ * A vector collection of an open database: vectors of one dimension, metric
+ * and element type, each under a key, with optional metadata and TTL.
+ *
+ * Create with `edgestore_vector_create()` or `edgestore_vector_open()`,
+ * release with `edgestore_vector_free()`. Lifetime: bound to the database
+ * handle it came from; after `edgestore_close()` of that database every call
+ * on the collection returns `EDGESTORE_CLOSED` (free it all the same). The
+ * data outlives the handle: reopening the database and the collection finds
+ * the vectors and the persisted index. Thread safety: one handle may be used
+ * from any number of threads at once (searches run in parallel).
+ * A handle is an opaque token: a freed handle is reported as
+ * `EDGESTORE_CLOSED`, a foreign value as `EDGESTORE_INVALID_ARGUMENT`.
+ */
+typedef struct edgestore_vector_collection edgestore_vector_collection;
 
 /**
  * What one compaction cycle did (`edgestore_compact()`).
@@ -311,6 +486,249 @@ typedef struct edgestore_verify_report {
      */
     uint64_t wal_batches;
 } edgestore_verify_report;
+
+/**
+ * Index parameters of a collection, fixed at creation. Get the defaults with
+ * `edgestore_vector_index_params_default()` and change what you need.
+ */
+typedef struct edgestore_vector_index_params {
+    /**
+     * HNSW links per node on upper layers, 2..=128 (default 16; level 0 keeps twice as many).
+     */
+    size_t hnsw_m;
+    /**
+     * HNSW candidate list size while inserting, 1..=10000 (default 200).
+     */
+    size_t ef_construction;
+    /**
+     * Default HNSW candidate list size while searching, 1..=10000 (default 64).
+     */
+    size_t ef_search;
+    /**
+     * Collections with at most this many live vectors are searched exactly
+     * (default 4096; at most 4294967295).
+     */
+    size_t exact_threshold;
+    /**
+     * Memory the HNSW links may take, in bytes (> 0, default 1 GiB); vectors
+     * arriving beyond it are searched exactly alongside the graph.
+     */
+    size_t max_graph_bytes;
+} edgestore_vector_index_params;
+
+/**
+ * What a collection was created with (`edgestore_vector_info()`).
+ */
+typedef struct edgestore_vector_info {
+    /**
+     * Elements per vector.
+     */
+    size_t dim;
+    /**
+     * An `edgestore_vector_metric`.
+     */
+    uint32_t metric;
+    /**
+     * An `edgestore_vector_dtype`: the stored element type.
+     */
+    uint32_t dtype;
+    /**
+     * Index parameters.
+     */
+    struct edgestore_vector_index_params params;
+} edgestore_vector_info;
+
+/**
+ * A typed metadata value. Only the member `kind` selects is read (or, from
+ * `edgestore_vector_get_meta()`, written); zero-initialise the rest.
+ */
+typedef struct edgestore_meta_value {
+    /**
+     * An `edgestore_meta_type`.
+     */
+    uint32_t kind;
+    /**
+     * The value of an `EDGESTORE_META_I64`, or 0/1 for `EDGESTORE_META_BOOL`.
+     */
+    int64_t int_value;
+    /**
+     * The value of an `EDGESTORE_META_F64`.
+     */
+    double float_value;
+    /**
+     * The bytes of an `EDGESTORE_META_STR` (UTF-8; may be NULL when `str_len` is 0).
+     */
+    const uint8_t *str;
+    /**
+     * Length of `str` in bytes.
+     */
+    size_t str_len;
+} edgestore_meta_value;
+
+/**
+ * One metadata field of a vector: a UTF-8 name (at most 255 bytes; unique
+ * within one vector) and its value.
+ */
+typedef struct edgestore_vector_meta {
+    /**
+     * Field name bytes (UTF-8).
+     */
+    const uint8_t *name;
+    /**
+     * Length of `name`.
+     */
+    size_t name_len;
+    /**
+     * The value.
+     */
+    struct edgestore_meta_value value;
+} edgestore_vector_meta;
+
+/**
+ * One vector of `edgestore_vector_put_batch()`. Dimension and element type
+ * are given once for the whole batch.
+ */
+typedef struct edgestore_vector_item {
+    /**
+     * Key bytes (at most `EDGESTORE_VECTOR_MAX_KEY_LEN`; NULL when `key_len` is 0).
+     */
+    const uint8_t *key;
+    /**
+     * Length of `key`.
+     */
+    size_t key_len;
+    /**
+     * `dim` elements of the batch's element type, aligned for it.
+     */
+    const void *data;
+    /**
+     * Scale of an `EDGESTORE_VECTOR_I8` vector (positive, finite); ignored otherwise.
+     */
+    float scale;
+    /**
+     * Seconds until the vector expires; 0 = never.
+     */
+    uint32_t ttl_seconds;
+    /**
+     * `metadata_count` fields (NULL when the count is 0).
+     */
+    const struct edgestore_vector_meta *metadata;
+    /**
+     * Number of metadata fields (at most `EDGESTORE_VECTOR_MAX_META_FIELDS`).
+     */
+    size_t metadata_count;
+} edgestore_vector_item;
+
+/**
+ * One condition of a search filter: `field <op> value`.
+ */
+typedef struct edgestore_vector_condition {
+    /**
+     * Field name bytes (UTF-8).
+     */
+    const uint8_t *field;
+    /**
+     * Length of `field`.
+     */
+    size_t field_len;
+    /**
+     * An `edgestore_vector_op`.
+     */
+    uint32_t op;
+    /**
+     * The value compared with (ignored by `EDGESTORE_VECTOR_OP_EXISTS`).
+     */
+    struct edgestore_meta_value value;
+} edgestore_vector_condition;
+
+/**
+ * Optional knobs of a search: a key-prefix filter and metadata conditions
+ * (both must hold when both are given), the HNSW candidate list size and a
+ * request for an exact scan. Zero-initialise it (`= {0}`) for "no filter,
+ * collection defaults".
+ */
+typedef struct edgestore_vector_search_options {
+    /**
+     * Only keys starting with these bytes match (`key_prefix_len` 0: any key).
+     */
+    const uint8_t *key_prefix;
+    /**
+     * Length of `key_prefix` (at most `EDGESTORE_VECTOR_MAX_KEY_LEN`).
+     */
+    size_t key_prefix_len;
+    /**
+     * `condition_count` conditions on metadata (NULL when the count is 0).
+     */
+    const struct edgestore_vector_condition *conditions;
+    /**
+     * Number of conditions (at most `EDGESTORE_VECTOR_MAX_CONDITIONS`).
+     */
+    size_t condition_count;
+    /**
+     * An `edgestore_vector_match`: how the conditions combine.
+     */
+    uint32_t match_mode;
+    /**
+     * 1: scan every candidate exactly instead of using the graph; 0: let the
+     * planner choose (exact for small collections and selective filters).
+     */
+    uint32_t exact;
+    /**
+     * HNSW candidate list size, 1..=100000 (larger: slower and more
+     * accurate); 0: the collection's `ef_search`.
+     */
+    size_t ef;
+} edgestore_vector_search_options;
+
+/**
+ * Counters of a collection's index (`edgestore_vector_stats()`).
+ */
+typedef struct edgestore_vector_stats {
+    /**
+     * Vectors alive now (expired ones not yet noticed may be counted).
+     */
+    uint64_t live;
+    /**
+     * Nodes in the index, superseded and deleted versions included.
+     */
+    uint64_t nodes;
+    /**
+     * Nodes linked into the HNSW graph by this process.
+     */
+    uint64_t graph_inserts;
+    /**
+     * 1 if the index was loaded from its file when the collection was opened.
+     */
+    uint32_t loaded_from_file;
+    /**
+     * 1 if the index had to be rebuilt from the records (file missing, stale or corrupt).
+     */
+    uint32_t rebuilt_from_records;
+    /**
+     * Records applied on top of the loaded file when the collection was opened.
+     */
+    uint64_t replayed_records;
+    /**
+     * Searches answered by exact scan.
+     */
+    uint64_t exact_searches;
+    /**
+     * Searches answered through the HNSW graph.
+     */
+    uint64_t hnsw_searches;
+    /**
+     * Times the index file was written.
+     */
+    uint64_t persists;
+    /**
+     * Times the index dropped dead versions and rebuilt its graph.
+     */
+    uint64_t vacuums;
+    /**
+     * Approximate memory held by the index, in bytes.
+     */
+    uint64_t memory_bytes;
+} edgestore_vector_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -870,6 +1288,353 @@ enum edgestore_status edgestore_snapshot_get_into(struct edgestore_snapshot *sna
  */
 enum edgestore_status edgestore_snapshot_sequence(struct edgestore_snapshot *snapshot,
                                                   uint64_t *sequence_out);
+
+/**
+ * Fills `*params_out` with the default index parameters (M 16,
+ * ef_construction 200, ef_search 64, exact_threshold 4096, 1 GiB of links).
+ *
+ * # Safety
+ * `params_out` must be NULL or writable.
+ */
+enum edgestore_status edgestore_vector_index_params_default(struct edgestore_vector_index_params *params_out);
+
+/**
+ * Creates the collection `name` in namespace `ns` of `db` (or opens it when
+ * it exists with exactly this configuration) and returns a handle.
+ *
+ * `name` is UTF-8, 1..=255 bytes. `dim` is 1..=`EDGESTORE_VECTOR_MAX_DIM`;
+ * `metric` an `edgestore_vector_metric`; `dtype` the `edgestore_vector_dtype`
+ * vectors are stored as (puts must supply it; queries may use any type).
+ * `params` may be NULL for the defaults. The catalog record goes through the
+ * WAL like any write. Ownership: the caller frees `*coll_out` with
+ * `edgestore_vector_free()`. Errors: `EDGESTORE_INVALID_ARGUMENT` (NULL or
+ * bad argument, unknown enum value, parameter out of range, or the collection
+ * exists with another configuration), `EDGESTORE_CLOSED`, `EDGESTORE_IO`,
+ * `EDGESTORE_POISONED`. Thread safety: any thread.
+ *
+ * # Safety
+ * Each non-NULL input pointer must point to at least its length in readable
+ * bytes; `params` NULL or readable; `coll_out` NULL or writable.
+ */
+enum edgestore_status edgestore_vector_create(struct edgestore_db *db,
+                                              const uint8_t *ns,
+                                              size_t ns_len,
+                                              const uint8_t *name,
+                                              size_t name_len,
+                                              size_t dim,
+                                              uint32_t metric,
+                                              uint32_t dtype,
+                                              const struct edgestore_vector_index_params *params,
+                                              struct edgestore_vector_collection **coll_out);
+
+/**
+ * Opens the existing collection `name` in namespace `ns` of `db`. Its
+ * configuration is the one it was created with (`edgestore_vector_info()`).
+ * The first open in a process loads the persisted index (rebuilding it from
+ * the records only if the file is missing, stale or damaged).
+ *
+ * Ownership: the caller frees `*coll_out` with `edgestore_vector_free()`.
+ * Errors: `EDGESTORE_NOT_FOUND` (no such collection),
+ * `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`, `EDGESTORE_IO`,
+ * `EDGESTORE_CORRUPTION`. Thread safety: any thread.
+ *
+ * # Safety
+ * Each non-NULL input pointer must point to at least its length in readable
+ * bytes; `coll_out` NULL or writable.
+ */
+enum edgestore_status edgestore_vector_open(struct edgestore_db *db,
+                                            const uint8_t *ns,
+                                            size_t ns_len,
+                                            const uint8_t *name,
+                                            size_t name_len,
+                                            struct edgestore_vector_collection **coll_out);
+
+/**
+ * Frees a collection handle (the collection and its vectors stay in the
+ * database). NULL is accepted; freeing twice returns `EDGESTORE_CLOSED`.
+ */
+enum edgestore_status edgestore_vector_free(struct edgestore_vector_collection *coll);
+
+/**
+ * Writes the collection's configuration to `*info_out`.
+ * Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`.
+ *
+ * # Safety
+ * `info_out` must be NULL or writable.
+ */
+enum edgestore_status edgestore_vector_info(struct edgestore_vector_collection *coll,
+                                            struct edgestore_vector_info *info_out);
+
+/**
+ * Stores a vector under `key` (replacing any earlier one: last writer wins),
+ * with optional metadata, expiring `ttl_seconds` from now (0 = never).
+ *
+ * `vector` holds `dim` elements of `dtype` (aligned for it), which must be
+ * the collection's element type and dimension; `scale` is the positive,
+ * finite scale of an `EDGESTORE_VECTOR_I8` vector and is ignored otherwise.
+ * `metadata` holds `metadata_count` fields (NULL when 0). Keys are at most
+ * `EDGESTORE_VECTOR_MAX_KEY_LEN` bytes (NULL with length 0 is the empty key).
+ * Returns once durable per the sync mode; the vector is searchable when the
+ * call returns. Errors: `EDGESTORE_INVALID_ARGUMENT` (NULL pointer with a
+ * non-zero count, wrong dimension or element type, NaN or infinite element,
+ * a zero vector in a cosine collection, bad scale, misaligned buffer, key or
+ * metadata over a limit, duplicate or non-UTF-8 field name, NaN metadata),
+ * `EDGESTORE_CLOSED`, `EDGESTORE_IO`, `EDGESTORE_POISONED`. Nothing is
+ * written on error. Thread safety: any thread.
+ *
+ * # Safety
+ * Each non-NULL pointer must point to at least its length (or count) of
+ * readable elements; the pointers inside `metadata` likewise.
+ */
+enum edgestore_status edgestore_vector_put(struct edgestore_vector_collection *coll,
+                                           const uint8_t *key,
+                                           size_t key_len,
+                                           const void *vector,
+                                           uint32_t dtype,
+                                           size_t dim,
+                                           float scale,
+                                           const struct edgestore_vector_meta *metadata,
+                                           size_t metadata_count,
+                                           uint32_t ttl_seconds);
+
+/**
+ * Stores `count` vectors atomically (one WAL record: all or none, also across
+ * a crash). Every item holds `dim` elements of `dtype`. Later items win over
+ * earlier ones with the same key. `count` may be 0 (nothing happens) and is
+ * at most `EDGESTORE_VECTOR_MAX_BATCH`; the encoded batch at most 256 MiB.
+ * Errors as for `edgestore_vector_put()` (the message names the bad item);
+ * nothing is written on error.
+ *
+ * # Safety
+ * `items` must point to `count` readable items whose pointers cover their
+ * lengths (and `dim` elements of `dtype`).
+ */
+enum edgestore_status edgestore_vector_put_batch(struct edgestore_vector_collection *coll,
+                                                 const struct edgestore_vector_item *items,
+                                                 size_t count,
+                                                 uint32_t dtype,
+                                                 size_t dim);
+
+/**
+ * Deletes the vector under `key`. Deleting a missing key is not an error.
+ * From the moment this returns no search or get sees the vector.
+ * Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`, `EDGESTORE_IO`,
+ * `EDGESTORE_POISONED`.
+ *
+ * # Safety
+ * `key` must point to `key_len` readable bytes when non-NULL.
+ */
+enum edgestore_status edgestore_vector_delete(struct edgestore_vector_collection *coll,
+                                              const uint8_t *key,
+                                              size_t key_len);
+
+/**
+ * Reads the vector under `key` into the caller's buffer `buf` of `cap`
+ * elements of `dtype`: the stored type as stored, or `EDGESTORE_VECTOR_F32`
+ * for any stored type (converted; i8 elements times their scale).
+ *
+ * On `EDGESTORE_OK`, `*dim_out` is the number of elements written and, if
+ * `scale_out` is not NULL, `*scale_out` the scale of an i8 vector read as i8
+ * (1.0 otherwise). If `cap` is too small, returns `EDGESTORE_BUFFER_TOO_SMALL`,
+ * writes the needed count to `*dim_out` and leaves `buf` untouched; `buf` may
+ * be NULL when `cap` is 0 (a size query). Metadata: `edgestore_vector_get_meta()`.
+ * Errors: `EDGESTORE_NOT_FOUND` (missing, deleted or expired),
+ * `EDGESTORE_INVALID_ARGUMENT` (also: another `dtype`, misaligned `buf`),
+ * `EDGESTORE_CLOSED`, `EDGESTORE_IO`, `EDGESTORE_CORRUPTION`.
+ *
+ * # Safety
+ * `key` must cover `key_len` bytes when non-NULL; `buf` must have `cap`
+ * writable elements of `dtype`; `dim_out` NULL or writable; `scale_out` NULL
+ * or writable.
+ */
+enum edgestore_status edgestore_vector_get(struct edgestore_vector_collection *coll,
+                                           const uint8_t *key,
+                                           size_t key_len,
+                                           uint32_t dtype,
+                                           void *buf,
+                                           size_t cap,
+                                           size_t *dim_out,
+                                           float *scale_out);
+
+/**
+ * Like `edgestore_vector_get()`, reading the collection as of `snapshot`
+ * (which must come from the collection's database handle, else
+ * `EDGESTORE_INVALID_ARGUMENT`). Needs that database to be open
+ * (`EDGESTORE_CLOSED` otherwise).
+ *
+ * # Safety
+ * As for `edgestore_vector_get()`.
+ */
+enum edgestore_status edgestore_vector_snapshot_get(struct edgestore_vector_collection *coll,
+                                                    struct edgestore_snapshot *snapshot,
+                                                    const uint8_t *key,
+                                                    size_t key_len,
+                                                    uint32_t dtype,
+                                                    void *buf,
+                                                    size_t cap,
+                                                    size_t *dim_out,
+                                                    float *scale_out);
+
+/**
+ * Reads the metadata field `field` of the vector under `key`.
+ *
+ * On `EDGESTORE_OK`, `*value_out` holds the value; for a string, its bytes
+ * were copied to `str_buf` (`value_out->str` is `str_buf`, or NULL for an
+ * empty string, and `value_out->str_len` the length). If a string does not
+ * fit `str_cap`, returns `EDGESTORE_BUFFER_TOO_SMALL` with `value_out->kind`
+ * `EDGESTORE_META_STR`, `value_out->str` NULL and `value_out->str_len` the
+ * needed length, `str_buf` untouched (`str_buf` may be NULL when `str_cap` is
+ * 0). Errors: `EDGESTORE_NOT_FOUND` (no live vector under `key`, or it has no
+ * such field; the message says which), `EDGESTORE_INVALID_ARGUMENT`,
+ * `EDGESTORE_CLOSED`, `EDGESTORE_IO`, `EDGESTORE_CORRUPTION`.
+ *
+ * # Safety
+ * Input pointers must cover their lengths when non-NULL; `str_buf` must have
+ * `str_cap` writable bytes; `value_out` NULL or writable.
+ */
+enum edgestore_status edgestore_vector_get_meta(struct edgestore_vector_collection *coll,
+                                                const uint8_t *key,
+                                                size_t key_len,
+                                                const uint8_t *field,
+                                                size_t field_len,
+                                                uint8_t *str_buf,
+                                                size_t str_cap,
+                                                struct edgestore_meta_value *value_out);
+
+/**
+ * Finds the `k` nearest live vectors to a query, closest first, under the
+ * collection's metric, and writes them into caller-provided arrays.
+ *
+ * The query is `dim` elements of `dtype` at `query` (any element type; `scale`
+ * is used for `EDGESTORE_VECTOR_I8` only). `options` may be NULL (no filter,
+ * default parameters). `k` is 1..=`EDGESTORE_VECTOR_MAX_K` and is also the
+ * capacity of every result array: `distances_out` and `key_lens_out` have `k`
+ * slots, `keys_out` has `k * key_stride` bytes, result `i`'s key at
+ * `keys_out + i * key_stride` with length `key_lens_out[i]` (keys are not
+ * NUL-terminated). `*count_out` is the number of results (fewer than `k` when
+ * fewer vectors match); slots past it are untouched. Deleted, overwritten and
+ * expired vectors never appear.
+ *
+ * A `key_stride` of `EDGESTORE_VECTOR_MAX_KEY_LEN` always fits. With a smaller
+ * one, a longer result key makes the call return `EDGESTORE_BUFFER_TOO_SMALL`
+ * after writing only `*count_out` and `key_lens_out` (so the needed stride is
+ * their maximum); keys and distances are then untouched. `keys_out` may be
+ * NULL when `key_stride` is 0.
+ * Errors: `EDGESTORE_INVALID_ARGUMENT` (k = 0 or above the limit, wrong
+ * dimension, NaN or infinite element, bad scale, zero query in a cosine
+ * collection, unknown enum value, NULL or misaligned array, `key_stride * k`
+ * overflowing, bad options or NaN in a condition), `EDGESTORE_CLOSED`,
+ * `EDGESTORE_IO`, `EDGESTORE_CORRUPTION`. Thread safety: any thread;
+ * searches run in parallel.
+ *
+ * # Safety
+ * `query` must hold `dim` elements of `dtype`; `options` NULL or readable
+ * (its pointers covering their lengths); the output arrays writable for the
+ * sizes above.
+ */
+enum edgestore_status edgestore_vector_search(struct edgestore_vector_collection *coll,
+                                              const void *query,
+                                              uint32_t dtype,
+                                              size_t dim,
+                                              float scale,
+                                              size_t k,
+                                              const struct edgestore_vector_search_options *options,
+                                              uint8_t *keys_out,
+                                              size_t key_stride,
+                                              size_t *key_lens_out,
+                                              float *distances_out,
+                                              size_t *count_out);
+
+/**
+ * Like `edgestore_vector_search()`, reading the collection as of `snapshot`:
+ * exactly the vectors alive when the snapshot was taken, whatever was written,
+ * deleted or expired since. The snapshot must come from the collection's
+ * database handle (else `EDGESTORE_INVALID_ARGUMENT`), and that database must
+ * still be open (else `EDGESTORE_CLOSED`).
+ *
+ * # Safety
+ * As for `edgestore_vector_search()`.
+ */
+enum edgestore_status edgestore_vector_snapshot_search(struct edgestore_vector_collection *coll,
+                                                       struct edgestore_snapshot *snapshot,
+                                                       const void *query,
+                                                       uint32_t dtype,
+                                                       size_t dim,
+                                                       float scale,
+                                                       size_t k,
+                                                       const struct edgestore_vector_search_options *options,
+                                                       uint8_t *keys_out,
+                                                       size_t key_stride,
+                                                       size_t *key_lens_out,
+                                                       float *distances_out,
+                                                       size_t *count_out);
+
+/**
+ * Runs `n` searches, all at the same read point, with the same `k` and
+ * options. `queries` holds `n` contiguous queries of `dim` elements of
+ * `dtype` (row-major, aligned for the type); `scales` holds `n` scales for
+ * `EDGESTORE_VECTOR_I8` queries and may be NULL otherwise (it is not read).
+ *
+ * Results of query `q` use slots `q * k ..< q * k + counts_out[q]` of
+ * `distances_out` and `key_lens_out` (each `n * k` slots), and
+ * `keys_out + slot * key_stride` for keys (`n * k * key_stride` bytes).
+ * `n` is 1..=`EDGESTORE_VECTOR_MAX_BATCH`. `EDGESTORE_BUFFER_TOO_SMALL` as for
+ * `edgestore_vector_search()` (counts and key lengths written). Errors as for
+ * `edgestore_vector_search()` (the message names the bad query); nothing but
+ * the last error is written on error.
+ *
+ * # Safety
+ * `queries` must hold `n * dim` elements of `dtype`; `scales` NULL or `n`
+ * floats; `options` NULL or readable; the output arrays writable for the
+ * sizes above.
+ */
+enum edgestore_status edgestore_vector_search_batch(struct edgestore_vector_collection *coll,
+                                                    const void *queries,
+                                                    size_t n,
+                                                    uint32_t dtype,
+                                                    size_t dim,
+                                                    const float *scales,
+                                                    size_t k,
+                                                    const struct edgestore_vector_search_options *options,
+                                                    uint8_t *keys_out,
+                                                    size_t key_stride,
+                                                    size_t *key_lens_out,
+                                                    float *distances_out,
+                                                    size_t *counts_out);
+
+/**
+ * Copies the collection's index counters into `*stats_out`.
+ * Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`.
+ *
+ * # Safety
+ * `stats_out` must be NULL or writable.
+ */
+enum edgestore_status edgestore_vector_stats(struct edgestore_vector_collection *coll,
+                                             struct edgestore_vector_stats *stats_out);
+
+/**
+ * Writes the collection's index file now, so a reopen loads it instead of
+ * rebuilding. (It is also written by `edgestore_flush_to_segments()` and
+ * `edgestore_close()`.) Errors: `EDGESTORE_INVALID_ARGUMENT`,
+ * `EDGESTORE_CLOSED`, `EDGESTORE_IO`.
+ */
+enum edgestore_status edgestore_vector_persist_index(struct edgestore_vector_collection *coll);
+
+/**
+ * Quantises `dim` floats to `int8_t` with a symmetric scale (`max |x| / 127`,
+ * 1.0 for a zero vector), for `EDGESTORE_VECTOR_I8` collections: writes `dim`
+ * elements to `out` and the scale to `*scale_out`.
+ * Errors: `EDGESTORE_INVALID_ARGUMENT` (NULL, misaligned, `dim` above
+ * `EDGESTORE_VECTOR_MAX_DIM`, a NaN or infinite element). Never touches a database.
+ *
+ * # Safety
+ * `src` must hold `dim` floats; `out` must have `dim` writable bytes;
+ * `scale_out` NULL or writable.
+ */
+enum edgestore_status edgestore_vector_quantize_i8(const float *src,
+                                                   size_t dim,
+                                                   int8_t *out,
+                                                   float *scale_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -38,6 +38,7 @@ pub(crate) enum Kind {
     Batch = 3,
     Snapshot = 4,
     Iter = 5,
+    Collection = 6,
 }
 
 impl Kind {
@@ -48,6 +49,7 @@ impl Kind {
             3 => Some(Kind::Batch),
             4 => Some(Kind::Snapshot),
             5 => Some(Kind::Iter),
+            6 => Some(Kind::Collection),
             _ => None,
         }
     }
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Batch => "edgestore_batch",
             Kind::Snapshot => "edgestore_snapshot",
             Kind::Iter => "edgestore_iter",
+            Kind::Collection => "edgestore_vector_collection",
         }
     }
 }

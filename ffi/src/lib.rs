@@ -20,6 +20,7 @@ mod options;
 mod snapshot;
 mod status;
 mod value;
+mod vector;
 
 pub use batch::*;
 pub use db::*;
@@ -27,6 +28,7 @@ pub use iter::*;
 pub use options::*;
 pub use snapshot::*;
 pub use status::{edgestore_status, edgestore_sync_mode};
+pub use vector::*;
 
 use std::ffi::{c_char, c_int};
 

@@ -9,7 +9,22 @@ use crate::status::{boundary, edgestore_status, Fail};
 use crate::value;
 use crate::{edgestore_db, edgestore_snapshot};
 
-pub(crate) static SNAPSHOTS: Registry<Snapshot> = Registry::new(Kind::Snapshot);
+/// What a snapshot handle holds: the snapshot and the token of the database
+/// handle it was taken from (so a vector search through it can check that the
+/// collection belongs to the same database).
+pub(crate) struct Snap {
+    pub snap: Snapshot,
+    pub db: usize,
+}
+
+impl std::ops::Deref for Snap {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.snap
+    }
+}
+
+pub(crate) static SNAPSHOTS: Registry<Snap> = Registry::new(Kind::Snapshot);
 
 const OK: Result<edgestore_status, Fail> = Ok(edgestore_status::EDGESTORE_OK);
 
@@ -32,7 +47,10 @@ pub unsafe extern "C" fn edgestore_snapshot_new(
     boundary("edgestore_snapshot_new", || {
         args::out(snapshot_out, "snapshot_out")?;
         let snap = lookup_db(db)?.engine.snapshot()?;
-        let handle = SNAPSHOTS.insert(snap)?;
+        let handle = SNAPSHOTS.insert(Snap {
+            snap,
+            db: db.addr(),
+        })?;
         // SAFETY: snapshot_out was checked non-NULL; the caller guarantees it is writable.
         unsafe { args::write(snapshot_out, handle) };
         OK
