@@ -19,6 +19,7 @@ pub mod compactor;
 pub mod config;
 mod engine;
 pub mod error;
+pub mod fault;
 mod iter;
 pub mod manifest;
 pub mod memtable;
