@@ -98,6 +98,13 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<WalBatch, String> {
     let first_lsn = d.u64()?;
     let timestamp = d.i64()?;
     let count = d.u32()? as usize;
+    // The batch's last LSN must leave room for the next one (the engine
+    // continues at last + 1): a larger one can only come from a damaged file.
+    if first_lsn.checked_add(count.max(1) as u64).is_none() {
+        return Err(format!(
+            "sequence numbers of {count} ops from {first_lsn} overflow"
+        ));
+    }
     // Each op takes at least 13 bytes: bound the allocation by the input.
     if count > d.remaining() / 13 {
         return Err(format!("op count {count} exceeds record size"));
@@ -368,6 +375,31 @@ mod tests {
             Err(Error::Corruption { offset, .. }) => assert_eq!(offset, HEADER_LEN),
             other => panic!("expected corruption, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn overflowing_sequence_numbers_are_a_bad_record() {
+        // Found by the `wal` fuzz target: first_lsn near u64::MAX made
+        // `last_lsn` (and the engine's next LSN) overflow.
+        for (first, n) in [(u64::MAX, 1), (u64::MAX - 1, 2), (u64::MAX, 0)] {
+            let ops: Vec<WalOp> = (0..n).map(|_| op(b"k", b"v")).collect();
+            let mut data = MAGIC.to_vec();
+            data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+            data.extend_from_slice(&encode_record(first, 1, &ops));
+            let p = Path::new("x.wal");
+            let r = replay_bytes(&data, p, true).unwrap();
+            assert!(r.batches.is_empty() && r.torn);
+            assert!(matches!(
+                replay_bytes(&data, p, false),
+                Err(Error::Corruption { .. })
+            ));
+        }
+        let ok = encode_record(u64::MAX - 2, 1, &[op(b"a", b""), op(b"b", b"")]);
+        let mut data = MAGIC.to_vec();
+        data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        data.extend_from_slice(&ok);
+        let r = replay_bytes(&data, Path::new("x.wal"), false).unwrap();
+        assert_eq!(r.batches[0].last_lsn(), u64::MAX - 1);
     }
 
     #[test]
