@@ -4,6 +4,7 @@
 //! and a small chunk per memtable.
 
 use std::cmp::{Ordering, Reverse};
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
@@ -156,23 +157,33 @@ impl RangeIter {
         Ok(())
     }
 
+    /// Takes the smallest head and refills the heap from its source, with one
+    /// sift instead of a pop and a push when the source has more.
+    fn take_top(&mut self) -> Result<Option<MemEntry>> {
+        let Some(mut top) = self.heap.peek_mut() else {
+            return Ok(None);
+        };
+        let src = top.0.src;
+        match self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)? {
+            Some(entry) => Ok(Some(std::mem::replace(&mut top.0.entry, entry))),
+            None => Ok(Some(PeekMut::pop(top).0.entry)),
+        }
+    }
+
     fn step(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        while let Some(Reverse(top)) = self.heap.pop() {
-            self.advance(top.src)?;
+        while let Some(top) = self.take_top()? {
             // Older versions of the same key from other sources lose.
             while self
                 .heap
                 .peek()
-                .is_some_and(|Reverse(h)| h.entry.key == top.entry.key)
+                .is_some_and(|Reverse(h)| h.entry.key == top.key)
             {
-                if let Some(Reverse(h)) = self.heap.pop() {
-                    self.advance(h.src)?;
-                }
+                self.take_top()?;
             }
-            if top.entry.is_live_at(self.read_time) {
-                let mut key = top.entry.key;
+            if top.is_live_at(self.read_time) {
+                let mut key = top.key;
                 key.drain(..self.prefix_len.min(key.len()));
-                return Ok(Some((key, top.entry.value.unwrap_or_default())));
+                return Ok(Some((key, top.value.unwrap_or_default())));
             }
         }
         Ok(None)

@@ -375,35 +375,57 @@ impl SegmentReader {
             seg: Arc::clone(self),
             next_block: self.block_for(start),
             start: start.to_vec(),
-            buf: Vec::new().into_iter(),
+            block: None,
+            pos: 0,
+            seen: 0,
         }
     }
 }
 
-/// Streams a segment's records block by block.
+/// Streams a segment's records, decoding one entry at a time from the
+/// current (cached) block: keys before `start` are skipped without a copy.
 #[derive(Debug)]
 pub struct SegmentIter {
     seg: Arc<SegmentReader>,
     next_block: usize,
     start: Vec<u8>,
-    buf: std::vec::IntoIter<Record>,
+    block: Option<Block>,
+    pos: usize,
+    seen: u32,
 }
 
 impl SegmentIter {
     /// The next record, or `None` at the end.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         loop {
-            for r in self.buf.by_ref() {
-                if r.entry.key >= self.start {
-                    return Ok(Some(r));
+            if let Some(block) = &self.block {
+                let at = self.seg.index[self.next_block - 1].offset;
+                let corrupt = |m: String| Error::corruption(self.seg.path.clone(), at, m);
+                let (body, count) = split_block(block).map_err(corrupt)?;
+                if self.pos < body.len() {
+                    let (e, next) = parse_entry(body, self.pos).map_err(corrupt)?;
+                    self.pos = next;
+                    self.seen += 1;
+                    if e.key >= self.start.as_slice() {
+                        return Ok(Some(e.to_record()));
+                    }
+                    continue;
                 }
+                if self.seen != count {
+                    return Err(corrupt(format!(
+                        "block holds {} entries, trailer says {count}",
+                        self.seen
+                    )));
+                }
+                self.block = None;
             }
             if self.next_block >= self.seg.index.len() {
                 return Ok(None);
             }
-            let recs = self.seg.block_records(self.next_block)?;
+            self.block = Some(self.seg.block(self.next_block)?);
             self.next_block += 1;
-            self.buf = recs.into_iter();
+            self.pos = 0;
+            self.seen = 0;
         }
     }
 }
@@ -441,36 +463,14 @@ impl RawEntry<'_> {
 /// Walks the entries of a checksummed block body, calling `f` on each until it
 /// returns false.
 fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> Result<(), String> {
-    if block.len() < 4 {
-        return Err("block too short".into());
-    }
-    let (body, count) = block.split_at(block.len() - 4);
-    let count = u32::from_le_bytes(count.try_into().map_err(|_| "bad count")?);
-    let mut d = Decoder::new(body);
+    let (body, count) = split_block(block)?;
+    let mut pos = 0;
     let mut seen = 0u32;
-    while !d.is_empty() {
-        if d.remaining() < ENTRY_HEADER_LEN {
-            return Err("truncated entry header".into());
-        }
-        let key_len = d.u32()? as usize;
-        let value_len = d.u32()? as usize;
-        let op = Operation::from_byte(d.u8()?).ok_or("unknown op kind")?;
-        let ttl = d.u32()?;
-        let lsn = d.u64()?;
-        let timestamp = d.i64()?;
-        let retain_until = d.i64()?;
-        let key = d.take(key_len)?;
-        let value = d.take(value_len)?;
+    while pos < body.len() {
+        let (e, next) = parse_entry(body, pos)?;
+        pos = next;
         seen += 1;
-        if !f(RawEntry {
-            key,
-            value,
-            op,
-            ttl,
-            lsn,
-            timestamp,
-            retain_until,
-        }) {
+        if !f(e) {
             return Ok(());
         }
     }
@@ -478,6 +478,47 @@ fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> R
         return Err(format!("block holds {seen} entries, trailer says {count}"));
     }
     Ok(())
+}
+
+/// A checked block's entries and its entry count trailer.
+fn split_block(block: &[u8]) -> Result<(&[u8], u32), String> {
+    if block.len() < 4 {
+        return Err("block too short".into());
+    }
+    let (body, count) = block.split_at(block.len() - 4);
+    let count = u32::from_le_bytes(count.try_into().map_err(|_| "bad count")?);
+    Ok((body, count))
+}
+
+/// The entry at `pos` of a block body and the position after it. Every length
+/// is checked against what remains of the body.
+fn parse_entry(body: &[u8], pos: usize) -> Result<(RawEntry<'_>, usize), String> {
+    let mut d = Decoder::new(body.get(pos..).ok_or("entry offset past block end")?);
+    if d.remaining() < ENTRY_HEADER_LEN {
+        return Err("truncated entry header".into());
+    }
+    let key_len = d.u32()? as usize;
+    let value_len = d.u32()? as usize;
+    let op = Operation::from_byte(d.u8()?).ok_or("unknown op kind")?;
+    let ttl = d.u32()?;
+    let lsn = d.u64()?;
+    let timestamp = d.i64()?;
+    let retain_until = d.i64()?;
+    let key = d.take(key_len)?;
+    let value = d.take(value_len)?;
+    let next = pos + d.position();
+    Ok((
+        RawEntry {
+            key,
+            value,
+            op,
+            ttl,
+            lsn,
+            timestamp,
+            retain_until,
+        },
+        next,
+    ))
 }
 
 fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
