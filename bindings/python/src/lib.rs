@@ -6,6 +6,8 @@
 //! from one thread while others use the database is safe and later calls raise
 //! `ClosedError`.
 
+mod vector;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -703,6 +705,42 @@ impl Database {
         .py(py)
     }
 
+    /// The vector collection `name` of `ns` (created when missing and `dim`
+    /// is given). See `edgestore.VectorCollection`; the code is in vector.rs.
+    #[pyo3(signature = (ns, name = "default", *, dim = None, metric = None, dtype = None, m = None,
+        ef_construction = None, ef_search = None, exact_threshold = None, max_graph_bytes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn vectors(
+        slf: &Bound<'_, Self>,
+        ns: &Bound<'_, PyAny>,
+        name: &str,
+        dim: Option<i64>,
+        metric: Option<&Bound<'_, PyAny>>,
+        dtype: Option<&Bound<'_, PyAny>>,
+        m: Option<i64>,
+        ef_construction: Option<i64>,
+        ef_search: Option<i64>,
+        exact_threshold: Option<i64>,
+        max_graph_bytes: Option<i64>,
+    ) -> PyResult<vector::VectorCollection> {
+        let o = vector::Options {
+            dim,
+            metric,
+            dtype,
+            m,
+            ef_construction,
+            ef_search,
+            exact_threshold,
+            max_graph_bytes,
+        };
+        vector::open_collection(slf, ns, name, o)
+    }
+
+    /// Names of the vector collections of `ns`.
+    fn vector_collections(&self, py: Python<'_>, ns: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        vector::list_collections(self, py, ns)
+    }
+
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -1083,6 +1121,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Metrics>()?;
     m.add_class::<VerifyReport>()?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
+    vector::register(m)?;
     m.add("MAX_NAMESPACE_LEN", edgestore::types::MAX_NAMESPACE_LEN)?;
     m.add("MAX_KEY_LEN", edgestore::types::MAX_KEY_LEN)?;
     m.add("MAX_VALUE_LEN", edgestore::types::MAX_VALUE_LEN)?;

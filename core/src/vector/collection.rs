@@ -206,20 +206,21 @@ impl<'e> Collection<'e> {
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<Vec<SearchHit>>> {
+        self.search_batch_with(queries, k, filter, &SearchParams::default())
+    }
+
+    /// [`Collection::search_batch`] with explicit parameters.
+    pub fn search_batch_with(
+        &self,
+        queries: &[VectorInput<'_>],
+        k: usize,
+        filter: Option<&Filter>,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<SearchHit>>> {
         let view = self.engine.read_view()?;
         queries
             .iter()
-            .map(|q| {
-                search_at(
-                    &self.state,
-                    &view,
-                    false,
-                    *q,
-                    k,
-                    filter,
-                    &SearchParams::default(),
-                )
-            })
+            .map(|q| search_at(&self.state, &view, false, *q, k, filter, params))
             .collect()
     }
 

@@ -25,10 +25,22 @@ Errors are subclasses of :class:`Error`: :class:`InvalidArgumentError` (also a
 
 Vector search
 -------------
-The vector API (``Database.vectors(...)``) is not part of this release. It
-will be added by the vector-index issue as a method on :class:`Database`
-returning a collection object, next to the key-value methods, with its types
-in ``_native.pyi``; nothing in the key-value API will change for it.
+``db.vectors(ns, name, dim=..., metric=..., dtype=...)`` opens (creating when
+``dim`` is given) a :class:`VectorCollection` of embeddings stored as records
+next to the key-value data (same WAL, TTLs, snapshots)::
+
+    import numpy as np
+
+    coll = db.vectors("docs", "emb", dim=128, metric="cosine", dtype="float32")
+    coll.put(b"doc/1", np.random.rand(128).astype(np.float32), {"lang": "en"})
+    coll.put_batch([b"doc/2", b"doc/3"], np.random.rand(2, 128).astype(np.float32))
+    keys, distances = coll.search(query, k=10, filter=Filter.eq("lang", "en"))
+    keys2d, dist2d = coll.search_batch(queries, k=10, ef=128)
+
+Vectors are numpy arrays of float32, float16 or int8, read in place when
+C-contiguous; other inputs raise ``TypeError`` (not an array, wrong dtype) or
+:class:`InvalidArgumentError` (not C-contiguous, wrong dimension, NaN, bad
+``k``). Distances are float32 arrays: squared L2, ``1 - cos`` or ``-dot``.
 """
 
 from __future__ import annotations
@@ -38,9 +50,12 @@ from typing import Literal
 
 from . import _native
 from ._native import (
+    MAX_K,
     MAX_KEY_LEN,
     MAX_NAMESPACE_LEN,
     MAX_VALUE_LEN,
+    MAX_VECTOR_DIM,
+    MAX_VECTOR_KEY_LEN,
     Batch,
     ClosedError,
     CompactionStats,
@@ -48,19 +63,26 @@ from ._native import (
     Database,
     EdgestoreIOError,
     Error,
+    Filter,
     InvalidArgumentError,
     LockedError,
     Metrics,
     PoisonedError,
     RangeIterator,
     Snapshot,
+    StoredVector,
+    VectorCollection,
+    VectorStats,
     VerifyReport,
 )
 
 __all__ = [
+    "MAX_K",
     "MAX_KEY_LEN",
     "MAX_NAMESPACE_LEN",
     "MAX_VALUE_LEN",
+    "MAX_VECTOR_DIM",
+    "MAX_VECTOR_KEY_LEN",
     "Batch",
     "ClosedError",
     "CompactionStats",
@@ -68,12 +90,16 @@ __all__ = [
     "Database",
     "EdgestoreIOError",
     "Error",
+    "Filter",
     "InvalidArgumentError",
     "LockedError",
     "Metrics",
     "PoisonedError",
     "RangeIterator",
     "Snapshot",
+    "StoredVector",
+    "VectorCollection",
+    "VectorStats",
     "VerifyReport",
     "open",
 ]

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from pathlib import Path
-from typing import Final, TypeAlias, TypeVar, final, overload
+from typing import Any, Final, Literal, TypeAlias, TypeVar, final, overload
 
+import numpy as np
+import numpy.typing as npt
 from typing_extensions import Buffer, Self
 
 _T = TypeVar("_T")
 
 _Namespace: TypeAlias = str | bytes  # stored as UTF-8 when str
+_MetaValue: TypeAlias = int | float | str | bool
+_Metadata: TypeAlias = dict[str, _MetaValue]
+# float32, float16 or int8, C-contiguous (checked at run time).
+_VectorArray: TypeAlias = npt.NDArray[np.float32] | npt.NDArray[np.float16] | npt.NDArray[np.int8]
 
 __all__ = [
     "Batch",
@@ -22,15 +28,22 @@ __all__ = [
     "Database",
     "EdgestoreIOError",
     "Error",
+    "Filter",
     "InvalidArgumentError",
     "LockedError",
+    "MAX_K",
     "MAX_KEY_LEN",
     "MAX_NAMESPACE_LEN",
     "MAX_VALUE_LEN",
+    "MAX_VECTOR_DIM",
+    "MAX_VECTOR_KEY_LEN",
     "Metrics",
     "PoisonedError",
     "RangeIterator",
     "Snapshot",
+    "StoredVector",
+    "VectorCollection",
+    "VectorStats",
     "VerifyReport",
     "open",
 ]
@@ -38,6 +51,9 @@ __all__ = [
 MAX_NAMESPACE_LEN: Final[int]
 MAX_KEY_LEN: Final[int]
 MAX_VALUE_LEN: Final[int]
+MAX_VECTOR_DIM: Final[int]
+MAX_VECTOR_KEY_LEN: Final[int]
+MAX_K: Final[int]
 
 class Error(Exception):
     """Base class of every error raised by edgestore."""
@@ -176,9 +192,150 @@ class Database:
     def compact(self) -> CompactionStats: ...
     def metrics(self) -> Metrics: ...
     def verify(self) -> VerifyReport: ...
+    def vectors(
+        self,
+        ns: _Namespace,
+        name: str = "default",
+        *,
+        dim: int | None = None,
+        metric: str | None = None,
+        dtype: str | type[Any] | np.dtype[Any] | None = None,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
+        exact_threshold: int | None = None,
+        max_graph_bytes: int | None = None,
+    ) -> VectorCollection: ...
+    def vector_collections(self, ns: _Namespace) -> list[str]: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *_exc: object) -> bool: ...
+
+@final
+class Filter:
+    @staticmethod
+    def eq(field: str, value: _MetaValue) -> Filter: ...
+    @staticmethod
+    def range(
+        field: str,
+        min: _MetaValue | None = None,
+        max: _MetaValue | None = None,
+        inclusive: bool = True,
+    ) -> Filter: ...
+    @staticmethod
+    def exists(field: str) -> Filter: ...
+    @staticmethod
+    def key_prefix(prefix: Buffer) -> Filter: ...
+    @staticmethod
+    def all_of(*filters: Filter) -> Filter: ...
+    @staticmethod
+    def any_of(*filters: Filter) -> Filter: ...
+    def __and__(self, value: Filter, /) -> Filter: ...
+    def __rand__(self, value: Filter, /) -> Filter: ...
+    def __or__(self, value: Filter, /) -> Filter: ...
+    def __ror__(self, value: Filter, /) -> Filter: ...
+    def __invert__(self) -> Filter: ...
+
+@final
+class VectorStats:
+    @property
+    def live(self) -> int: ...
+    @property
+    def nodes(self) -> int: ...
+    @property
+    def graph_inserts(self) -> int: ...
+    @property
+    def loaded_from_file(self) -> bool: ...
+    @property
+    def rebuilt_from_records(self) -> bool: ...
+    @property
+    def replayed_records(self) -> int: ...
+    @property
+    def exact_searches(self) -> int: ...
+    @property
+    def hnsw_searches(self) -> int: ...
+    @property
+    def persists(self) -> int: ...
+    @property
+    def vacuums(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+
+@final
+class StoredVector:
+    @property
+    def vector(self) -> _VectorArray: ...
+    @property
+    def metadata(self) -> _Metadata: ...
+    @property
+    def scale(self) -> float: ...
+
+@final
+class VectorCollection:
+    @property
+    def namespace(self) -> bytes: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def metric(self) -> Literal["l2", "cosine", "ip"]: ...
+    @property
+    def dtype(self) -> Literal["float32", "float16", "int8"]: ...
+    @property
+    def m(self) -> int: ...
+    @property
+    def ef_construction(self) -> int: ...
+    @property
+    def ef_search(self) -> int: ...
+    def put(
+        self,
+        key: Buffer,
+        vector: _VectorArray,
+        metadata: _Metadata | None = None,
+        *,
+        ttl: int | None = None,
+        scale: float | None = None,
+    ) -> None: ...
+    def put_batch(
+        self,
+        keys: Iterable[Buffer],
+        vectors: _VectorArray,
+        metadata: Sequence[_Metadata | None] | None = None,
+        *,
+        ttl: int | None = None,
+        scale: float | None = None,
+    ) -> None: ...
+    @overload
+    def get(self, key: Buffer, *, snapshot: Snapshot | None = None) -> StoredVector | None: ...
+    @overload
+    def get(
+        self, key: Buffer, default: _T, *, snapshot: Snapshot | None = None
+    ) -> StoredVector | _T: ...
+    def delete(self, key: Buffer) -> None: ...
+    def search(
+        self,
+        query: _VectorArray,
+        k: int = 10,
+        *,
+        filter: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        snapshot: Snapshot | None = None,
+    ) -> tuple[list[bytes], npt.NDArray[np.float32]]: ...
+    def search_batch(
+        self,
+        queries: _VectorArray,
+        k: int = 10,
+        *,
+        filter: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        snapshot: Snapshot | None = None,
+    ) -> tuple[list[list[bytes]], npt.NDArray[np.float32]]: ...
+    def stats(self) -> VectorStats: ...
+    def persist_index(self) -> None: ...
+    def __len__(self) -> int: ...
 
 def open(
     path: str | os.PathLike[str],
