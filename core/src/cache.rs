@@ -7,8 +7,19 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
-/// A data block whose checksum has been verified (trailer removed).
-pub type Block = Arc<[u8]>;
+/// A data block whose checksum has been verified (CRC trailer removed), with
+/// the start offset of each entry, found once when the block is loaded, so a
+/// lookup is a binary search instead of a walk.
+#[derive(Debug)]
+pub struct BlockData {
+    /// The block's entries followed by its entry-count trailer.
+    pub bytes: Box<[u8]>,
+    /// Offset of each entry in `bytes`, in key order.
+    pub entries: Box<[u32]>,
+}
+
+/// A shared, verified block.
+pub type Block = Arc<BlockData>;
 
 /// Blocks are keyed by segment id (never reused within a database) and block
 /// number inside the segment.
@@ -20,7 +31,7 @@ struct BlockWeight;
 impl Weighter<Key, Block> for BlockWeight {
     fn weight(&self, _key: &Key, block: &Block) -> u64 {
         // Count the allocation's bookkeeping too, so tiny blocks are not free.
-        block.len() as u64 + 64
+        (block.bytes.len() + 4 * block.entries.len()) as u64 + 64
     }
 }
 
@@ -63,13 +74,19 @@ mod tests {
     #[test]
     fn holds_blocks_and_stays_within_capacity() {
         let cache = BlockCache::new(64 << 10, 4096);
-        let block: Block = vec![7u8; 4096].into();
-        cache.insert(1, 0, Arc::clone(&block));
-        assert_eq!(cache.get(1, 0).as_deref(), Some(&block[..]));
+        let block = |n: usize| -> Block {
+            Arc::new(BlockData {
+                bytes: vec![7u8; n].into(),
+                entries: vec![0u32; 4].into(),
+            })
+        };
+        let b = block(4096);
+        cache.insert(1, 0, Arc::clone(&b));
+        assert!(Arc::ptr_eq(&cache.get(1, 0).unwrap(), &b));
         assert!(cache.get(1, 1).is_none());
         assert!(cache.get(2, 0).is_none());
         for i in 0..1000 {
-            cache.insert(3, i, vec![1u8; 4096].into());
+            cache.insert(3, i, block(4096));
         }
         assert!(cache.used_bytes() <= 64 << 10, "{}", cache.used_bytes());
     }

@@ -9,7 +9,7 @@ use super::{
     file_name, Record, SegmentMeta, ENTRY_HEADER_LEN, FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, MAGIC,
     VERSION,
 };
-use crate::cache::{Block, BlockCache};
+use crate::cache::{Block, BlockCache, BlockData};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
 use crate::storage::{FsStorage, ReadableFile, Storage};
@@ -56,7 +56,7 @@ pub struct Found {
 impl Found {
     /// The stored value (empty for a tombstone).
     pub fn value(&self) -> &[u8] {
-        &self.block[self.value_at..self.value_at + self.value_len]
+        &self.block.bytes[self.value_at..self.value_at + self.value_len]
     }
 
     /// Whether the entry is a live value at `now_nanos`.
@@ -232,15 +232,27 @@ impl SegmentReader {
     /// Block `i`, from the cache or read and checked (then cached).
     fn block(&self, i: usize) -> Result<Block> {
         let Some(cache) = &self.cache else {
-            return Ok(self.read_block(i)?.into());
+            return self.load_block(i);
         };
         let id = self.meta.segment_id;
         if let Some(b) = cache.get(id, i as u32) {
             return Ok(b);
         }
-        let b: Block = self.read_block(i)?.into();
+        let b = self.load_block(i)?;
         cache.insert(id, i as u32, Arc::clone(&b));
         Ok(b)
+    }
+
+    /// Reads and checks block `i` and finds where each of its entries starts
+    /// (which checks every length in it against the block).
+    fn load_block(&self, i: usize) -> Result<Block> {
+        let bytes = self.read_block(i)?;
+        let entries = entry_offsets(&bytes)
+            .map_err(|m| Error::corruption(self.path.clone(), self.index[i].offset, m))?;
+        Ok(Arc::new(BlockData {
+            bytes: bytes.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
+        }))
     }
 
     fn read_block(&self, i: usize) -> Result<Vec<u8>> {
@@ -265,7 +277,7 @@ impl SegmentReader {
     fn block_records(&self, i: usize) -> Result<Vec<Record>> {
         let block = self.block(i)?;
         let offset = self.index[i].offset;
-        decode_block(&block).map_err(|m| Error::corruption(self.path.clone(), offset, m))
+        decode_block(&block.bytes).map_err(|m| Error::corruption(self.path.clone(), offset, m))
     }
 
     /// Index of the first block whose last key is >= `key`.
@@ -371,13 +383,14 @@ impl SegmentReader {
 
     /// A streaming iterator over records with keys >= `start`.
     pub fn iter_from(self: &Arc<Self>, start: &[u8]) -> SegmentIter {
+        let first_block = self.block_for(start);
         SegmentIter {
             seg: Arc::clone(self),
-            next_block: self.block_for(start),
+            first_block,
+            next_block: first_block,
             start: start.to_vec(),
             block: None,
             pos: 0,
-            seen: 0,
         }
     }
 }
@@ -387,11 +400,13 @@ impl SegmentReader {
 #[derive(Debug)]
 pub struct SegmentIter {
     seg: Arc<SegmentReader>,
+    /// The block holding the first key >= `start`.
+    first_block: usize,
     next_block: usize,
     start: Vec<u8>,
     block: Option<Block>,
+    /// Next entry (index into the block's entry offsets).
     pos: usize,
-    seen: u32,
 }
 
 impl SegmentIter {
@@ -399,33 +414,34 @@ impl SegmentIter {
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         loop {
             if let Some(block) = &self.block {
-                let at = self.seg.index[self.next_block - 1].offset;
-                let corrupt = |m: String| Error::corruption(self.seg.path.clone(), at, m);
-                let (body, count) = split_block(block).map_err(corrupt)?;
-                if self.pos < body.len() {
-                    let (e, next) = parse_entry(body, self.pos).map_err(corrupt)?;
-                    self.pos = next;
-                    self.seen += 1;
-                    if e.key >= self.start.as_slice() {
-                        return Ok(Some(e.to_record()));
-                    }
-                    continue;
-                }
-                if self.seen != count {
-                    return Err(corrupt(format!(
-                        "block holds {} entries, trailer says {count}",
-                        self.seen
-                    )));
+                if let Some(&off) = block.entries.get(self.pos) {
+                    let at = self.seg.index[self.next_block - 1].offset;
+                    let corrupt = |m: String| Error::corruption(self.seg.path.clone(), at, m);
+                    let (body, _) = split_block(&block.bytes).map_err(corrupt)?;
+                    let (e, _) = parse_entry(body, off as usize).map_err(corrupt)?;
+                    self.pos += 1;
+                    return Ok(Some(e.to_record()));
                 }
                 self.block = None;
             }
             if self.next_block >= self.seg.index.len() {
                 return Ok(None);
             }
-            self.block = Some(self.seg.block(self.next_block)?);
+            let block = self.seg.block(self.next_block)?;
+            // Only the first block can hold keys before `start`.
+            self.pos = if self.next_block == self.first_block {
+                first_at_or_after(&block, &self.start).map_err(|m| {
+                    Error::corruption(
+                        self.seg.path.clone(),
+                        self.seg.index[self.next_block].offset,
+                        m,
+                    )
+                })?
+            } else {
+                0
+            };
+            self.block = Some(block);
             self.next_block += 1;
-            self.pos = 0;
-            self.seen = 0;
         }
     }
 }
@@ -480,6 +496,25 @@ fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> R
     Ok(())
 }
 
+/// Where each entry of a block starts; checks every entry's lengths against
+/// the block and the count against the trailer.
+fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
+    let (body, count) = split_block(block)?;
+    let mut entries = Vec::with_capacity(count.min(4096) as usize);
+    let mut pos = 0;
+    while pos < body.len() {
+        entries.push(pos as u32);
+        pos = parse_entry(body, pos)?.1;
+    }
+    if entries.len() != count as usize {
+        return Err(format!(
+            "block holds {} entries, trailer says {count}",
+            entries.len()
+        ));
+    }
+    Ok(entries)
+}
+
 /// A checked block's entries and its entry count trailer.
 fn split_block(block: &[u8]) -> Result<(&[u8], u32), String> {
     if block.len() < 4 {
@@ -531,30 +566,51 @@ fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
 }
 
 /// Where the value of `key` starts in `block`, with the entry's fields.
-fn find_in_block(block: &[u8], key: &[u8]) -> Result<Option<(usize, EntryFields)>, String> {
-    let mut found = None;
-    walk_block(block, |e| match e.key.cmp(key) {
-        std::cmp::Ordering::Less => true,
-        std::cmp::Ordering::Equal => {
-            // The value is a sub-slice of `block`: its offset is the distance
-            // between the two start addresses.
-            let at = e.value.as_ptr() as usize - block.as_ptr() as usize;
-            found = Some((
-                at,
-                EntryFields {
-                    value_len: e.value.len(),
-                    op: e.op,
-                    ttl: e.ttl,
-                    lsn: e.lsn,
-                    timestamp: e.timestamp,
-                    retain_until: e.retain_until,
-                },
-            ));
-            false
+fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<(usize, EntryFields)>, String> {
+    let (body, _) = split_block(&block.bytes)?;
+    // Binary search over the entry offsets found when the block was loaded.
+    let (mut lo, mut hi) = (0, block.entries.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (e, _) = parse_entry(body, block.entries[mid] as usize)?;
+        match e.key.cmp(key) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                // The value is a sub-slice of the block: its offset is the
+                // distance between the two start addresses.
+                let at = e.value.as_ptr() as usize - block.bytes.as_ptr() as usize;
+                return Ok(Some((
+                    at,
+                    EntryFields {
+                        value_len: e.value.len(),
+                        op: e.op,
+                        ttl: e.ttl,
+                        lsn: e.lsn,
+                        timestamp: e.timestamp,
+                        retain_until: e.retain_until,
+                    },
+                )));
+            }
         }
-        std::cmp::Ordering::Greater => false,
-    })?;
-    Ok(found)
+    }
+    Ok(None)
+}
+
+/// Index of the first entry of `block` whose key is >= `key`.
+fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
+    let (body, _) = split_block(&block.bytes)?;
+    let (mut lo, mut hi) = (0, block.entries.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (e, _) = parse_entry(body, block.entries[mid] as usize)?;
+        if e.key < key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// The fixed fields of an entry found in a block.
