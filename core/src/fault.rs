@@ -588,6 +588,7 @@ struct Shared {
     injected: u64,
     points: u64,
     labels: BTreeMap<String, u64>,
+    trace: Vec<String>,
     crash_at: Option<u64>,
     capture: Option<CrashState>,
     lint: bool,
@@ -670,6 +671,7 @@ impl FaultStorage {
                 injected: 0,
                 points: 0,
                 labels: BTreeMap::new(),
+                trace: Vec::new(),
                 crash_at: None,
                 capture: None,
                 lint: true,
@@ -765,6 +767,12 @@ impl FaultStorage {
         self.lock().labels.clone()
     }
 
+    /// The label of every persistence point reached so far, in order (point
+    /// number `n` is at index `n - 1`).
+    pub fn point_trace(&self) -> Vec<String> {
+        self.lock().trace.clone()
+    }
+
     // ---- lint ------------------------------------------------------------
 
     /// Turns the durability lint on or off (on by default).
@@ -841,7 +849,8 @@ impl FaultStorage {
     /// Counts a persistence point; crashes there if armed.
     fn point(&self, s: &mut Shared, label: String) -> io::Result<()> {
         s.points += 1;
-        *s.labels.entry(label).or_default() += 1;
+        *s.labels.entry(label.clone()).or_default() += 1;
+        s.trace.push(label);
         if s.crash_at == Some(s.points) {
             s.capture = Some(CrashState {
                 disk: s.disk.clone(),

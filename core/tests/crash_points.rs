@@ -1,0 +1,817 @@
+//! Crash-point enumeration over the fault-injecting storage (`edgestore::fault`).
+//!
+//! Each scripted workload (puts, deletes, batches, flushes, compactions,
+//! snapshots, manifest rewrites, TTL expiry on a manual clock, reopen and
+//! recovery) is first run to the end to count its persistence points (every
+//! `sync_data`, `sync_dir`, `rename` and `truncate`). Then, for every point
+//! n, it is run again with a power loss armed at n, and the state captured
+//! just before that operation is turned into one crash image per
+//! [`CrashMode`] (unsynced data dropped, a random prefix kept, the next write
+//! torn with zeros or garbage, writes reordered across files, unsynced
+//! directory entries forgotten, or everything kept). A crash after the last
+//! operation is tried too. For each image:
+//!
+//! * no manifest entry lacks its segment file;
+//! * the database opens (no panic, no error) and `verify` passes;
+//! * its contents equal the write history at some prefix (no holes) that
+//!   includes every write acknowledged as durable (durable mode: every write
+//!   that returned; buffered mode: every write before the last barrier);
+//! * it keeps working: a new write survives a clean reopen;
+//! * the durability lint found nothing, in the run or in the recovery.
+//!
+//! Every point of every workload must be reached when armed (the runs are
+//! deterministic), and every kind of persistence point the engine has must be
+//! hit by some workload. `EDGESTORE_CRASH_SEEDS=n` (default 8) tries n seeds
+//! for each randomized crash mode; the totals are printed.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::T0;
+use edgestore::fault::{CrashMode, CrashState, FaultStorage};
+use edgestore::storage::Storage;
+use edgestore::{Clock, EdgestoreConfig, Engine, Manifest, ManualClock, SyncMode, WriteBatch};
+
+const NS: [&[u8]; 2] = [b"n0", b"n1"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// (namespace, key, ttl seconds); the value is unique to the write.
+    Put(usize, u8, u32),
+    Delete(usize, u8),
+    /// Some(ttl) puts, None deletes.
+    Batch(Vec<(usize, u8, Option<u32>)>),
+    /// `Engine::flush`, the WAL barrier.
+    Flush,
+    FlushToSegments,
+    Compact,
+    /// Take a snapshot and keep it.
+    Snapshot,
+    DropSnapshots,
+    Advance(u64),
+    /// Clean close and reopen.
+    Reopen,
+}
+
+use Step::*;
+
+/// Where a workload's starting state comes from.
+#[derive(Debug, Clone)]
+struct Setup {
+    steps: Vec<Step>,
+    /// Crash at the last persistence point with this label (None: after the end).
+    at_last: Option<&'static str>,
+    mode: CrashMode,
+    seed: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Workload {
+    name: &'static str,
+    sync: SyncMode,
+    setup: Option<Setup>,
+    steps: Vec<Step>,
+}
+
+fn workloads() -> Vec<Workload> {
+    let puts = |ns: usize, keys: std::ops::Range<u8>, ttl: u32| -> Vec<Step> {
+        keys.map(|k| Put(ns, k, ttl)).collect()
+    };
+    let mut w = Vec::new();
+    w.push(Workload {
+        name: "writes",
+        sync: SyncMode::Durable,
+        setup: None,
+        steps: vec![
+            Put(0, 1, 0),
+            Put(0, 2, 0),
+            Delete(0, 1),
+            Batch(vec![(0, 3, Some(0)), (0, 2, None), (1, 4, Some(50))]),
+            Put(1, 5, 0),
+            FlushToSegments,
+            Put(0, 6, 0),
+            Delete(0, 3),
+            Reopen,
+            Put(0, 7, 0),
+            FlushToSegments,
+        ],
+    });
+    let mut steps = Vec::new();
+    for round in 0..3u8 {
+        steps.extend(puts(0, round * 3..round * 3 + 5, 0));
+        steps.push(Delete(0, round));
+        steps.push(FlushToSegments);
+    }
+    steps.push(Compact);
+    steps.push(Batch(vec![(0, 4, None), (0, 20, Some(0)), (1, 2, Some(0))]));
+    steps.push(FlushToSegments);
+    steps.push(Compact);
+    steps.push(Put(0, 21, 0));
+    w.push(Workload {
+        name: "compaction",
+        sync: SyncMode::Durable,
+        setup: None,
+        steps,
+    });
+    let mut steps = puts(0, 0..4, 30);
+    steps.extend(puts(0, 4..8, 600));
+    steps.extend(puts(1, 0..3, 0));
+    steps.push(Put(1, 9, 30)); // shadowed below by a longer-lived tombstone
+    steps.push(FlushToSegments);
+    steps.push(Delete(1, 0));
+    steps.push(Put(0, 5, 40));
+    steps.push(FlushToSegments);
+    steps.push(Advance(120));
+    steps.push(Compact); // drops the expired 30 s cohort without writing
+    steps.push(Put(0, 30, 20));
+    steps.push(FlushToSegments);
+    steps.push(Advance(400));
+    steps.push(Compact); // rewrites what pays, drops what died
+    steps.push(Advance(900));
+    steps.push(Compact);
+    steps.push(Put(0, 31, 0));
+    w.push(Workload {
+        name: "ttl",
+        sync: SyncMode::Durable,
+        setup: None,
+        steps,
+    });
+    let mut steps = puts(0, 0..4, 0);
+    steps.push(FlushToSegments);
+    steps.extend(puts(0, 2..6, 0));
+    steps.push(FlushToSegments);
+    steps.push(Snapshot);
+    steps.push(Delete(0, 2));
+    steps.push(FlushToSegments);
+    steps.push(Compact); // pinned: nothing to do
+    steps.push(DropSnapshots);
+    steps.push(Compact);
+    steps.push(Put(0, 9, 0));
+    w.push(Workload {
+        name: "snapshot",
+        sync: SyncMode::Durable,
+        setup: None,
+        steps,
+    });
+    let mut steps = puts(0, 0..5, 0);
+    steps.push(Flush);
+    steps.extend(puts(1, 0..3, 100));
+    steps.push(Batch(vec![(0, 1, None), (0, 9, Some(0))]));
+    steps.push(FlushToSegments);
+    steps.extend(puts(0, 10..14, 0));
+    steps.push(Flush);
+    steps.push(Delete(0, 10));
+    steps.push(FlushToSegments);
+    steps.push(Compact);
+    steps.push(Put(0, 15, 0));
+    steps.push(Reopen);
+    steps.push(Put(0, 16, 0));
+    w.push(Workload {
+        name: "buffered",
+        sync: SyncMode::Buffered,
+        setup: None,
+        steps,
+    });
+    // Recovery from a torn WAL tail: cut, then new writes.
+    let mut setup = puts(0, 0..3, 0);
+    setup.push(Flush);
+    setup.extend(puts(0, 3..8, 0));
+    w.push(Workload {
+        name: "recover-torn-wal",
+        sync: SyncMode::Buffered,
+        setup: Some(Setup {
+            steps: setup,
+            at_last: None,
+            mode: CrashMode::TornGarbage,
+            seed: 3,
+        }),
+        steps: vec![Put(0, 20, 0), FlushToSegments, Put(0, 21, 0)],
+    });
+    // Recovery after a crash in the middle of a flush: orphan segments and a
+    // leftover temporary manifest are removed at open.
+    let mut setup = puts(0, 0..6, 0);
+    setup.push(FlushToSegments);
+    w.push(Workload {
+        name: "recover-orphans",
+        sync: SyncMode::Durable,
+        setup: Some(Setup {
+            steps: setup,
+            at_last: Some("rename tmp -> manifest"),
+            mode: CrashMode::KeepAll,
+            seed: 0,
+        }),
+        steps: vec![Put(0, 20, 0), FlushToSegments],
+    });
+    // Recovery after a crash while a new WAL was being created: its header
+    // is torn (garbage), and nothing in it was ever acknowledged.
+    let mut setup = puts(0, 0..3, 0);
+    setup.push(FlushToSegments);
+    w.push(Workload {
+        name: "recover-torn-wal-header",
+        sync: SyncMode::Durable,
+        setup: Some(Setup {
+            steps: setup,
+            at_last: Some("sync_data wal header"),
+            mode: CrashMode::TornGarbage,
+            seed: 5,
+        }),
+        steps: vec![Put(0, 20, 0), FlushToSegments],
+    });
+    w
+}
+
+/// Kinds of persistence point the engine has; every one must be hit.
+const EXPECTED_POINTS: &[&str] = &[
+    "sync_data wal header",
+    "sync_data wal",
+    "sync_dir after create wal",
+    "sync_data seg",
+    "sync_dir after create seg",
+    "sync_data tmp",
+    "rename tmp -> manifest",
+    "sync_dir after rename manifest",
+    "sync_dir after remove seg",
+    "sync_dir after remove tmp",
+    "sync_dir after remove wal",
+    "truncate wal",
+];
+
+type Model = BTreeMap<(usize, u8), (Vec<u8>, i64)>;
+
+fn key(k: u8) -> Vec<u8> {
+    format!("k{k:02}").into_bytes()
+}
+
+fn death(now: i64, ttl: u32) -> i64 {
+    if ttl == 0 {
+        i64::MAX
+    } else {
+        now + ttl as i64 * 1_000_000_000
+    }
+}
+
+/// Per namespace, its live (key, value) pairs in key order.
+type Contents = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
+
+fn visible(m: &Model, now: i64) -> Contents {
+    (0..NS.len())
+        .map(|ns| {
+            m.iter()
+                .filter(|((n, _), (_, d))| *n == ns && now < *d)
+                .map(|((_, k), (v, _))| (key(*k), v.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+fn contents(db: &Engine) -> Result<Contents, String> {
+    NS.iter()
+        .map(|ns| db.prefix(ns, b"").map_err(|e| format!("scan: {e}")))
+        .collect()
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from("/db")
+}
+
+fn config(fs: &FaultStorage, clock: &ManualClock, sync: SyncMode) -> EdgestoreConfig {
+    let mut c = EdgestoreConfig::new(dir());
+    c.storage = Arc::new(fs.clone());
+    c.clock = Arc::new(clock.clone());
+    c.sync_mode = sync;
+    c.memtable_size_bytes = 1 << 20; // flushes are explicit
+    c.segment_size_bytes = 300; // flushes and merges split their output
+    c.block_size_bytes = 96;
+    c.cohort_window_secs = 60;
+    c.max_permanent_runs = 1;
+    c.max_permanent_space_amp = 100.0;
+    c
+}
+
+/// One execution of a workload's steps against a storage.
+struct Run {
+    fs: FaultStorage,
+    clock: ManualClock,
+    sync: SyncMode,
+    db: Option<Engine>,
+    /// Model after each write: history[0] is the starting state.
+    history: Vec<Model>,
+    /// Index into `history` of the newest state known durable.
+    floor: usize,
+    /// The state the write in flight would produce.
+    in_flight: Option<Model>,
+    snaps: Vec<edgestore::Snapshot>,
+    values: u64,
+    tag: u64,
+}
+
+impl Run {
+    fn value(&mut self) -> Vec<u8> {
+        self.values += 1;
+        format!("<val:{:04}:{:06}>", self.tag, self.values).into_bytes()
+    }
+
+    fn db(&self) -> &Engine {
+        self.db.as_ref().expect("engine open")
+    }
+
+    fn ack(&mut self, next: Model, puts: &[(String, Vec<u8>)]) {
+        self.history.push(next);
+        if self.sync == SyncMode::Durable {
+            self.floor = self.history.len() - 1;
+            for (what, v) in puts {
+                self.fs.check_acknowledged(what, v);
+            }
+        }
+    }
+
+    /// Runs one step; Err(()) if the storage crashed under it. Any other
+    /// error is a test failure.
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        let now = self.clock.now_nanos();
+        let cur = self.history.last().cloned().unwrap_or_default();
+        let res: edgestore::Result<()> = match step {
+            Put(ns, k, ttl) => {
+                let v = self.value();
+                let mut next = cur;
+                next.insert((*ns, *k), (v.clone(), death(now, *ttl)));
+                self.in_flight = Some(next.clone());
+                self.db()
+                    .put_with_ttl(NS[*ns], &key(*k), &v, *ttl)
+                    .map(|()| self.ack(next, &[(format!("put {ns}/{k}"), v)]))
+            }
+            Delete(ns, k) => {
+                let mut next = cur;
+                next.remove(&(*ns, *k));
+                self.in_flight = Some(next.clone());
+                self.db()
+                    .delete(NS[*ns], &key(*k))
+                    .map(|()| self.ack(next, &[]))
+            }
+            Batch(items) => {
+                let mut b = WriteBatch::new();
+                let mut next = cur;
+                let mut puts = Vec::new();
+                for (ns, k, put) in items {
+                    match put {
+                        Some(ttl) => {
+                            let v = self.value();
+                            b.put_with_ttl(NS[*ns], &key(*k), &v, *ttl).unwrap();
+                            next.insert((*ns, *k), (v.clone(), death(now, *ttl)));
+                            puts.push((format!("batch put {ns}/{k}"), v));
+                        }
+                        None => {
+                            b.delete(NS[*ns], &key(*k)).unwrap();
+                            next.remove(&(*ns, *k));
+                        }
+                    }
+                }
+                self.in_flight = Some(next.clone());
+                self.db().write(b).map(|()| self.ack(next, &puts))
+            }
+            Flush | FlushToSegments => {
+                let r = if matches!(step, Flush) {
+                    self.db().flush()
+                } else {
+                    self.db().flush_to_segments()
+                };
+                r.map(|()| self.floor = self.history.len() - 1)
+            }
+            Compact => self.db().compact_once().map(|_| ()),
+            Snapshot => self.db().snapshot().map(|s| self.snaps.push(s)),
+            DropSnapshots => {
+                self.snaps.clear();
+                Ok(())
+            }
+            Advance(secs) => {
+                self.clock.advance_secs(*secs);
+                Ok(())
+            }
+            Reopen => {
+                self.snaps.clear();
+                let db = self.db.take().expect("open");
+                let r = db.close();
+                drop(db);
+                r.and_then(|()| Engine::open(config(&self.fs, &self.clock, self.sync)))
+                    .map(|db| {
+                        self.db = Some(db);
+                        self.floor = self.history.len() - 1;
+                    })
+            }
+        };
+        match res {
+            Ok(()) => {
+                self.in_flight = None;
+                Ok(())
+            }
+            Err(_) if self.fs.is_crashed() => Err(String::new()),
+            Err(e) => Err(format!("{step:?} failed without a crash: {e}")),
+        }
+    }
+}
+
+/// Builds the storage a workload starts from, with the model it holds.
+fn start(w: &Workload, clock: &ManualClock) -> (FaultStorage, Model) {
+    let Some(setup) = &w.setup else {
+        return (FaultStorage::new(1), Model::new());
+    };
+    // Find the point to crash at with a dry run, then crash there.
+    let (trace, _) = run_steps(
+        FaultStorage::new(1),
+        clock.clone(),
+        w.sync,
+        &setup.steps,
+        Model::new(),
+        0,
+        None,
+    );
+    // u64::MAX: past the end, a power loss right after the last step.
+    let at = match setup.at_last {
+        None => u64::MAX,
+        Some(label) => {
+            trace
+                .iter()
+                .rposition(|l| l == label)
+                .expect("setup hits its crash label") as u64
+                + 1
+        }
+    };
+    let clock2 = ManualClock::new(clock.now_nanos());
+    let (_, out) = run_steps(
+        FaultStorage::new(1),
+        clock2,
+        w.sync,
+        &setup.steps,
+        Model::new(),
+        0,
+        Some(at),
+    );
+    let (state, history, floor) = out.expect("setup crashes");
+    let image = state.image(setup.mode, setup.seed);
+    // Whatever survived is the starting state: find it (it must be a prefix),
+    // on a copy, so the workload itself runs the recovery.
+    let probe = FaultStorage::new(1);
+    probe.restore(&image);
+    let db = Engine::open(config(&probe, clock, w.sync)).expect("setup image opens");
+    let got = contents(&db).unwrap();
+    let now = clock.now_nanos();
+    let m = history[floor..]
+        .iter()
+        .rev()
+        .find(|m| visible(m, now) == got)
+        .cloned()
+        .expect("setup image is a prefix of its history");
+    drop(db);
+    (image, m)
+}
+
+type Crashed = (CrashState, Vec<Model>, usize);
+
+/// Runs `steps` from `initial`, crashing at point `crash_at` if given. Returns
+/// the trace of persistence points and, after a crash (or the end when
+/// `crash_at` is past it), the captured state, the history and candidates floor.
+fn run_steps(
+    fs: FaultStorage,
+    clock: ManualClock,
+    sync: SyncMode,
+    steps: &[Step],
+    initial: Model,
+    tag: u64,
+    crash_at: Option<u64>,
+) -> (Vec<String>, Option<Crashed>) {
+    fs.crash_at_point(crash_at);
+    let mut run = Run {
+        fs: fs.clone(),
+        clock,
+        sync,
+        db: None,
+        history: vec![initial],
+        floor: 0,
+        in_flight: None,
+        snaps: Vec::new(),
+        values: 0,
+        tag,
+    };
+    let mut crashed = false;
+    match Engine::open(config(&fs, &run.clock, sync)) {
+        Ok(db) => run.db = Some(db),
+        Err(e) => {
+            assert!(fs.is_crashed(), "open failed without a crash: {e}");
+            crashed = true;
+        }
+    }
+    if !crashed {
+        // Nothing is in the WAL yet after open: the starting state is durable.
+        for s in steps {
+            match run.step(s) {
+                Ok(()) => {}
+                Err(e) if e.is_empty() => {
+                    crashed = true;
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let trace = fs.point_trace();
+    let state = if crashed {
+        fs.take_crash()
+    } else if crash_at.is_some() {
+        // Armed past the end: a power loss right after the last step.
+        Some(fs.crash_now())
+    } else {
+        let now = run.clock.now_nanos();
+        let got = contents(run.db()).unwrap();
+        assert_eq!(
+            got,
+            visible(run.history.last().unwrap(), now),
+            "no-crash run"
+        );
+        run.db().verify().unwrap();
+        None
+    };
+    run.snaps.clear();
+    drop(run.db.take());
+    if let Some(m) = run.in_flight.take() {
+        run.history.push(m);
+    }
+    (trace, state.map(|s| (s, run.history, run.floor)))
+}
+
+/// Checks one crash image. Err describes what is wrong.
+fn check_image(
+    image: &FaultStorage,
+    clock: &ManualClock,
+    sync: SyncMode,
+    history: &[Model],
+    floor: usize,
+) -> Result<BTreeMap<String, u64>, String> {
+    // No manifest entry without its file.
+    let mpath = dir().join(edgestore::manifest::FILE_NAME);
+    if image.exists(&mpath).unwrap() {
+        let m = Manifest::open_with(Arc::new(image.clone()), &mpath)
+            .map_err(|e| format!("manifest unreadable: {e}"))?;
+        for s in m.list_segments() {
+            let p = dir().join(edgestore::segment::file_name(s.segment_id));
+            if !image.exists(&p).unwrap() {
+                return Err(format!(
+                    "manifest names {} but the file is missing",
+                    p.display()
+                ));
+            }
+        }
+    }
+    let db = Engine::open(config(image, clock, sync)).map_err(|e| format!("open: {e}"))?;
+    db.verify().map_err(|e| format!("verify: {e}"))?;
+    let now = clock.now_nanos();
+    let got = contents(&db)?;
+    let Some(j) = (floor..history.len())
+        .rev()
+        .find(|&j| visible(&history[j], now) == got)
+    else {
+        let lost = (0..floor).rev().find(|&j| visible(&history[j], now) == got);
+        return Err(match lost {
+            Some(j) => format!(
+                "acknowledged writes lost: state is history[{j}], durable floor is {floor} of {}",
+                history.len() - 1
+            ),
+            None => format!("state matches no prefix of the history (a hole): {got:?}"),
+        });
+    };
+    // It keeps working: a new write survives a clean reopen.
+    db.put(NS[0], b"zz", b"after-crash")
+        .map_err(|e| format!("write after recovery: {e}"))?;
+    db.close().map_err(|e| format!("close: {e}"))?;
+    drop(db);
+    let db = Engine::open(config(image, clock, sync)).map_err(|e| format!("second open: {e}"))?;
+    db.verify().map_err(|e| format!("second verify: {e}"))?;
+    let mut want = visible(&history[j], now);
+    want[0].push((b"zz".to_vec(), b"after-crash".to_vec()));
+    want[0].sort();
+    if contents(&db)? != want {
+        return Err("state changed across a clean reopen after recovery".into());
+    }
+    drop(db);
+    let v = image.violations();
+    if !v.is_empty() {
+        return Err(format!("durability lint during recovery: {v:?}"));
+    }
+    Ok(image.point_labels())
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    points: u64,
+    states: u64,
+    /// Recoveries that cut a torn WAL tail.
+    cut_tails: u64,
+    /// Recoveries that removed leftover files (orphans, empty WALs).
+    removed: u64,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        self.points += o.points;
+        self.states += o.states;
+        self.cut_tails += o.cut_tails;
+        self.removed += o.removed;
+    }
+}
+
+fn seeds() -> u64 {
+    std::env::var("EDGESTORE_CRASH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+}
+
+fn keep_going() -> bool {
+    std::env::var_os("EDGESTORE_CRASH_KEEP_GOING").is_some()
+}
+
+/// Distinct failures seen with EDGESTORE_CRASH_KEEP_GOING set.
+fn failures() -> &'static std::sync::Mutex<BTreeSet<String>> {
+    static F: std::sync::OnceLock<std::sync::Mutex<BTreeSet<String>>> = std::sync::OnceLock::new();
+    F.get_or_init(Default::default)
+}
+
+fn enumerate(w: &Workload, wi: u64, labels: &mut BTreeSet<String>) -> Totals {
+    let clock = ManualClock::new(T0);
+    let (base, initial) = start(w, &clock);
+    let fresh = || {
+        let fs = FaultStorage::new(1);
+        fs.restore(&base);
+        fs
+    };
+    // Dry run: count the points.
+    let dry_clock = ManualClock::new(clock.now_nanos());
+    let dry = fresh();
+    let (trace, _) = run_steps(
+        dry.clone(),
+        dry_clock,
+        w.sync,
+        &w.steps,
+        initial.clone(),
+        wi,
+        None,
+    );
+    assert!(
+        dry.violations().is_empty(),
+        "{}: lint: {:?}",
+        w.name,
+        dry.violations()
+    );
+    labels.extend(trace.iter().cloned());
+    let points = trace.len() as u64;
+    let mut totals = Totals {
+        points,
+        ..Default::default()
+    };
+    for n in 1..=points + 1 {
+        let c = ManualClock::new(clock.now_nanos());
+        let fs = fresh();
+        let (_, out) = run_steps(
+            fs.clone(),
+            c.clone(),
+            w.sync,
+            &w.steps,
+            initial.clone(),
+            wi,
+            Some(n),
+        );
+        let (state, history, floor) = out.expect("crash captured");
+        if n <= points {
+            assert_eq!(
+                fs.persistence_points(),
+                n,
+                "{}: point {n} ({}) not reached",
+                w.name,
+                trace[n as usize - 1]
+            );
+        }
+        let v = fs.violations();
+        assert!(v.is_empty(), "{}: lint before point {n}: {v:?}", w.name);
+        let label = trace.get(n as usize - 1).map_or("end", |s| s.as_str());
+        for mode in CrashMode::ALL {
+            let randomized = matches!(
+                mode,
+                CrashMode::Prefix
+                    | CrashMode::TornZeros
+                    | CrashMode::TornGarbage
+                    | CrashMode::Reorder
+            );
+            let tries = if randomized { seeds() } else { 1 };
+            for s in 0..tries {
+                let seed = (wi << 48) ^ (n << 16) ^ s;
+                let image = state.image(mode, seed);
+                let res = catch_unwind(AssertUnwindSafe(|| {
+                    check_image(&image, &c, w.sync, &history, floor)
+                }));
+                let msg = match res {
+                    Ok(Ok(labels)) => {
+                        // Only the first open's recovery counts (the reopen is clean).
+                        totals.cut_tails += u64::from(labels.contains_key("truncate wal"));
+                        totals.removed += u64::from(
+                            labels
+                                .keys()
+                                .any(|l| l.starts_with("sync_dir after remove")),
+                        );
+                        None
+                    }
+                    Ok(Err(e)) => Some(e),
+                    Err(p) => Some(format!(
+                        "panic: {}",
+                        p.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default()
+                    )),
+                };
+                if let Some(msg) = msg {
+                    if keep_going() {
+                        let first = msg.split(':').next().unwrap_or("").to_string();
+                        let k = format!("{} | {label} | {mode:?} | {first}", w.name);
+                        if failures().lock().unwrap().insert(k) {
+                            println!(
+                                "FAIL {}: point {n} ({label}) {mode:?} seed {seed}: {msg}",
+                                w.name
+                            );
+                        }
+                        continue;
+                    }
+                    panic!(
+                        "workload {}, crash before point {n} of {points} ({label}), mode {mode:?}, seed {seed}: {msg}",
+                        w.name
+                    );
+                }
+                totals.states += 1;
+            }
+        }
+    }
+    totals
+}
+
+#[test]
+fn crash_at_every_persistence_point() {
+    let t = Instant::now();
+    let mut labels = BTreeSet::new();
+    let mut all = Totals::default();
+    println!("workload                 points  crash states  torn WAL tails cut  files removed");
+    for (i, w) in workloads().iter().enumerate() {
+        let tot = enumerate(w, i as u64, &mut labels);
+        println!(
+            "{:<24} {:>6} {:>13} {:>19} {:>14}",
+            w.name, tot.points, tot.states, tot.cut_tails, tot.removed
+        );
+        all.add(&tot);
+    }
+    println!(
+        "{:<24} {:>6} {:>13} {:>19} {:>14}",
+        "total", all.points, all.states, all.cut_tails, all.removed
+    );
+    println!(
+        "({} crash modes, {} seed(s) per randomized mode, crash after each point and after the end; {:.1} s)",
+        CrashMode::ALL.len(),
+        seeds(),
+        t.elapsed().as_secs_f64()
+    );
+    println!("kinds of persistence point hit: {labels:?}");
+    let f = failures().lock().unwrap();
+    assert!(f.is_empty(), "{} distinct failures: {f:#?}", f.len());
+    for want in EXPECTED_POINTS {
+        assert!(
+            labels.contains(*want),
+            "persistence point {want:?} never hit"
+        );
+    }
+}
+
+#[test]
+fn a_lost_acknowledged_write_is_detected() {
+    // The checker must be able to fail: a buffered write is acknowledged
+    // before it is durable, and a crash that drops it is flagged as a loss.
+    let clock = ManualClock::new(T0);
+    let fs = FaultStorage::new(9);
+    let db = Engine::open(config(&fs, &clock, SyncMode::Buffered)).unwrap();
+    db.put(NS[0], b"k01", b"<unique-value>").unwrap();
+    assert!(!fs.check_acknowledged("buffered put", b"<unique-value>"));
+    assert_eq!(fs.violations().len(), 1);
+    let state = fs.crash_now();
+    drop(db);
+    let mut m = Model::new();
+    let history = vec![m.clone(), {
+        m.insert((0, 1), (b"<unique-value>".to_vec(), i64::MAX));
+        m
+    }];
+    let image = state.image(CrashMode::DropUnsynced, 0);
+    let err = check_image(&image, &clock, SyncMode::Buffered, &history, 1).unwrap_err();
+    assert!(err.contains("acknowledged writes lost"), "{err}");
+    // Kept by the OS (a process crash): nothing lost.
+    let image = state.image(CrashMode::KeepAll, 0);
+    check_image(&image, &clock, SyncMode::Buffered, &history, 1).unwrap();
+}
