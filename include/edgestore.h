@@ -517,7 +517,7 @@ typedef struct edgestore_vector_index_params {
 } edgestore_vector_index_params;
 
 /**
- * What a collection was created with (`edgestore_vector_info()`).
+ * What a collection was created with (`edgestore_vector_get_info()`).
  */
 typedef struct edgestore_vector_info {
     /**
@@ -681,7 +681,7 @@ typedef struct edgestore_vector_search_options {
 } edgestore_vector_search_options;
 
 /**
- * Counters of a collection's index (`edgestore_vector_stats()`).
+ * Counters of a collection's index (`edgestore_vector_get_stats()`).
  */
 typedef struct edgestore_vector_stats {
     /**
@@ -1329,7 +1329,7 @@ enum edgestore_status edgestore_vector_create(struct edgestore_db *db,
 
 /**
  * Opens the existing collection `name` in namespace `ns` of `db`. Its
- * configuration is the one it was created with (`edgestore_vector_info()`).
+ * configuration is the one it was created with (`edgestore_vector_get_info()`).
  * The first open in a process loads the persisted index (rebuilding it from
  * the records only if the file is missing, stale or damaged).
  *
@@ -1362,8 +1362,8 @@ enum edgestore_status edgestore_vector_free(struct edgestore_vector_collection *
  * # Safety
  * `info_out` must be NULL or writable.
  */
-enum edgestore_status edgestore_vector_info(struct edgestore_vector_collection *coll,
-                                            struct edgestore_vector_info *info_out);
+enum edgestore_status edgestore_vector_get_info(struct edgestore_vector_collection *coll,
+                                                struct edgestore_vector_info *info_out);
 
 /**
  * Stores a vector under `key` (replacing any earlier one: last writer wins),
@@ -1609,8 +1609,8 @@ enum edgestore_status edgestore_vector_search_batch(struct edgestore_vector_coll
  * # Safety
  * `stats_out` must be NULL or writable.
  */
-enum edgestore_status edgestore_vector_stats(struct edgestore_vector_collection *coll,
-                                             struct edgestore_vector_stats *stats_out);
+enum edgestore_status edgestore_vector_get_stats(struct edgestore_vector_collection *coll,
+                                                 struct edgestore_vector_stats *stats_out);
 
 /**
  * Writes the collection's index file now, so a reopen loads it instead of

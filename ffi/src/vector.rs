@@ -251,7 +251,7 @@ pub struct edgestore_vector_index_params {
     pub max_graph_bytes: usize,
 }
 
-/// What a collection was created with (`edgestore_vector_info()`).
+/// What a collection was created with (`edgestore_vector_get_info()`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct edgestore_vector_info {
@@ -265,7 +265,7 @@ pub struct edgestore_vector_info {
     pub params: edgestore_vector_index_params,
 }
 
-/// Counters of a collection's index (`edgestore_vector_stats()`).
+/// Counters of a collection's index (`edgestore_vector_get_stats()`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct edgestore_vector_stats {
@@ -852,7 +852,7 @@ pub unsafe extern "C" fn edgestore_vector_create(
 }
 
 /// Opens the existing collection `name` in namespace `ns` of `db`. Its
-/// configuration is the one it was created with (`edgestore_vector_info()`).
+/// configuration is the one it was created with (`edgestore_vector_get_info()`).
 /// The first open in a process loads the persisted index (rebuilding it from
 /// the records only if the file is missing, stale or damaged).
 ///
@@ -928,11 +928,11 @@ pub extern "C" fn edgestore_vector_free(
 /// # Safety
 /// `info_out` must be NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn edgestore_vector_info(
+pub unsafe extern "C" fn edgestore_vector_get_info(
     coll: *mut edgestore_vector_collection,
     info_out: *mut edgestore_vector_info,
 ) -> edgestore_status {
-    boundary("edgestore_vector_info", || {
+    boundary("edgestore_vector_get_info", || {
         args::out(info_out, "info_out")?;
         let c = with_coll(coll, |c, _, _| Ok(*c.config()))?;
         let info = edgestore_vector_info {
@@ -1053,7 +1053,24 @@ pub unsafe extern "C" fn edgestore_vector_put_batch(
             with_coll(coll, |_, _, _| Ok(()))?;
             return OK;
         }
-        with_coll(coll, |c, _, _| Ok(c.put_batch(&puts)?))?;
+        with_coll(coll, |c, _, _| match c.put_batch(&puts) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Name the item the core refused: stage the items one by one
+                // into a scratch batch (only on this error path).
+                let mut scratch = edgestore_core::WriteBatch::new();
+                for (i, p) in puts.iter().enumerate() {
+                    if let Err(item_err) =
+                        c.stage_put(&mut scratch, p.key, p.vector, p.metadata, p.ttl_secs)
+                    {
+                        let f = Fail::from(item_err);
+                        return Err(Fail::new(f.status, format!("items[{i}]: {}", f.message)));
+                    }
+                    scratch.clear();
+                }
+                Err(e.into())
+            }
+        })?;
         OK
     })
 }
@@ -1449,7 +1466,18 @@ unsafe fn search(
         let at = c.at(&snap.snap);
         inputs
             .iter()
-            .map(|q| Ok(at.search_with(*q, k, filter.as_ref(), &params)?))
+            .enumerate()
+            .map(|(i, q)| {
+                at.search_with(*q, k, filter.as_ref(), &params)
+                    .map_err(|e| {
+                        let f = Fail::from(e);
+                        if n == 1 {
+                            f
+                        } else {
+                            Fail::new(f.status, format!("query {i}: {}", f.message))
+                        }
+                    })
+            })
             .collect::<Result<Vec<_>, Fail>>()
     })?;
     // SAFETY: the output arrays were checked by Results::check for n*k slots
@@ -1654,11 +1682,11 @@ pub unsafe extern "C" fn edgestore_vector_search_batch(
 /// # Safety
 /// `stats_out` must be NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn edgestore_vector_stats(
+pub unsafe extern "C" fn edgestore_vector_get_stats(
     coll: *mut edgestore_vector_collection,
     stats_out: *mut edgestore_vector_stats,
 ) -> edgestore_status {
-    boundary("edgestore_vector_stats", || {
+    boundary("edgestore_vector_get_stats", || {
         args::out(stats_out, "stats_out")?;
         let s = with_coll(coll, |c, _, _| Ok(c.stats()))?;
         let out = edgestore_vector_stats {
