@@ -185,7 +185,7 @@ impl SegmentReader {
             let last_key = d.bytes().map_err(|m| corrupt(at, m))?.to_vec();
             let offset = d.u64().map_err(|m| corrupt(at, m))?;
             let len = d.u32().map_err(|m| corrupt(at, m))?;
-            if offset < HEADER_LEN || offset + len as u64 > index_off || len < 8 {
+            if offset < HEADER_LEN || offset.saturating_add(len as u64) > index_off || len < 8 {
                 return Err(corrupt(
                     at,
                     "index entry points outside the data area".into(),
@@ -339,11 +339,24 @@ impl SegmentReader {
         Ok(out)
     }
 
-    /// Every record, in key order.
+    /// The meta's record count as an allocation hint, bounded by what the
+    /// file can hold (the count is read from the file).
+    fn record_capacity(&self) -> usize {
+        let most = self.meta.file_size / ENTRY_HEADER_LEN as u64;
+        usize::try_from(self.meta.record_count.min(most)).unwrap_or(0)
+    }
+
+    /// Every record, in key order. Reads the file, not the block cache: a
+    /// whole-segment pass (compaction) would only evict what readers use.
     pub fn all_records(&self) -> Result<Vec<Record>> {
-        let mut out = Vec::with_capacity(self.meta.record_count as usize);
+        let mut out = Vec::with_capacity(self.record_capacity());
         for i in 0..self.index.len() {
-            out.extend(self.block_records(i)?);
+            let block = self.read_block(i)?;
+            let offset = self.index[i].offset;
+            out.extend(
+                decode_block(&block)
+                    .map_err(|m| Error::corruption(self.path.clone(), offset, m))?,
+            );
         }
         Ok(out)
     }
@@ -352,15 +365,7 @@ impl SegmentReader {
     /// merkle root against the meta. Returns the number of records.
     pub fn verify(&self) -> Result<u64> {
         // From the file, never the cache: verify is about what is on disk.
-        let mut records = Vec::with_capacity(self.meta.record_count as usize);
-        for i in 0..self.index.len() {
-            let block = self.read_block(i)?;
-            let offset = self.index[i].offset;
-            records.extend(
-                decode_block(&block)
-                    .map_err(|m| Error::corruption(self.path.clone(), offset, m))?,
-            );
-        }
+        let records = self.all_records()?;
         let bad = |m: &str| Err(Error::corruption(self.path.clone(), 0, m.to_string()));
         if records.len() as u64 != self.meta.record_count {
             return bad("record count differs from meta");
@@ -698,6 +703,62 @@ mod tests {
         assert!(SegmentWriter::new(dir.path().to_path_buf(), 1, 3600)
             .flush(&[])
             .is_err());
+    }
+
+    /// Rewrites section `field` (0 index, 1 bloom, 2 meta) of a segment with
+    /// `f` applied to its body, fixing its checksum and the footer's.
+    fn forge_section(data: &mut [u8], field: usize, f: impl FnOnce(&mut Vec<u8>)) {
+        let foot = data.len() - FOOTER_LEN as usize;
+        let at = |i: usize| {
+            let p = foot + 8 * i;
+            u64::from_le_bytes(data[p..p + 8].try_into().unwrap()) as usize
+        };
+        let (off, len) = (at(2 * field), at(2 * field + 1));
+        let mut body = data[off..off + len - 4].to_vec();
+        f(&mut body);
+        assert_eq!(body.len(), len - 4, "forged sections keep their size");
+        data[off..off + len - 4].copy_from_slice(&body);
+        let crc = crc32fast::hash(&body).to_le_bytes();
+        data[off + len - 4..off + len].copy_from_slice(&crc);
+        let crc = crc32fast::hash(&data[foot..foot + 52]).to_le_bytes();
+        data[foot + 52..foot + 56].copy_from_slice(&crc);
+    }
+
+    #[test]
+    fn forged_lengths_with_valid_checksums_are_corruption() {
+        // Found by the `segment` fuzz target: a block offset near u64::MAX in
+        // an index with a valid checksum overflowed `offset + len`.
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SegmentWriter::new(dir.path().to_path_buf(), 1, 3600)
+            .flush(&entries(20))
+            .unwrap();
+        let path = dir.path().join(file_name(1));
+        let good = std::fs::read(&path).unwrap();
+        let mut d = good.clone();
+        forge_section(&mut d, 0, |idx| {
+            let klen = u32::from_le_bytes(idx[0..4].try_into().unwrap()) as usize;
+            idx[4 + klen..12 + klen].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
+        });
+        std::fs::write(&path, &d).unwrap();
+        assert!(matches!(
+            SegmentReader::open(dir.path().to_path_buf(), 1),
+            Err(Error::Corruption { .. })
+        ));
+        // A record count near u64::MAX in the meta is only a hint: reading
+        // fails on the count check, not on a huge allocation.
+        let mut d = good.clone();
+        forge_section(&mut d, 2, |m| {
+            let mut forged = meta.clone();
+            forged.record_count = u64::MAX / 2;
+            let mut enc = Vec::new();
+            forged.encode(&mut enc);
+            assert_eq!(enc.len(), m.len());
+            *m = enc;
+        });
+        std::fs::write(&path, &d).unwrap();
+        let r = SegmentReader::open(dir.path().to_path_buf(), 1).unwrap();
+        assert_eq!(r.all_records().unwrap().len(), 20);
+        assert!(matches!(r.verify(), Err(Error::Corruption { .. })));
     }
 
     #[test]
