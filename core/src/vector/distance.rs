@@ -137,23 +137,11 @@ mod avx2 {
             }
         };
     }
-    pub(super) mod dot_f32 {
-        wrap!(run, dot_f32_g, f32);
-    }
-    pub(super) mod l2_f32 {
-        wrap!(run, l2_f32_g, f32);
-    }
     pub(super) mod dot_f16 {
         wrap!(run, dot_f16_g, u16);
     }
     pub(super) mod l2_f16 {
         wrap!(run, l2_f16_g, u16);
-    }
-    pub(super) mod dot_i8 {
-        wrap!(run, dot_i8_g, i8);
-    }
-    pub(super) mod l2_i8 {
-        wrap!(run, l2_i8_g, i8);
     }
 }
 
@@ -215,20 +203,224 @@ mod f16c {
     }
 }
 
+/// Hand-written f32 and i8 kernels (the compiler's vectorisation of the
+/// generic loops above shuffles single lanes). Each function is only
+/// installed in [`Kernels`] after its features were detected.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum256(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn f32_avx2<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8 * j + 8 <= i + 32 <= n, within both slices;
+                // unaligned loads.
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_ps(pa.add(i + 8 * j)),
+                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    )
+                };
+                *acc = if L2 {
+                    let d = _mm256_sub_ps(x, y);
+                    _mm256_fmadd_ps(d, d, *acc)
+                } else {
+                    _mm256_fmadd_ps(x, y, *acc)
+                };
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n; unaligned loads.
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            acc[0] = if L2 {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc[0])
+            } else {
+                _mm256_fmadd_ps(x, y, acc[0])
+            };
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        // SAFETY: the features hsum256 needs are enabled here.
+        let mut sum = unsafe { hsum256(v) };
+        for j in i..n {
+            sum += if L2 {
+                (a[j] - b[j]) * (a[j] - b[j])
+            } else {
+                a[j] * b[j]
+            };
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn f32_avx512<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: i + 32 <= n, within both slices; unaligned loads.
+            let (x0, y0, x1, y1) = unsafe {
+                (
+                    _mm512_loadu_ps(pa.add(i)),
+                    _mm512_loadu_ps(pb.add(i)),
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                    _mm512_loadu_ps(pb.add(i + 16)),
+                )
+            };
+            if L2 {
+                let d0 = _mm512_sub_ps(x0, y0);
+                let d1 = _mm512_sub_ps(x1, y1);
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+            } else {
+                acc0 = _mm512_fmadd_ps(x0, y0, acc0);
+                acc1 = _mm512_fmadd_ps(x1, y1, acc1);
+            }
+            i += 32;
+        }
+        while i < n {
+            // Up to 16 remaining lanes; masked-off lanes are not read.
+            let left = (n - i).min(16);
+            let m: __mmask16 = if left == 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            };
+            // SAFETY: the mask enables only lanes i .. i + left <= n, and
+            // masked loads do not touch disabled lanes.
+            let (x, y) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(m, pa.add(i)),
+                    _mm512_maskz_loadu_ps(m, pb.add(i)),
+                )
+            };
+            if L2 {
+                let d = _mm512_sub_ps(x, y);
+                acc0 = _mm512_fmadd_ps(d, d, acc0);
+            } else {
+                acc0 = _mm512_fmadd_ps(x, y, acc0);
+            }
+            i += left;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// `sum(a * b)` or `sum((a - b * s)^2)` for i8 `b`, 8 lanes at a time.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn i8_avx2<const L2: bool>(a: &[f32], b: &[i8], s: f32) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let scale = _mm256_set1_ps(s);
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n: 16 f32 of `a` and 16 i8 of `b` (loaded as
+            // two 8-byte halves) are in bounds; unaligned loads.
+            let (x0, x1, q0, q1) = unsafe {
+                (
+                    _mm256_loadu_ps(pa.add(i)),
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm_loadl_epi64(pb.add(i) as *const __m128i),
+                    _mm_loadl_epi64(pb.add(i + 8) as *const __m128i),
+                )
+            };
+            let y0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+            let y1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+            if L2 {
+                let d0 = _mm256_sub_ps(x0, _mm256_mul_ps(y0, scale));
+                let d1 = _mm256_sub_ps(x1, _mm256_mul_ps(y1, scale));
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+            } else {
+                acc0 = _mm256_fmadd_ps(x0, y0, acc0);
+                acc1 = _mm256_fmadd_ps(x1, y1, acc1);
+            }
+            i += 16;
+        }
+        // SAFETY: the features hsum256 needs are enabled here.
+        let mut sum = unsafe { hsum256(_mm256_add_ps(acc0, acc1)) };
+        for j in i..n {
+            let y = b[j] as f32;
+            sum += if L2 {
+                (a[j] - y * s) * (a[j] - y * s)
+            } else {
+                a[j] * y
+            };
+        }
+        sum
+    }
+
+    // SAFETY (every wrapper below): installed in `Kernels` only after
+    // `is_x86_feature_detected!` confirmed the features the callee enables.
+    pub(crate) fn l2_f32_avx2(a: &[f32], b: &[f32], _s: f32) -> f32 {
+        unsafe { f32_avx2::<true>(a, b) }
+    }
+    pub(crate) fn dot_f32_avx2(a: &[f32], b: &[f32], _s: f32) -> f32 {
+        unsafe { f32_avx2::<false>(a, b) }
+    }
+    pub(crate) fn l2_f32_avx512(a: &[f32], b: &[f32], _s: f32) -> f32 {
+        unsafe { f32_avx512::<true>(a, b) }
+    }
+    pub(crate) fn dot_f32_avx512(a: &[f32], b: &[f32], _s: f32) -> f32 {
+        unsafe { f32_avx512::<false>(a, b) }
+    }
+    pub(crate) fn l2_i8_avx2(a: &[f32], b: &[i8], s: f32) -> f32 {
+        unsafe { i8_avx2::<true>(a, b, s) }
+    }
+    pub(crate) fn dot_i8_avx2(a: &[f32], b: &[i8], s: f32) -> f32 {
+        unsafe { i8_avx2::<false>(a, b, s) }
+    }
+}
+
 fn select() -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             let f16c = std::arch::is_x86_feature_detected!("f16c");
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+                && std::env::var_os("EDGESTORE_NO_AVX512").is_none();
             return Kernels {
-                dot_f32: avx2::dot_f32::run,
-                l2_f32: avx2::l2_f32::run,
+                dot_f32: if avx512 {
+                    x86::dot_f32_avx512
+                } else {
+                    x86::dot_f32_avx2
+                },
+                l2_f32: if avx512 {
+                    x86::l2_f32_avx512
+                } else {
+                    x86::l2_f32_avx2
+                },
                 dot_f16: if f16c { f16c::dot } else { avx2::dot_f16::run },
                 l2_f16: if f16c { f16c::l2 } else { avx2::l2_f16::run },
-                dot_i8: avx2::dot_i8::run,
-                l2_i8: avx2::l2_i8::run,
-                isa: if f16c { "avx2+f16c" } else { "avx2" },
+                dot_i8: x86::dot_i8_avx2,
+                l2_i8: x86::l2_i8_avx2,
+                isa: match (avx512, f16c) {
+                    (true, true) => "avx512+avx2+f16c",
+                    (true, false) => "avx512+avx2",
+                    (false, true) => "avx2+f16c",
+                    (false, false) => "avx2",
+                },
             };
         }
     }
@@ -257,6 +449,24 @@ pub(crate) fn kernels() -> &'static Kernels {
 /// "avx2", "neon" or "baseline").
 pub fn kernel_isa() -> &'static str {
     kernels().isa
+}
+
+/// Asks the CPU to bring the cache line at `p` closer (a hint: `p` need not
+/// be valid and nothing is read).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never
+        // faults or reads memory architecturally, whatever the address.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Euclidean norm.
@@ -294,6 +504,35 @@ mod tests {
             assert!(((k.l2_i8)(&a, &q, s) - want).abs() < 1e-3 * (1.0 + want));
             let want_dot = naive_dot(&a, &bq);
             assert!(((k.dot_i8)(&a, &q, 1.0) * s - want_dot).abs() < 1e-3 * (1.0 + want_dot.abs()));
+        }
+    }
+
+    /// Every x86 kernel this CPU can run, not only the one selected.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_x86_kernel_matches_the_generic_one() {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        for n in [
+            1usize, 5, 8, 15, 16, 17, 31, 32, 33, 64, 100, 128, 129, 1000,
+        ] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.7).collect();
+            let q: Vec<i8> = (0..n).map(|i| (i as i32 % 255 - 127) as i8).collect();
+            let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * (1.0 + y.abs());
+            let (l2, dot) = (l2_f32_g(&a, &b, 1.0), dot_f32_g(&a, &b, 1.0));
+            let (l2q, dotq) = (l2_i8_g(&a, &q, 0.01), dot_i8_g(&a, &q, 1.0));
+            if avx2 {
+                assert!(close(x86::l2_f32_avx2(&a, &b, 1.0), l2), "{n}");
+                assert!(close(x86::dot_f32_avx2(&a, &b, 1.0), dot), "{n}");
+                assert!(close(x86::l2_i8_avx2(&a, &q, 0.01), l2q), "{n}");
+                assert!(close(x86::dot_i8_avx2(&a, &q, 1.0), dotq), "{n}");
+            }
+            if avx512 {
+                assert!(close(x86::l2_f32_avx512(&a, &b, 1.0), l2), "{n}");
+                assert!(close(x86::dot_f32_avx512(&a, &b, 1.0), dot), "{n}");
+            }
         }
     }
 

@@ -16,6 +16,9 @@ pub(crate) trait Space {
     fn dist(&self, q: &[f32], qn: f32, id: u32) -> f32;
     /// Writes node `id`'s real values into `out`; returns its norm.
     fn decode(&self, id: u32, out: &mut Vec<f32>) -> f32;
+    /// Hints that node `id`'s elements will be read soon.
+    #[inline]
+    fn prefetch(&self, _id: u32) {}
 }
 
 /// A candidate: distance and node id, ordered by distance.
@@ -155,7 +158,7 @@ impl Graph {
     /// Best-first search of one level from `eps`; returns up to `ef` accepted
     /// nodes, closest first. Rejected nodes are still traversed.
     #[allow(clippy::too_many_arguments)] // the search state is passed flat on purpose (hot path)
-    fn search_layer<S: Space>(
+    fn search_layer<S: Space, A: Fn(u32) -> bool>(
         &self,
         s: &S,
         q: &[f32],
@@ -163,7 +166,7 @@ impl Graph {
         eps: &[Cand],
         ef: usize,
         level: u8,
-        accept: &dyn Fn(u32) -> bool,
+        accept: &A,
     ) -> Vec<Cand> {
         VISITED.with(|v| {
             let mut v = v.borrow_mut();
@@ -193,7 +196,15 @@ impl Graph {
                 if res.len() >= ef && res.peek().is_some_and(|w| c.0 > w.0) {
                     break;
                 }
-                for &nb in self.links(c.1, level) {
+                let links = self.links(c.1, level);
+                // Ask for the unvisited neighbours' elements before the first
+                // distance needs them (the graph walk is bound by memory latency).
+                for &nb in links {
+                    if v.marks[nb as usize] != epoch {
+                        s.prefetch(nb);
+                    }
+                }
+                for &nb in links {
                     let mark = &mut v.marks[nb as usize];
                     if *mark == epoch {
                         continue;
@@ -294,14 +305,14 @@ impl Graph {
     }
 
     /// The `k` nearest accepted nodes, searching level 0 with list size `ef`.
-    pub(crate) fn search<S: Space>(
+    pub(crate) fn search<S: Space, A: Fn(u32) -> bool>(
         &self,
         s: &S,
         q: &[f32],
         qn: f32,
         k: usize,
         ef: usize,
-        accept: &dyn Fn(u32) -> bool,
+        accept: &A,
     ) -> Vec<Cand> {
         let Some(entry) = self.entry else {
             return Vec::new();

@@ -88,6 +88,8 @@ pub(crate) struct CollIndex {
     /// Nodes kept out of the graph because it reached `max_graph_bytes`.
     pub overflow: Vec<u32>,
     pub live: usize,
+    /// Earliest death time of any node (`i64::MAX` when none expires).
+    pub min_death: i64,
     /// Newest LSN applied (puts and deletes).
     pub max_lsn: u64,
     pub graph_inserts: u64,
@@ -102,14 +104,14 @@ impl Space for CollIndex {
         let dim = self.config.dim;
         let i = id as usize;
         let r = i * dim..(i + 1) * dim;
-        let scale = self.scales[i];
+        // The scale is read only for i8 (a load per distance otherwise).
         let dot = match (&self.store, self.config.metric) {
             (Store::F32(v), Metric::L2) => return (k.l2_f32)(q, &v[r], 1.0),
             (Store::F16(v), Metric::L2) => return (k.l2_f16)(q, &v[r], 1.0),
-            (Store::I8(v), Metric::L2) => return (k.l2_i8)(q, &v[r], scale),
+            (Store::I8(v), Metric::L2) => return (k.l2_i8)(q, &v[r], self.scales[i]),
             (Store::F32(v), _) => (k.dot_f32)(q, &v[r], 1.0),
             (Store::F16(v), _) => (k.dot_f16)(q, &v[r], 1.0),
-            (Store::I8(v), _) => (k.dot_i8)(q, &v[r], 1.0) * scale,
+            (Store::I8(v), _) => (k.dot_i8)(q, &v[r], 1.0) * self.scales[i],
         };
         match self.config.metric {
             Metric::InnerProduct => -dot,
@@ -121,6 +123,21 @@ impl Space for CollIndex {
                     1.0
                 }
             }
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, id: u32) {
+        let (ptr, bytes) = match &self.store {
+            Store::F32(v) => (v.as_ptr() as *const u8, 4),
+            Store::F16(v) => (v.as_ptr() as *const u8, 2),
+            Store::I8(v) => (v.as_ptr() as *const u8, 1),
+        };
+        let len = self.config.dim * bytes;
+        let off = id as usize * len;
+        // The first lines of the vector; the hardware prefetcher follows.
+        for line in (0..len.min(256)).step_by(64) {
+            distance::prefetch(ptr.wrapping_add(off + line));
         }
     }
 
@@ -159,6 +176,7 @@ impl CollIndex {
             keys: HashMap::new(),
             overflow: Vec::new(),
             live: 0,
+            min_death: i64::MAX,
             max_lsn: 0,
             graph_inserts: 0,
             vacuums: 0,
@@ -247,6 +265,7 @@ impl CollIndex {
                 lsn: node.lsn,
             },
         );
+        self.min_death = self.min_death.min(node.death);
         self.nodes.push(node);
         self.live += 1;
         self.changes_since_persist += 1;
@@ -336,6 +355,13 @@ impl CollIndex {
         self.changes_since_persist += 1;
     }
 
+    /// Whether every node is visible at `p` (no version superseded or
+    /// deleted, none expired at `p.time`, none written after `p.lsn`).
+    #[inline]
+    fn all_visible(&self, p: ReadPoint) -> bool {
+        self.live == self.nodes.len() && self.max_lsn <= p.lsn && self.min_death > p.time
+    }
+
     /// The `k` nearest vectors visible at `p` that pass `filter`.
     pub(crate) fn search(
         &self,
@@ -354,6 +380,14 @@ impl CollIndex {
             None if !use_graph => {
                 let ids = (0..n as u32).filter(|&i| self.nodes[i as usize].visible(p));
                 return (self.exact(q, qn, k, ids), Plan::Exact);
+            }
+            None if self.all_visible(p) => {
+                // Nothing superseded, deleted, expired or newer than the read
+                // point: no node needs checking.
+                let accept = |_: u32| true;
+                let mut c = self.graph.search(self, q, qn, k, ef, &accept);
+                self.merge_overflow(&mut c, q, qn, k, &accept);
+                c
             }
             None => {
                 let accept = |i: u32| self.nodes[i as usize].visible(p);

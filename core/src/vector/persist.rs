@@ -207,6 +207,7 @@ pub(crate) fn decode(
         if dead_lsn != ALIVE {
             idx.max_lsn = idx.max_lsn.max(dead_lsn);
         }
+        idx.min_death = idx.min_death.min(death);
         idx.nodes.push(Node {
             key: key.into(),
             lsn,

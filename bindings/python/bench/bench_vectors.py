@@ -1,0 +1,451 @@
+"""Vector search benchmark: edgestore vs hnswlib, faiss and usearch, side by side.
+
+    pip install numpy scikit-learn hnswlib faiss-cpu usearch
+    python bench/bench_vectors.py                 # full run: 100k x 128
+    python bench/bench_vectors.py --n 5000 --queries 200   # CI size
+
+Datasets: clustered Gaussian synthetic vectors (``--n`` x ``--dim``, 100
+clusters, queries drawn from the same distribution) and scikit-learn's digits
+(1797 x 64; the last 200 rows are the queries, the rest is indexed). Every
+library runs single-threaded at the same HNSW parameters (M, ef_construction)
+and is measured in its own forked process (so memory figures are per library:
+resident-set growth across the build). Ground truth is an exact numpy
+computation. QPS is measured over one batch call per ef (edgestore:
+``search_batch``; hnswlib/faiss/usearch: their batch ``search``), one thread.
+
+Prints Markdown tables to stdout (and to ``--out`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Result = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def synthetic(n: int, nq: int, dim: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    clusters = 100
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32) * 3.0
+    x = centers[rng.integers(0, clusters, n)] + rng.standard_normal((n, dim)).astype(np.float32)
+    q = centers[rng.integers(0, clusters, nq)] + rng.standard_normal((nq, dim)).astype(np.float32)
+    return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(q, np.float32)
+
+
+def digits(nq: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = np.ascontiguousarray(load_digits().data, dtype=np.float32)
+    return np.ascontiguousarray(d[:-nq]), np.ascontiguousarray(d[-nq:])
+
+
+def ground_truth(x: np.ndarray, q: np.ndarray, k: int, ids: np.ndarray | None = None) -> np.ndarray:
+    """Exact k nearest (squared L2) row indices of x (restricted to ids)."""
+    sub = x if ids is None else x[ids]
+    xn = (sub.astype(np.float64) ** 2).sum(1)
+    out = np.empty((len(q), k), dtype=np.int64)
+    for s in range(0, len(q), 64):
+        qq = q[s : s + 64].astype(np.float64)
+        d = xn[None, :] - 2 * qq @ sub.T.astype(np.float64) + (qq**2).sum(1)[:, None]
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(d, part, 1).argsort(1)
+        out[s : s + 64] = np.take_along_axis(part, order, 1)
+    return out if ids is None else ids[out]
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    k = truth.shape[1]
+    hit = sum(len(set(f[:k].tolist()) & set(t.tolist())) for f, t in zip(found, truth))
+    return hit / truth.size
+
+
+def rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_bandwidth() -> dict[str, float]:
+    """Single-thread numpy copy and sum over 512 MiB arrays (GB/s, best of 5)."""
+    n = 128 * 1024 * 1024  # float32 elements = 512 MiB
+    src = np.ones(n, dtype=np.float32)
+    dst = np.empty_like(src)
+    best_copy = best_read = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best_copy = min(best_copy, time.perf_counter() - t)
+        t = time.perf_counter()
+        src.sum(dtype=np.float32)
+        best_read = min(best_read, time.perf_counter() - t)
+    del src, dst
+    gc.collect()
+    return {
+        "copy_gbs": 2 * n * 4 / best_copy / 1e9,  # bytes read + written
+        "read_gbs": n * 4 / best_read / 1e9,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Libraries (each function runs in a forked child)
+# ---------------------------------------------------------------------------
+
+
+def run_edgestore(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[int],
+                  filters: list[tuple[str, np.ndarray]]) -> Result:
+    import edgestore
+
+    d = tempfile.mkdtemp(prefix="vbench-")
+    try:
+        db = edgestore.open(d, sync="buffered", memtable_size_bytes=64 << 20)
+        coll = db.vectors("bench", "v", dim=x.shape[1], metric="l2", m=a.m,
+                          ef_construction=a.ef_construction)
+        keys = [b"%d" % i for i in range(len(x))]
+        meta = [{"tag": int(t)} for t in a.tags[: len(x)]] if filters else None
+        base = rss()
+        t = time.perf_counter()
+        step = 10000
+        for s in range(0, len(x), step):
+            coll.put_batch(keys[s : s + step], x[s : s + step],
+                           meta[s : s + step] if meta else None)
+        build = time.perf_counter() - t
+        mem = rss() - base
+        st = coll.stats()
+        out: Result = {"build_s": build, "mem_bytes": mem, "index_bytes": st.memory_bytes,
+                       "curve": []}
+
+        def ids(rows: list[list[bytes]]) -> np.ndarray:
+            o = np.full((len(rows), a.k), -1, dtype=np.int64)
+            for i, r in enumerate(rows):
+                o[i, : len(r)] = [int(kk) for kk in r]
+            return o
+
+        for ef in efs:
+            coll.search_batch(q[: min(20, len(q))], a.k, ef=ef)  # warm up
+            t = time.perf_counter()
+            rows, _ = coll.search_batch(q, a.k, ef=ef)
+            el = time.perf_counter() - t
+            out["curve"].append((ef, ids(rows), len(q) / el))
+        # One call per query (Python call overhead included), default ef=64.
+        t = time.perf_counter()
+        single = [coll.search(qq, a.k, ef=64)[0] for qq in q]
+        out["single_qps"] = len(q) / (time.perf_counter() - t)
+        out["single_ids"] = ids(single)
+        # Exact scan.
+        nq = min(len(q), a.exact_queries)
+        coll.search_batch(q[:2], a.k, exact=True)
+        t = time.perf_counter()
+        rows, _ = coll.search_batch(q[:nq], a.k, exact=True)
+        el = time.perf_counter() - t
+        out["exact"] = (ids(rows), nq / el, nq * x.nbytes / el / 1e9)
+        # Filtered search (planner picks exact or HNSW), default ef.
+        out["filtered"] = []
+        for name, _ids in filters:
+            f = (edgestore.Filter.eq("tag", 0) if name == "1%" else
+                 edgestore.Filter.range("tag", max=int(name[:-1]) - 1))
+            coll.search_batch(q[:5], a.k, filter=f)
+            before = coll.stats()
+            t = time.perf_counter()
+            rows, _ = coll.search_batch(q, a.k, filter=f)
+            el = time.perf_counter() - t
+            after = coll.stats()
+            plan = "hnsw" if after.hnsw_searches > before.hnsw_searches else "exact"
+            out["filtered"].append((name, ids(rows), len(q) / el, plan))
+        # Reopen: the index file is loaded, not rebuilt.
+        db.close()
+        t = time.perf_counter()
+        db = edgestore.open(d, sync="buffered")
+        coll = db.vectors("bench", "v")
+        st = coll.stats()
+        out["reopen_s"] = time.perf_counter() - t
+        out["reopen_loaded"] = st.loaded_from_file and st.graph_inserts == 0
+        db.close()
+        return out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run_hnswlib(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[int],
+                filters: list[tuple[str, np.ndarray]]) -> Result:
+    import hnswlib
+
+    base = rss()
+    t = time.perf_counter()
+    idx = hnswlib.Index(space="l2", dim=x.shape[1])
+    idx.init_index(max_elements=len(x), M=a.m, ef_construction=a.ef_construction, random_seed=1)
+    idx.set_num_threads(1)
+    idx.add_items(x, np.arange(len(x)), num_threads=1)
+    build = time.perf_counter() - t
+    out: Result = {"build_s": build, "mem_bytes": rss() - base, "curve": []}
+    for ef in efs:
+        idx.set_ef(ef)
+        idx.knn_query(q[:20], k=a.k, num_threads=1)
+        t = time.perf_counter()
+        labels, _ = idx.knn_query(q, k=a.k, num_threads=1)
+        out["curve"].append((ef, labels.astype(np.int64), len(q) / (time.perf_counter() - t)))
+    idx.set_ef(64)
+    out["filtered"] = []
+    for name, ids in filters:
+        allowed = np.zeros(len(x), dtype=bool)
+        allowed[ids] = True
+        t = time.perf_counter()
+        try:
+            labels, _ = idx.knn_query(q, k=a.k, num_threads=1, filter=lambda i: bool(allowed[i]))
+            res = labels.astype(np.int64)
+        except RuntimeError:  # fewer than k found: hnswlib refuses the batch
+            res = np.full((len(q), a.k), -1, dtype=np.int64)
+            for i, qq in enumerate(q):
+                try:
+                    lab, _ = idx.knn_query(qq, k=a.k, num_threads=1,
+                                           filter=lambda j: bool(allowed[j]))
+                    res[i] = lab[0]
+                except RuntimeError:
+                    pass
+        out["filtered"].append((name, res, len(q) / (time.perf_counter() - t), "hnsw+callback"))
+    return out
+
+
+def run_faiss_hnsw(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[int],
+                   filters: list[tuple[str, np.ndarray]]) -> Result:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    base = rss()
+    t = time.perf_counter()
+    idx = faiss.IndexHNSWFlat(x.shape[1], a.m)
+    idx.hnsw.efConstruction = a.ef_construction
+    idx.add(x)
+    build = time.perf_counter() - t
+    out: Result = {"build_s": build, "mem_bytes": rss() - base, "curve": []}
+    for ef in efs:
+        idx.hnsw.efSearch = ef
+        idx.search(q[:20], a.k)
+        t = time.perf_counter()
+        _, labels = idx.search(q, a.k)
+        out["curve"].append((ef, labels.astype(np.int64), len(q) / (time.perf_counter() - t)))
+    out["filtered"] = []
+    for name, ids in filters:
+        sel = faiss.IDSelectorBatch(ids.astype(np.int64))
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=64)
+        t = time.perf_counter()
+        _, labels = idx.search(q, a.k, params=params)
+        out["filtered"].append((name, labels.astype(np.int64), len(q) / (time.perf_counter() - t),
+                                "hnsw+IDSelector"))
+    return out
+
+
+def run_faiss_flat(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[int],
+                   filters: list[tuple[str, np.ndarray]]) -> Result:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    base = rss()
+    t = time.perf_counter()
+    idx = faiss.IndexFlatL2(x.shape[1])
+    idx.add(x)
+    build = time.perf_counter() - t
+    out: Result = {"build_s": build, "mem_bytes": rss() - base, "curve": []}
+    idx.search(q[:5], a.k)
+    t = time.perf_counter()
+    _, labels = idx.search(q, a.k)
+    el = time.perf_counter() - t
+    out["curve"].append(("exact", labels.astype(np.int64), len(q) / el))
+    # One query per call: a scan per query (faiss uses BLAS for batches of >= 20).
+    nq = min(len(q), a.exact_queries)
+    t = time.perf_counter()
+    for qq in q[:nq]:
+        idx.search(qq[None, :], a.k)
+    el = time.perf_counter() - t
+    out["exact_single"] = (nq / el, nq * x.nbytes / el / 1e9)
+    out["filtered"] = []
+    return out
+
+
+def run_usearch(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[int],
+                filters: list[tuple[str, np.ndarray]]) -> Result:
+    from usearch.index import Index
+
+    base = rss()
+    t = time.perf_counter()
+    idx = Index(ndim=x.shape[1], metric="l2sq", dtype="f32", connectivity=a.m,
+                expansion_add=a.ef_construction)
+    idx.add(np.arange(len(x)), x, threads=1)
+    build = time.perf_counter() - t
+    out: Result = {"build_s": build, "mem_bytes": rss() - base, "curve": []}
+    for ef in efs:
+        idx.expansion_search = ef
+        idx.search(q[:20], a.k, threads=1)
+        t = time.perf_counter()
+        m = idx.search(q, a.k, threads=1)
+        el = time.perf_counter() - t
+        out["curve"].append((ef, np.asarray(m.keys).astype(np.int64), len(q) / el))
+    out["filtered"] = []
+    return out
+
+
+LIBS: dict[str, Callable[..., Result]] = {
+    "edgestore": run_edgestore,
+    "hnswlib": run_hnswlib,
+    "faiss-hnsw": run_faiss_hnsw,
+    "faiss-flat": run_faiss_flat,
+    "usearch": run_usearch,
+}
+
+
+def in_child(fn: Callable[..., Result], *args: Any) -> Result:
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def target() -> None:
+        try:
+            child.send(("ok", fn(*args)))
+        except Exception as e:  # report, do not hang the parent
+            child.send(("err", f"{type(e).__name__}: {e}"))
+
+    p = ctx.Process(target=target)
+    p.start()
+    status, val = parent.recv()
+    p.join()
+    if status != "ok":
+        return {"error": val}
+    return val
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def bench_dataset(title: str, x: np.ndarray, q: np.ndarray, a: argparse.Namespace,
+                  libs: list[str], with_filters: bool) -> list[str]:
+    efs = [int(e) for e in a.ef.split(",")]
+    lines = [f"### {title}: {len(x)} x {x.shape[1]} float32, {len(q)} queries, k={a.k}, "
+             f"M={a.m}, ef_construction={a.ef_construction}", ""]
+    truth = ground_truth(x, q, a.k)
+    filters: list[tuple[str, np.ndarray]] = []
+    ftruth: dict[str, np.ndarray] = {}
+    if with_filters:
+        rng = np.random.default_rng(7)
+        a.tags = rng.integers(0, 100, len(x))
+        for name, pred in [("50%", a.tags < 50), ("10%", a.tags < 10), ("1%", a.tags == 0)]:
+            ids = np.flatnonzero(pred)
+            filters.append((name, ids))
+            ftruth[name] = ground_truth(x, q, a.k, ids)
+    res: dict[str, Result] = {}
+    for lib in libs:
+        print(f"  {title}: {lib} ...", file=sys.stderr, flush=True)
+        res[lib] = in_child(LIBS[lib], x, q, a, efs, filters)
+        if "error" in res[lib]:
+            print(f"  {lib} failed: {res[lib]['error']}", file=sys.stderr)
+
+    lines += ["| library | build s | memory MiB (RSS growth) | ef | recall@10 | QPS |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for lib in libs:
+        r = res[lib]
+        if "error" in r:
+            lines.append(f"| {lib} | failed: {r['error']} | | | | |")
+            continue
+        mem = f"{r['mem_bytes'] / 2**20:.1f}"
+        if "index_bytes" in r:
+            mem += f" (index {r['index_bytes'] / 2**20:.1f})"
+        for i, (ef, found, qps) in enumerate(r["curve"]):
+            head = f"| {lib} | {r['build_s']:.2f} | {mem} |" if i == 0 else "| | | |"
+            lines.append(f"{head} {ef} | {recall(found, truth):.4f} | {qps:,.0f} |")
+    lines.append("")
+    e = res.get("edgestore", {})
+    if "curve" in e:
+        lines.append(f"edgestore one `search()` call per query (ef=64): "
+                     f"{e['single_qps']:,.0f} QPS, recall@10 {recall(e['single_ids'], truth):.4f}; "
+                     f"reopen + load index {e['reopen_s']:.3f} s (loaded without rebuild: "
+                     f"{e['reopen_loaded']})")
+        lines.append("")
+    # Who reaches recall >= 0.95, and at what QPS.
+    lines += ["Best QPS at recall@10 >= 0.95:", ""]
+    for lib in libs:
+        r = res[lib]
+        if "curve" not in r:
+            continue
+        ok = [(qps, ef) for ef, found, qps in r["curve"] if recall(found, truth) >= 0.95]
+        lines.append(f"* {lib}: " + (f"{max(ok)[0]:,.0f} QPS (ef={max(ok)[1]})" if ok
+                                     else "never reaches 0.95 on this curve"))
+    lines.append("")
+    if "exact" in e:
+        found, qps, gbs = e["exact"]
+        lines.append(f"Exact scan, edgestore (`exact=True`, one thread): {qps:,.1f} QPS, "
+                     f"{gbs:.2f} GB/s of f32 vectors, recall@10 {recall(found, truth[: len(found)]):.4f}")
+        ff = res.get("faiss-flat", {})
+        if "exact_single" in ff:
+            lines.append(f"; faiss IndexFlatL2 one query per call: {ff['exact_single'][0]:,.1f} QPS, "
+                         f"{ff['exact_single'][1]:.2f} GB/s")
+        lines.append("")
+    if filters:
+        lines += ["Filtered search (metadata tag; default ef=64 where applicable):", "",
+                  "| library | selectivity | recall@10 | QPS | plan |", "|---|---:|---:|---:|---|"]
+        for lib in libs:
+            for name, found, qps, plan in res[lib].get("filtered", []):
+                lines.append(f"| {lib} | {name} | {recall(found, ftruth[name]):.4f} | "
+                             f"{qps:,.0f} | {plan} |")
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000, help="synthetic vectors (default 100000)")
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--exact-queries", type=int, default=100)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=200)
+    p.add_argument("--ef", default="16,32,64,128,256", help="search ef values")
+    p.add_argument("--libs", default=",".join(LIBS), help="comma-separated subset")
+    p.add_argument("--skip-digits", action="store_true")
+    p.add_argument("--out", help="also write the Markdown here")
+    a = p.parse_args()
+    libs = [x for x in a.libs.split(",") if x]
+    for lib in libs:
+        if lib not in LIBS:
+            p.error(f"unknown library {lib}")
+
+    lines = ["## Vector search", "",
+             f"Command: `python bench/bench_vectors.py {' '.join(sys.argv[1:])}`".rstrip(), "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+             f"{platform.processor() or platform.platform()}; Python {platform.python_version()}, "
+             f"numpy {np.__version__}. Every library single-threaded.", ""]
+    bw = memory_bandwidth()
+    lines += [f"Memory bandwidth, one core (numpy, 512 MiB arrays, best of 5): copy "
+              f"{bw['copy_gbs']:.1f} GB/s (read + write), sum {bw['read_gbs']:.1f} GB/s (read).", ""]
+    x, q = synthetic(a.n, a.queries, a.dim)
+    lines += bench_dataset("Synthetic clustered", x, q, a, libs, with_filters=True)
+    if not a.skip_digits:
+        dx, dq = digits()
+        lines += bench_dataset("scikit-learn digits", dx, dq, a, libs, with_filters=False)
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
