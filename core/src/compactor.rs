@@ -30,7 +30,8 @@
 //! estimated output fits the remaining write budget; a job that does not fit is
 //! deferred to a later cycle.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -423,44 +424,34 @@ impl Compactor {
             .map(|s| self.reader(s.segment_id))
             .collect::<Result<_>>()?;
 
-        // Newest version of each key among the inputs.
-        let mut newest: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
-        let mut total = 0u64;
-        for r in &readers {
-            for rec in r.all_records()? {
-                total += 1;
-                match newest.get(&rec.entry.key) {
-                    Some(cur) if cur.entry.lsn >= rec.entry.lsn => {}
-                    _ => {
-                        newest.insert(rec.entry.key.clone(), rec);
-                    }
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(newest.len());
-        for (_, mut rec) in newest {
+        // Stream the newest version of each key among the inputs into output
+        // segments: memory is one block per input plus one output segment.
+        let mut merge = NewestFirst::new(&readers)?;
+        let mut out = segment::SplitWriter::new(&self.opts, first_output);
+        manifest.reserve_segment_id(first_output);
+        let mut next = Some(first_output);
+        let mut next_id = || {
+            next.take()
+                .unwrap_or_else(|| manifest.allocate_segment_id())
+        };
+        let mut kept = 0u64;
+        while let Some(mut rec) = merge.next()? {
             if rec.entry.is_live_at(now_nanos) {
                 stats.live_records_relocated += 1;
-                out.push(rec);
-                continue;
-            }
-            let keep = rec.retain_until > now_nanos
-                && older_version_exists(&outside, &rec.entry.key, rec.entry.lsn)?;
-            if keep {
+            } else if rec.retain_until > now_nanos
+                && older_version_exists(&outside, &rec.entry.key, rec.entry.lsn)?
+            {
                 rec.entry.op = Operation::Delete;
                 rec.entry.value = None;
                 stats.tombstones_kept += 1;
-                out.push(rec);
+            } else {
+                continue;
             }
+            kept += 1;
+            out.push(rec, &mut next_id)?;
         }
-        stats.records_dropped += total - out.len() as u64;
-
-        manifest.reserve_segment_id(first_output);
-        let mut next = Some(first_output);
-        let metas = segment::write_split(&self.opts, &out, first_output, || {
-            next.take()
-                .unwrap_or_else(|| manifest.allocate_segment_id())
-        })?;
+        let metas = out.finish(&mut next_id)?;
+        stats.records_dropped += merge.read - kept;
         let written: u64 = metas.iter().map(|m| m.file_size).sum();
         let reclaimed: u64 = readers.iter().map(|r| r.meta.file_size).sum();
         manifest.apply(ManifestEdit {
@@ -474,6 +465,84 @@ impl Compactor {
         stats.bytes_written += written;
         stats.bytes_reclaimed += reclaimed;
         Ok(())
+    }
+}
+
+/// A k-way merge of segments yielding, per key in key order, the version
+/// with the highest LSN.
+struct NewestFirst {
+    iters: Vec<segment::SegmentIter>,
+    heap: BinaryHeap<Reverse<MergeHead>>,
+    /// Records read from the inputs so far.
+    read: u64,
+}
+
+struct MergeHead {
+    rec: Record,
+    src: usize,
+}
+
+impl MergeHead {
+    fn order(&self) -> (&[u8], Reverse<u64>) {
+        (&self.rec.entry.key, Reverse(self.rec.entry.lsn))
+    }
+}
+
+impl PartialEq for MergeHead {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+impl Eq for MergeHead {}
+impl PartialOrd for MergeHead {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for MergeHead {
+    // Key ascending, then LSN descending: a key's first head is its newest.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order().cmp(&other.order())
+    }
+}
+
+impl NewestFirst {
+    fn new(readers: &[Arc<SegmentReader>]) -> Result<Self> {
+        let mut m = NewestFirst {
+            iters: readers.iter().map(|r| r.iter_uncached()).collect(),
+            heap: BinaryHeap::with_capacity(readers.len()),
+            read: 0,
+        };
+        for src in 0..m.iters.len() {
+            m.refill(src)?;
+        }
+        Ok(m)
+    }
+
+    fn refill(&mut self, src: usize) -> Result<()> {
+        if let Some(rec) = self.iters[src].next_record()? {
+            self.read += 1;
+            self.heap.push(Reverse(MergeHead { rec, src }));
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<Record>> {
+        let Some(Reverse(top)) = self.heap.pop() else {
+            return Ok(None);
+        };
+        self.refill(top.src)?;
+        // Older versions of the same key in other inputs lose.
+        while let Some(Reverse(h)) = self
+            .heap
+            .peek()
+            .filter(|Reverse(h)| h.rec.entry.key == top.rec.entry.key)
+        {
+            let src = h.src;
+            self.heap.pop();
+            self.refill(src)?;
+        }
+        Ok(Some(top.rec))
     }
 }
 

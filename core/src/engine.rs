@@ -127,9 +127,8 @@ impl Engine {
             .map(|s| s.segment_id)
             .collect();
         let mut wal_nos = Vec::new();
-        let mut removed_any = false;
+        let mut orphans = Vec::new();
         for name in &names {
-            let path = dir.join(name);
             let orphan = match (segment::parse_file_name(name), wal::parse_file_name(name)) {
                 (Some(id), _) => !live.contains(&id),
                 (_, Some(no)) if no < manifest.log_number() => true,
@@ -140,16 +139,26 @@ impl Engine {
                 _ => name.ends_with(".tmp"),
             };
             if orphan {
-                storage
-                    .remove_file(&path)
-                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-                removed_any = true;
+                orphans.push(dir.join(name));
             }
         }
-        if removed_any {
-            storage
-                .sync_dir(&dir)
-                .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        if !orphans.is_empty() {
+            // The manifest just read may be visible but not yet durable (its
+            // rename's directory sync failed or never ran): make it durable
+            // before deleting files on its word, or a power loss could bring
+            // back an older manifest that still needs them.
+            let sync = || {
+                storage
+                    .sync_dir(&dir)
+                    .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+            };
+            sync()?;
+            for path in &orphans {
+                storage
+                    .remove_file(path)
+                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            }
+            sync()?;
         }
 
         let opts = WriterOptions {
@@ -553,10 +562,9 @@ impl Inner {
         Ok(())
     }
 
+    /// Syncs everything appended so far. Once poisoned nothing can be synced:
+    /// this fails with `Poisoned` if anything appended is not yet durable.
     fn sync_current_wal(&self) -> Result<()> {
-        if lock(&self.poisoned).is_some() {
-            return Ok(());
-        }
         let target = {
             let w = lock(&self.wal);
             SyncPoint {
@@ -657,7 +665,7 @@ impl Inner {
         }
         let opts = self.compactor.writer_options();
         let mut metas = Vec::new();
-        for records in cohorts.values() {
+        for records in cohorts.into_values() {
             let run = manifest.allocate_segment_id();
             let mut first = Some(run);
             metas.extend(segment::write_split(opts, records, run, || {

@@ -14,13 +14,17 @@ use crate::segment::SegmentIter;
 use crate::types::MemEntry;
 use crate::version::Version;
 
-const MEM_CHUNK: usize = 128;
+/// Memtable entries copied per refill: small at first, since most scans read
+/// a few keys, doubling up to the maximum for long scans.
+const MEM_CHUNK_FIRST: usize = 8;
+const MEM_CHUNK_MAX: usize = 256;
 
 enum Source {
     Mem {
         mem: Arc<Memtable>,
         buf: VecDeque<MemEntry>,
         after: Option<Vec<u8>>,
+        chunk: usize,
         exhausted: bool,
     },
     Seg(SegmentIter),
@@ -38,11 +42,13 @@ impl Source {
                 mem,
                 buf,
                 after,
+                chunk: n,
                 exhausted,
             } => {
                 if buf.is_empty() && !*exhausted {
-                    let chunk = mem.scan_chunk(start, end, after.as_deref(), read_lsn, MEM_CHUNK);
-                    *exhausted = chunk.len() < MEM_CHUNK;
+                    let chunk = mem.scan_chunk(start, end, after.as_deref(), read_lsn, *n);
+                    *exhausted = chunk.len() < *n;
+                    *n = (*n * 2).min(MEM_CHUNK_MAX);
                     if let Some(last) = chunk.last() {
                         *after = Some(last.key.clone());
                     }
@@ -123,6 +129,7 @@ impl RangeIter {
                 mem: Arc::clone(m),
                 buf: VecDeque::new(),
                 after: None,
+                chunk: MEM_CHUNK_FIRST,
                 exhausted: false,
             });
         }

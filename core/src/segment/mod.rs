@@ -24,7 +24,7 @@ mod writer;
 
 pub use reader::{Found, SegmentIter, SegmentReader};
 pub use writer::SegmentWriter;
-pub(crate) use writer::{write_split, WriterOptions};
+pub(crate) use writer::{write_split, SplitWriter, WriterOptions};
 
 use crate::codec::{put_bytes, put_i64, put_u64, Decoder};
 use crate::types::MemEntry;

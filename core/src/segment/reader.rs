@@ -386,11 +386,21 @@ impl SegmentReader {
         Ok(records.len() as u64)
     }
 
+    /// A streaming iterator over every record that reads the file and leaves
+    /// the block cache alone (for compaction, which would only evict what
+    /// readers use).
+    pub fn iter_uncached(self: &Arc<Self>) -> SegmentIter {
+        let mut it = self.iter_from(&[]);
+        it.cached = false;
+        it
+    }
+
     /// A streaming iterator over records with keys >= `start`.
     pub fn iter_from(self: &Arc<Self>, start: &[u8]) -> SegmentIter {
         let first_block = self.block_for(start);
         SegmentIter {
             seg: Arc::clone(self),
+            cached: true,
             first_block,
             next_block: first_block,
             start: start.to_vec(),
@@ -405,6 +415,8 @@ impl SegmentReader {
 #[derive(Debug)]
 pub struct SegmentIter {
     seg: Arc<SegmentReader>,
+    /// Whether blocks go through (and into) the block cache.
+    cached: bool,
     /// The block holding the first key >= `start`.
     first_block: usize,
     next_block: usize,
@@ -432,7 +444,11 @@ impl SegmentIter {
             if self.next_block >= self.seg.index.len() {
                 return Ok(None);
             }
-            let block = self.seg.block(self.next_block)?;
+            let block = if self.cached {
+                self.seg.block(self.next_block)?
+            } else {
+                self.seg.load_block(self.next_block)?
+            };
             // Only the first block can hold keys before `start`.
             self.pos = if self.next_block == self.first_block {
                 first_at_or_after(&block, &self.start).map_err(|m| {

@@ -93,40 +93,79 @@ pub(crate) fn sync_dir(opts: &WriterOptions) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing directory {}", opts.dir.display()), e))
 }
 
-/// Writes `records` as one or more segments of at most `segment_size_bytes`
-/// (a single record larger than that gets a segment of its own), taking ids
-/// from `next_id`. Files are fsynced; the directory is synced once at the end.
+/// Writes a sorted stream of records as segments of at most
+/// `segment_size_bytes` each (a single larger record gets a segment of its
+/// own), so a merge holds one output segment in memory, not its whole output.
+/// Files are fsynced as they are cut; [`SplitWriter::finish`] syncs the
+/// directory once.
+pub(crate) struct SplitWriter<'o> {
+    opts: &'o WriterOptions,
+    run_id: u64,
+    buf: Vec<Record>,
+    bytes: u64,
+    metas: Vec<SegmentMeta>,
+}
+
+impl<'o> SplitWriter<'o> {
+    pub(crate) fn new(opts: &'o WriterOptions, run_id: u64) -> Self {
+        SplitWriter {
+            opts,
+            run_id,
+            buf: Vec::new(),
+            bytes: 0,
+            metas: Vec::new(),
+        }
+    }
+
+    /// Adds the next record (keys strictly increasing); `next_id` names the
+    /// segment when one is cut.
+    pub(crate) fn push(&mut self, rec: Record, next_id: &mut impl FnMut() -> u64) -> Result<()> {
+        let n = super::ENTRY_HEADER_LEN as u64
+            + rec.entry.key.len() as u64
+            + rec.entry.value.as_ref().map_or(0, |v| v.len() as u64);
+        if !self.buf.is_empty() && self.bytes + n > self.opts.segment_size_bytes {
+            self.cut(next_id)?;
+        }
+        self.buf.push(rec);
+        self.bytes += n;
+        Ok(())
+    }
+
+    fn cut(&mut self, next_id: &mut impl FnMut() -> u64) -> Result<()> {
+        let id = next_id();
+        let mut w = SegmentWriter::with_options(self.opts.clone(), id);
+        self.metas.push(w.write_records(&self.buf, self.run_id)?);
+        self.buf.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Writes what is buffered, syncs the directory if anything was written,
+    /// and returns the metas of the segments written.
+    pub(crate) fn finish(mut self, next_id: &mut impl FnMut() -> u64) -> Result<Vec<SegmentMeta>> {
+        if !self.buf.is_empty() {
+            self.cut(next_id)?;
+        }
+        if !self.metas.is_empty() {
+            sync_dir(self.opts)?;
+        }
+        Ok(self.metas)
+    }
+}
+
+/// Writes `records` (sorted, unique keys) as one or more segments through a
+/// [`SplitWriter`], taking ids from `next_id`.
 pub(crate) fn write_split(
     opts: &WriterOptions,
-    records: &[Record],
+    records: Vec<Record>,
     run_id: u64,
     mut next_id: impl FnMut() -> u64,
 ) -> Result<Vec<SegmentMeta>> {
-    let mut metas = Vec::new();
-    let mut start = 0;
-    while start < records.len() {
-        let mut end = start;
-        let mut size = 0u64;
-        while end < records.len() {
-            let r = &records[end];
-            let n = super::ENTRY_HEADER_LEN as u64
-                + r.entry.key.len() as u64
-                + r.entry.value.as_ref().map_or(0, |v| v.len() as u64);
-            if end > start && size + n > opts.segment_size_bytes {
-                break;
-            }
-            size += n;
-            end += 1;
-        }
-        let id = next_id();
-        let mut w = SegmentWriter::with_options(opts.clone(), id);
-        metas.push(w.write_records(&records[start..end], run_id)?);
-        start = end;
+    let mut w = SplitWriter::new(opts, run_id);
+    for r in records {
+        w.push(r, &mut next_id)?;
     }
-    if !metas.is_empty() {
-        sync_dir(opts)?;
-    }
-    Ok(metas)
+    w.finish(&mut next_id)
 }
 
 fn encode_entry(out: &mut Vec<u8>, r: &Record) {
