@@ -275,6 +275,16 @@ static void mkdir_or_die(const char *dir) {
     if (mkdir(dir, 0755) != 0) die("mkdir %s: %s", dir, strerror(errno));
 }
 
+/* The 1/5/15-minute load averages, as /proc/loadavg prints them. */
+static void load_average(char *out, size_t cap) {
+    snprintf(out, cap, "?");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return;
+    double a, b, c;
+    if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3) snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
+    fclose(f);
+}
+
 static const char *fs_type_name(const char *dir) {
     struct statfs sf;
     if (statfs(dir, &sf) != 0) die("statfs %s: %s", dir, strerror(errno));
@@ -1712,8 +1722,13 @@ int main(int argc, char **argv) {
 #ifdef HAVE_SQLITE
     printf(", SQLite %s", sqlite3_libversion());
 #endif
-    printf("\n%s%s %s %s, %ld CPUs online, run directory %s (%s)\n", g_markdown ? "\n" : "", un.sysname, un.release,
-           un.machine, ncpu, base, fs_type_name(base));
+    char load[64];
+    load_average(load, sizeof load);
+    time_t started = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&started));
+    printf("\n%s%s %s %s, %ld CPUs online, run directory %s (%s), started %s, load average %s\n",
+           g_markdown ? "\n" : "", un.sysname, un.release, un.machine, ncpu, base, fs_type_name(base), when, load);
     if (!strcmp(fs_type_name(base), "tmpfs"))
         printf("WARNING: %s is tmpfs: fdatasync costs nothing there; use --dir on a real disk\n", base);
     fflush(stdout);
@@ -1803,6 +1818,9 @@ int main(int argc, char **argv) {
         for (size_t e = 0; e < N_ENGINES; e++) hwm_ok |= res[si][e].hwm_reset_ok;
     if (!hwm_ok)
         printf("\nnote: /proc/self/clear_refs was not writable: peak RSS is the process peak so far, not per phase\n");
+    load_average(load, sizeof load);
+    printf("\nrun took %.0f s; load average at the end %s (other processes on the machine skew the numbers)\n",
+           difftime(time(NULL), started), load);
     if (!keep) rm_rf(base);
     else printf("\nkept %s\n", base);
     if (munmap(res, sizeof(engine_result) * N_SIZES * N_ENGINES) != 0) die("munmap: %s", strerror(errno));
