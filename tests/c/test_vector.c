@@ -8,6 +8,8 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 
 #define INV EDGESTORE_INVALID_ARGUMENT
 #define DIM 16
@@ -978,6 +980,135 @@ static void test_batch_search_and_stride(edgestore_vector_collection *c) {
     CHECK(counts[0] == K && lens[0] == 6);
 }
 
+/* ---- threads: searchers alongside a writer, then a close while searching ---- */
+#define WRITES 150
+#define SEARCHES 150
+
+typedef struct {
+    edgestore_vector_collection *c;
+    int id;
+    int closed_seen;
+} thread_arg;
+
+static void *vec_writer(void *p) {
+    thread_arg *a = (thread_arg *)p;
+    char key[8];
+    float v[DIM];
+    int i, d;
+    for (i = 0; i < WRITES; i++) {
+        snprintf(key, sizeof key, "w%05d", i);
+        for (d = 0; d < DIM; d++) v[d] = data[(i * 7) % N][d] + 0.01f;
+        CHECK_OK(edgestore_vector_put(a->c, B(key), v, F32, DIM, 0, NULL, 0, 0));
+        if (i >= 10) {
+            snprintf(key, sizeof key, "w%05d", i - 10);
+            CHECK_OK(edgestore_vector_delete(a->c, B(key)));
+        }
+    }
+    for (i = WRITES - 10; i < WRITES; i++) {
+        snprintf(key, sizeof key, "w%05d", i);
+        CHECK_OK(edgestore_vector_delete(a->c, B(key)));
+    }
+    return NULL;
+}
+
+static void *vec_searcher(void *p) {
+    thread_arg *a = (thread_arg *)p;
+    hits_t *h = (hits_t *)malloc(sizeof *h);
+    float q[DIM];
+    int i, d;
+    size_t j;
+    CHECK(h != NULL);
+    for (i = 0; i < SEARCHES; i++) {
+        int row = (i * 13 + a->id * 101) % N;
+        for (d = 0; d < DIM; d++) q[d] = data[row][d];
+        CHECK_OK(search(a->c, q, DIM, 10, NULL, h));
+        CHECK(h->count == 10);
+        for (j = 0; j < h->count; j++) {
+            int idx = key_index(h, j);
+            if (j > 0) CHECK(h->dist[j - 1] <= h->dist[j]);
+            if (h->keys[j][0] == 'w') continue; /* the writer's, alive or dying now */
+            CHECK(idx >= 0 && state[idx] == 0);
+            CHECK(close_to(h->dist[j], l2(q, data[idx], DIM)));
+        }
+    }
+    free(h);
+    return NULL;
+}
+
+/* Searches until the database is closed under it: only OK or CLOSED. */
+static void *vec_until_closed(void *p) {
+    thread_arg *a = (thread_arg *)p;
+    hits_t *h = (hits_t *)malloc(sizeof *h);
+    float q[4] = {1, 2, 3, 4};
+    CHECK(h != NULL);
+    for (;;) {
+        edgestore_status st = search(a->c, q, 4, 5, NULL, h);
+        if (st == EDGESTORE_CLOSED) break;
+        CHECK_OK(st);
+        CHECK(h->count == 5);
+    }
+    a->closed_seen = 1;
+    free(h);
+    return NULL;
+}
+
+static void test_threads(edgestore_vector_collection *c, const char *dir) {
+    pthread_t t[4];
+    thread_arg args[4];
+    static hits_t h;
+    int i;
+    for (i = 0; i < 4; i++) {
+        args[i].c = c;
+        args[i].id = i;
+        args[i].closed_seen = 0;
+        CHECK(pthread_create(&t[i], NULL, i == 0 ? vec_writer : vec_searcher, &args[i]) == 0);
+    }
+    for (i = 0; i < 4; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    /* Every writer vector was deleted: none is found, by either plan. */
+    for (i = 0; i < 20; i++) {
+        edgestore_vector_search_options o;
+        size_t j;
+        memset(&o, 0, sizeof o);
+        o.exact = (uint32_t)(i % 2);
+        CHECK_OK(search(c, data[(i * 7) % N], DIM, 10, &o, &h));
+        for (j = 0; j < h.count; j++) CHECK(h.keys[j][0] == 'v');
+    }
+
+    /* Closing a database while threads search its collection. */
+    {
+        char *p = path_join(dir, "closing");
+        edgestore_db *db = open_db(p, NULL);
+        edgestore_vector_collection *cc = NULL;
+        float v[4];
+        int k;
+        CHECK_OK(edgestore_vector_create(db, B("ns"), B("c"), 4, EDGESTORE_VECTOR_L2, F32, NULL, &cc));
+        for (k = 0; k < 20; k++) {
+            char key[8];
+            v[0] = (float)k;
+            v[1] = v[2] = v[3] = 1;
+            snprintf(key, sizeof key, "c%02d", k);
+            CHECK_OK(edgestore_vector_put(cc, B(key), v, F32, 4, 0, NULL, 0, 0));
+        }
+        for (i = 0; i < 2; i++) {
+            args[i].c = cc;
+            args[i].closed_seen = 0;
+            CHECK(pthread_create(&t[i], NULL, vec_until_closed, &args[i]) == 0);
+        }
+        {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        CHECK_OK(edgestore_close(db));
+        for (i = 0; i < 2; i++) {
+            CHECK(pthread_join(t[i], NULL) == 0);
+            CHECK(args[i].closed_seen);
+        }
+        CHECK_STATUS(edgestore_vector_put(cc, B("x"), v, F32, 4, 0, NULL, 0, 0), EDGESTORE_CLOSED);
+        CHECK_OK(edgestore_vector_free(cc));
+        free(p);
+    }
+}
+
 int main(void) {
     char *dir = make_tempdir("vector");
     char *path = path_join(dir, "db");
@@ -1028,6 +1159,7 @@ int main(void) {
     CHECK_OK(edgestore_vector_free(again));
 
     test_batch_search_and_stride(c);
+    test_threads(c, dir);
     test_liveness_and_snapshots(db, c);
 
     /* Reopen keeps the index: loaded from its file, nothing re-linked. */
