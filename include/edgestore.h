@@ -1,6 +1,7 @@
 /*
  * edgestore.h: C API of edgestore, an embedded key-value store with TTLs,
- * namespaces, snapshots and deathtime-cohort compaction.
+ * namespaces, snapshots, deathtime-cohort compaction and vector collections
+ * (edgestore_vector_*: k-nearest search with filters, exact or HNSW).
  *
  * Conventions (details in ffi/README-C.md):
  *  - Every function that can fail returns an edgestore_status; EDGESTORE_OK is 0.
