@@ -491,6 +491,9 @@ typedef struct edgestore_verify_report {
 /**
  * Index parameters of a collection, fixed at creation. Get the defaults with
  * `edgestore_vector_index_params_default()` and change what you need.
+ *
+ * Plain data owned by the caller, read by `edgestore_vector_create()` and
+ * written by `edgestore_vector_index_params_default()`.
  */
 typedef struct edgestore_vector_index_params {
     /**
@@ -519,6 +522,9 @@ typedef struct edgestore_vector_index_params {
 
 /**
  * What a collection was created with (`edgestore_vector_get_info()`).
+ *
+ * Plain data owned by the caller, written by the call it is passed to; no
+ * thread-safety concerns of its own.
  */
 typedef struct edgestore_vector_info {
     /**
@@ -542,6 +548,10 @@ typedef struct edgestore_vector_info {
 /**
  * A typed metadata value. Only the member `kind` selects is read (or, from
  * `edgestore_vector_get_meta()`, written); zero-initialise the rest.
+ *
+ * Plain data owned by the caller: read only during the call it is passed to
+ * (the library keeps no pointer into it), or written by
+ * `edgestore_vector_get_meta()`.
  */
 typedef struct edgestore_meta_value {
     /**
@@ -569,6 +579,9 @@ typedef struct edgestore_meta_value {
 /**
  * One metadata field of a vector: a UTF-8 name (at most 255 bytes; unique
  * within one vector) and its value.
+ *
+ * Plain data owned by the caller: read only during the call it is passed to
+ * (the library keeps no pointer into it); no thread-safety concerns of its own.
  */
 typedef struct edgestore_vector_meta {
     /**
@@ -588,6 +601,9 @@ typedef struct edgestore_vector_meta {
 /**
  * One vector of `edgestore_vector_put_batch()`. Dimension and element type
  * are given once for the whole batch.
+ *
+ * Plain data owned by the caller: read only during the call it is passed to
+ * (the library keeps no pointer into it); no thread-safety concerns of its own.
  */
 typedef struct edgestore_vector_item {
     /**
@@ -622,6 +638,9 @@ typedef struct edgestore_vector_item {
 
 /**
  * One condition of a search filter: `field <op> value`.
+ *
+ * Plain data owned by the caller: read only during the call it is passed to
+ * (the library keeps no pointer into it); no thread-safety concerns of its own.
  */
 typedef struct edgestore_vector_condition {
     /**
@@ -647,6 +666,9 @@ typedef struct edgestore_vector_condition {
  * (both must hold when both are given), the HNSW candidate list size and a
  * request for an exact scan. Zero-initialise it (`= {0}`) for "no filter,
  * collection defaults".
+ *
+ * Plain data owned by the caller: read only during the call it is passed to
+ * (the library keeps no pointer into it); no thread-safety concerns of its own.
  */
 typedef struct edgestore_vector_search_options {
     /**
@@ -683,6 +705,9 @@ typedef struct edgestore_vector_search_options {
 
 /**
  * Counters of a collection's index (`edgestore_vector_get_stats()`).
+ *
+ * Plain data owned by the caller, written by the call it is passed to; no
+ * thread-safety concerns of its own.
  */
 typedef struct edgestore_vector_stats {
     /**

@@ -144,6 +144,10 @@ pub enum edgestore_vector_match {
 
 /// A typed metadata value. Only the member `kind` selects is read (or, from
 /// `edgestore_vector_get_meta()`, written); zero-initialise the rest.
+///
+/// Plain data owned by the caller: read only during the call it is passed to
+/// (the library keeps no pointer into it), or written by
+/// `edgestore_vector_get_meta()`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgestore_meta_value {
@@ -161,6 +165,9 @@ pub struct edgestore_meta_value {
 
 /// One metadata field of a vector: a UTF-8 name (at most 255 bytes; unique
 /// within one vector) and its value.
+///
+/// Plain data owned by the caller: read only during the call it is passed to
+/// (the library keeps no pointer into it); no thread-safety concerns of its own.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgestore_vector_meta {
@@ -173,6 +180,9 @@ pub struct edgestore_vector_meta {
 }
 
 /// One condition of a search filter: `field <op> value`.
+///
+/// Plain data owned by the caller: read only during the call it is passed to
+/// (the library keeps no pointer into it); no thread-safety concerns of its own.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgestore_vector_condition {
@@ -190,6 +200,9 @@ pub struct edgestore_vector_condition {
 /// (both must hold when both are given), the HNSW candidate list size and a
 /// request for an exact scan. Zero-initialise it (`= {0}`) for "no filter,
 /// collection defaults".
+///
+/// Plain data owned by the caller: read only during the call it is passed to
+/// (the library keeps no pointer into it); no thread-safety concerns of its own.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgestore_vector_search_options {
@@ -213,6 +226,9 @@ pub struct edgestore_vector_search_options {
 
 /// One vector of `edgestore_vector_put_batch()`. Dimension and element type
 /// are given once for the whole batch.
+///
+/// Plain data owned by the caller: read only during the call it is passed to
+/// (the library keeps no pointer into it); no thread-safety concerns of its own.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgestore_vector_item {
@@ -234,6 +250,9 @@ pub struct edgestore_vector_item {
 
 /// Index parameters of a collection, fixed at creation. Get the defaults with
 /// `edgestore_vector_index_params_default()` and change what you need.
+///
+/// Plain data owned by the caller, read by `edgestore_vector_create()` and
+/// written by `edgestore_vector_index_params_default()`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct edgestore_vector_index_params {
@@ -252,6 +271,9 @@ pub struct edgestore_vector_index_params {
 }
 
 /// What a collection was created with (`edgestore_vector_get_info()`).
+///
+/// Plain data owned by the caller, written by the call it is passed to; no
+/// thread-safety concerns of its own.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct edgestore_vector_info {
@@ -266,6 +288,9 @@ pub struct edgestore_vector_info {
 }
 
 /// Counters of a collection's index (`edgestore_vector_get_stats()`).
+///
+/// Plain data owned by the caller, written by the call it is passed to; no
+/// thread-safety concerns of its own.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct edgestore_vector_stats {
