@@ -177,6 +177,25 @@ enum Op {
 }
 
 impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::CreateDirAll => "create_dir_all",
+            Op::Create => "create",
+            Op::OpenRead => "open_read",
+            Op::Rename => "rename",
+            Op::Remove => "remove_file",
+            Op::SyncDir => "sync_dir",
+            Op::ListDir => "list_dir",
+            Op::Exists => "exists",
+            Op::Truncate => "truncate",
+            Op::Lock => "lock",
+            Op::Append => "append",
+            Op::SyncData => "sync_data",
+            Op::Read => "read",
+            Op::Len => "len",
+        }
+    }
+
     fn may_allocate(self) -> bool {
         matches!(
             self,
@@ -310,7 +329,9 @@ struct Disk {
 
 /// What kind of file a name is, for labels.
 fn class(name: &str) -> &'static str {
-    if wal::parse_file_name(name).is_some() {
+    if name.is_empty() {
+        "dir"
+    } else if wal::parse_file_name(name).is_some() {
         "wal"
     } else if segment::parse_file_name(name).is_some() {
         "seg"
@@ -333,6 +354,12 @@ fn split(path: &Path) -> io::Result<(PathBuf, String)> {
             format!("not a file path: {}", path.display()),
         )),
     }
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -586,6 +613,7 @@ struct Shared {
     ops: u64,
     faults: Vec<Fault>,
     injected: u64,
+    injected_log: Vec<String>,
     points: u64,
     labels: BTreeMap<String, u64>,
     trace: Vec<String>,
@@ -669,6 +697,7 @@ impl FaultStorage {
                 ops: 0,
                 faults: Vec::new(),
                 injected: 0,
+                injected_log: Vec::new(),
                 points: 0,
                 labels: BTreeMap::new(),
                 trace: Vec::new(),
@@ -756,6 +785,13 @@ impl FaultStorage {
         self.lock().injected
     }
 
+    /// The operations failed by injected faults so far, in order, each as
+    /// operation and kind of file (e.g. `"sync_data wal"`, `"read seg"`,
+    /// `"list_dir other"`).
+    pub fn injected_log(&self) -> Vec<String> {
+        self.lock().injected_log.clone()
+    }
+
     /// Persistence points reached so far (`sync_data`, `sync_dir`, `rename`,
     /// `truncate`), including the one a crash was armed at.
     pub fn persistence_points(&self) -> u64 {
@@ -811,7 +847,7 @@ impl FaultStorage {
 
     /// Starts an operation: refuses it if dead or the handle is stale, counts
     /// it, and fires a fault if one is due.
-    fn begin(&self, s: &mut Shared, op: Op, epoch: Option<u64>) -> io::Result<()> {
+    fn begin(&self, s: &mut Shared, op: Op, epoch: Option<u64>, name: &str) -> io::Result<()> {
         if s.dead {
             return Err(dead_error());
         }
@@ -840,6 +876,8 @@ impl FaultStorage {
         match fail {
             Some(kind) => {
                 s.injected += 1;
+                s.injected_log
+                    .push(format!("{} {}", op.name(), class(name)));
                 Err(kind.error())
             }
             None => Ok(()),
@@ -984,6 +1022,7 @@ fn parse_manifest(bytes: &[u8]) -> Option<(Vec<u64>, u64)> {
 #[derive(Debug)]
 struct FaultWritable {
     fs: FaultStorage,
+    name: String,
     ino: u64,
     epoch: u64,
 }
@@ -991,7 +1030,9 @@ struct FaultWritable {
 impl WritableFile for FaultWritable {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
         let mut s = self.fs.lock();
-        let res = self.fs.begin(&mut s, Op::Append, Some(self.epoch));
+        let res = self
+            .fs
+            .begin(&mut s, Op::Append, Some(self.epoch), &self.name);
         let n = match &res {
             Ok(()) => buf.len(),
             Err(_) if s.dead || s.epoch != self.epoch => return res,
@@ -1030,7 +1071,9 @@ impl WritableFile for FaultWritable {
             }
         };
         self.fs.point(&mut s, label)?;
-        let res = self.fs.begin(&mut s, Op::SyncData, Some(self.epoch));
+        let res = self
+            .fs
+            .begin(&mut s, Op::SyncData, Some(self.epoch), &self.name);
         let inode = s.disk.inodes.get_mut(&self.ino).ok_or_else(stale_error)?;
         match res {
             Ok(()) => {
@@ -1052,6 +1095,7 @@ impl WritableFile for FaultWritable {
 #[derive(Debug)]
 struct FaultReadable {
     fs: FaultStorage,
+    name: String,
     ino: u64,
     epoch: u64,
 }
@@ -1059,7 +1103,8 @@ struct FaultReadable {
 impl ReadableFile for FaultReadable {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut s = self.fs.lock();
-        self.fs.begin(&mut s, Op::Read, Some(self.epoch))?;
+        self.fs
+            .begin(&mut s, Op::Read, Some(self.epoch), &self.name)?;
         let data = &s.disk.inodes.get(&self.ino).ok_or_else(stale_error)?.data;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         match start.checked_add(buf.len()) {
@@ -1076,7 +1121,8 @@ impl ReadableFile for FaultReadable {
 
     fn len(&self) -> io::Result<u64> {
         let mut s = self.fs.lock();
-        self.fs.begin(&mut s, Op::Len, Some(self.epoch))?;
+        self.fs
+            .begin(&mut s, Op::Len, Some(self.epoch), &self.name)?;
         Ok(s.disk
             .inodes
             .get(&self.ino)
@@ -1107,7 +1153,7 @@ impl Drop for FaultLock {
 impl Storage for FaultStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::CreateDirAll, None)?;
+        self.begin(&mut s, Op::CreateDirAll, None, "")?;
         for a in dir.ancestors() {
             s.disk.dirs.entry(a.to_path_buf()).or_default();
         }
@@ -1116,10 +1162,11 @@ impl Storage for FaultStorage {
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::Create, None)?;
+        self.begin(&mut s, Op::Create, None, &name_of(path))?;
         let ino = s.disk.create_file(path, false)?;
         Ok(Arc::new(FaultWritable {
             fs: self.clone(),
+            name: name_of(path),
             ino,
             epoch: s.epoch,
         }))
@@ -1127,10 +1174,11 @@ impl Storage for FaultStorage {
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::OpenRead, None)?;
+        self.begin(&mut s, Op::OpenRead, None, &name_of(path))?;
         let ino = s.disk.lookup(path)?;
         Ok(Arc::new(FaultReadable {
             fs: self.clone(),
+            name: name_of(path),
             ino,
             epoch: s.epoch,
         }))
@@ -1147,7 +1195,7 @@ impl Storage for FaultStorage {
             &mut s,
             format!("rename {} -> {}", class(&fname), class(&tname)),
         )?;
-        self.begin(&mut s, Op::Rename, None)?;
+        self.begin(&mut s, Op::Rename, None, &tname)?;
         let ino = s.disk.lookup(from)?;
         s.disk.dir(&td)?;
         if tname == manifest::FILE_NAME && s.lint {
@@ -1172,7 +1220,7 @@ impl Storage for FaultStorage {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::Remove, None)?;
+        self.begin(&mut s, Op::Remove, None, &name_of(path))?;
         s.disk.lookup(path)?;
         let (d, n) = split(path)?;
         if s.lint {
@@ -1191,7 +1239,7 @@ impl Storage for FaultStorage {
             None => "sync_dir with nothing pending".to_string(),
         };
         self.point(&mut s, label)?;
-        self.begin(&mut s, Op::SyncDir, None)?;
+        self.begin(&mut s, Op::SyncDir, None, "")?;
         let d = s.disk.dir_mut(dir)?;
         for (_, op) in std::mem::take(&mut d.pending) {
             op.apply(&mut d.durable);
@@ -1201,7 +1249,7 @@ impl Storage for FaultStorage {
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::ListDir, None)?;
+        self.begin(&mut s, Op::ListDir, None, "")?;
         let mut names: Vec<String> = s.disk.dir(dir)?.live.keys().cloned().collect();
         // Subdirectories are entries too.
         for p in s.disk.dirs.keys() {
@@ -1217,7 +1265,7 @@ impl Storage for FaultStorage {
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::Exists, None)?;
+        self.begin(&mut s, Op::Exists, None, &name_of(path))?;
         Ok(s.disk.dirs.contains_key(path) || s.disk.lookup(path).is_ok())
     }
 
@@ -1228,7 +1276,7 @@ impl Storage for FaultStorage {
         }
         let (_, n) = split(path)?;
         self.point(&mut s, format!("truncate {}", class(&n)))?;
-        self.begin(&mut s, Op::Truncate, None)?;
+        self.begin(&mut s, Op::Truncate, None, &name_of(path))?;
         let ino = s.disk.lookup(path)?;
         let inode = s.disk.inodes.get_mut(&ino).ok_or_else(|| not_found(path))?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
@@ -1249,7 +1297,7 @@ impl Storage for FaultStorage {
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
         let mut s = self.lock();
-        self.begin(&mut s, Op::Lock, None)?;
+        self.begin(&mut s, Op::Lock, None, &name_of(path))?;
         if s.disk.lookup(path).is_err() {
             s.disk.create_file(path, true)?;
         }

@@ -62,3 +62,77 @@ pub fn wal_files(dir: &Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// Shared by the tests over the fault-injecting storage (crash points, I/O
+/// errors): a database in memory, a two-namespace model and its contents.
+pub mod faults {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use edgestore::fault::FaultStorage;
+    use edgestore::{EdgestoreConfig, Engine, ManualClock, SyncMode};
+
+    /// The namespaces the scripts write to.
+    pub const NS: [&[u8]; 2] = [b"n0", b"n1"];
+
+    /// (namespace index, key) -> (value, death time in nanoseconds).
+    pub type Model = BTreeMap<(usize, u8), (Vec<u8>, i64)>;
+
+    /// Key number `k` as stored.
+    pub fn key(k: u8) -> Vec<u8> {
+        format!("k{k:02}").into_bytes()
+    }
+
+    /// Death time of a write at `now` with `ttl` seconds (0 = never).
+    pub fn death(now: i64, ttl: u32) -> i64 {
+        if ttl == 0 {
+            i64::MAX
+        } else {
+            now + ttl as i64 * 1_000_000_000
+        }
+    }
+
+    /// Per namespace, its live (key, value) pairs in key order.
+    pub type Contents = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// What a scan of each namespace shows of `m` at `now`.
+    pub fn visible(m: &Model, now: i64) -> Contents {
+        (0..NS.len())
+            .map(|ns| {
+                m.iter()
+                    .filter(|((n, _), (_, d))| *n == ns && now < *d)
+                    .map(|((_, k), (v, _))| (key(*k), v.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// What a scan of each namespace of `db` shows.
+    pub fn contents(db: &Engine) -> Result<Contents, String> {
+        NS.iter()
+            .map(|ns| db.prefix(ns, b"").map_err(|e| format!("scan: {e}")))
+            .collect()
+    }
+
+    /// The database directory inside the fault storage.
+    pub fn dir() -> PathBuf {
+        PathBuf::from("/db")
+    }
+
+    /// A small-sized configuration over `fs` (flushes are explicit; segments
+    /// split; one permanent run, so every flush is merged by compaction).
+    pub fn config(fs: &FaultStorage, clock: &ManualClock, sync: SyncMode) -> EdgestoreConfig {
+        let mut c = EdgestoreConfig::new(dir());
+        c.storage = Arc::new(fs.clone());
+        c.clock = Arc::new(clock.clone());
+        c.sync_mode = sync;
+        c.memtable_size_bytes = 1 << 20; // flushes are explicit
+        c.segment_size_bytes = 300; // flushes and merges split their output
+        c.block_size_bytes = 96;
+        c.cohort_window_secs = 60;
+        c.max_permanent_runs = 1;
+        c.max_permanent_space_amp = 100.0;
+        c
+    }
+}

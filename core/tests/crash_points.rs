@@ -28,16 +28,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::faults::{config, contents, death, dir, key, visible, Model, NS};
 use common::T0;
 use edgestore::fault::{CrashMode, CrashState, FaultStorage};
 use edgestore::storage::Storage;
-use edgestore::{Clock, EdgestoreConfig, Engine, Manifest, ManualClock, SyncMode, WriteBatch};
-
-const NS: [&[u8]; 2] = [b"n0", b"n1"];
+use edgestore::{Clock, Engine, Manifest, ManualClock, SyncMode, WriteBatch};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -240,58 +238,6 @@ const EXPECTED_POINTS: &[&str] = &[
     "sync_dir after remove wal",
     "truncate wal",
 ];
-
-type Model = BTreeMap<(usize, u8), (Vec<u8>, i64)>;
-
-fn key(k: u8) -> Vec<u8> {
-    format!("k{k:02}").into_bytes()
-}
-
-fn death(now: i64, ttl: u32) -> i64 {
-    if ttl == 0 {
-        i64::MAX
-    } else {
-        now + ttl as i64 * 1_000_000_000
-    }
-}
-
-/// Per namespace, its live (key, value) pairs in key order.
-type Contents = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
-
-fn visible(m: &Model, now: i64) -> Contents {
-    (0..NS.len())
-        .map(|ns| {
-            m.iter()
-                .filter(|((n, _), (_, d))| *n == ns && now < *d)
-                .map(|((_, k), (v, _))| (key(*k), v.clone()))
-                .collect()
-        })
-        .collect()
-}
-
-fn contents(db: &Engine) -> Result<Contents, String> {
-    NS.iter()
-        .map(|ns| db.prefix(ns, b"").map_err(|e| format!("scan: {e}")))
-        .collect()
-}
-
-fn dir() -> PathBuf {
-    PathBuf::from("/db")
-}
-
-fn config(fs: &FaultStorage, clock: &ManualClock, sync: SyncMode) -> EdgestoreConfig {
-    let mut c = EdgestoreConfig::new(dir());
-    c.storage = Arc::new(fs.clone());
-    c.clock = Arc::new(clock.clone());
-    c.sync_mode = sync;
-    c.memtable_size_bytes = 1 << 20; // flushes are explicit
-    c.segment_size_bytes = 300; // flushes and merges split their output
-    c.block_size_bytes = 96;
-    c.cohort_window_secs = 60;
-    c.max_permanent_runs = 1;
-    c.max_permanent_space_amp = 100.0;
-    c
-}
 
 /// One execution of a workload's steps against a storage.
 struct Run {
