@@ -497,24 +497,24 @@ typedef struct edgestore_verify_report {
  */
 typedef struct edgestore_vector_index_params {
     /**
-     * HNSW links per node on upper layers, 2..=128 (default 16; level 0 keeps twice as many).
+     * HNSW links per node on upper layers, 2..=128 (level 0 keeps twice as many).
      */
     size_t hnsw_m;
     /**
-     * HNSW candidate list size while inserting, 1..=10000 (default 200).
+     * HNSW candidate list size while inserting, 1..=10000.
      */
     size_t ef_construction;
     /**
-     * Default HNSW candidate list size while searching, 1..=10000 (default 64).
+     * Default HNSW candidate list size while searching, 1..=10000.
      */
     size_t ef_search;
     /**
      * Collections with at most this many live vectors are searched exactly
-     * (default 4096; at most 4294967295).
+     * (at most 4294967295).
      */
     size_t exact_threshold;
     /**
-     * Memory the HNSW links may take, in bytes (> 0, default 1 GiB); vectors
+     * Memory the HNSW links may take, in bytes (> 0); vectors
      * arriving beyond it are searched exactly alongside the graph.
      */
     size_t max_graph_bytes;
@@ -1316,8 +1316,10 @@ enum edgestore_status edgestore_snapshot_sequence(struct edgestore_snapshot *sna
                                                   uint64_t *sequence_out);
 
 /**
- * Fills `*params_out` with the default index parameters (M 16,
- * ef_construction 200, ef_search 64, exact_threshold 4096, 1 GiB of links).
+ * Fills `*params_out` with the default index parameters (those of a
+ * collection created with NULL params; in this version M 16, ef_construction
+ * 200, ef_search 64, 1 GiB of links; the exact-search threshold is tuned by
+ * the engine and may change between versions).
  *
  * # Safety
  * `params_out` must be NULL or writable.

@@ -319,6 +319,28 @@ static void test_metrics_and_types(edgestore_db *db) {
         CHECK_OK(edgestore_vector_search(c, q8, I8, 5, scale, 1, NULL, &h.keys[0][0],
                                          EDGESTORE_VECTOR_MAX_KEY_LEN, h.lens, h.dist, &h.count));
         CHECK(h.count == 1 && fabsf(h.dist[0]) < 1e-4f);
+        /* Batch search with i8 queries takes one scale per query; a second
+         * vector makes the order observable. */
+        {
+            int8_t qs[2][5], other[5] = {0, 0, 0, 100, 0};
+            float scales[2] = {scale, 0.5f};
+            size_t counts[2], lens[4];
+            float dists[4];
+            uint8_t keys[4][4];
+            CHECK_OK(edgestore_vector_put(c, B("o"), other, I8, 5, 0.01f, NULL, 0, 0));
+            memcpy(qs[0], q8, 5);
+            memcpy(qs[1], other, 5);
+            CHECK_OK(edgestore_vector_search_batch(c, qs, 2, I8, 5, scales, 2, NULL, &keys[0][0], 4, lens, dists,
+                                                   counts));
+            CHECK(counts[0] == 2 && counts[1] == 2);
+            CHECK(keys[0][0] == 'q' && keys[2][0] == 'o' && dists[0] < dists[1] && dists[2] < dists[3]);
+            CHECK(fabsf(dists[2]) < 1e-4f); /* cosine ignores the scale's magnitude */
+            scales[1] = 0.0f;
+            CHECK_STATUS(edgestore_vector_search_batch(c, qs, 2, I8, 5, scales, 2, NULL, &keys[0][0], 4, lens,
+                                                       dists, counts),
+                         INV);
+            CHECK_LAST_ERROR_HAS("query 1");
+        }
         /* NaN input to the quantiser is refused; out untouched. */
         src[2] = (float)NAN;
         back[0] = 42;
@@ -562,7 +584,17 @@ static void test_bad_input(edgestore_db *db, edgestore_db *other_db) {
     CHECK_STATUS(edgestore_vector_create(db, B("ns"), (const uint8_t *)"\xff\xfe", 2, 4, EDGESTORE_VECTOR_L2, F32, NULL, &out), INV);
     CHECK_LAST_ERROR_HAS("UTF-8");
     CHECK_OK(edgestore_vector_index_params_default(&p));
-    CHECK(p.hnsw_m == 16 && p.ef_construction == 200 && p.ef_search == 64 && p.exact_threshold == 4096);
+    CHECK(p.hnsw_m >= 2 && p.hnsw_m <= 128 && p.ef_construction >= 1 && p.ef_search >= 1 &&
+          p.max_graph_bytes > 0);
+    {
+        /* The defaults are what a collection created with NULL params gets. */
+        edgestore_vector_info info;
+        CHECK_OK(edgestore_vector_create(db, B("ns"), B("defaults"), 4, EDGESTORE_VECTOR_L2, F32, NULL, &c));
+        CHECK_OK(edgestore_vector_get_info(c, &info));
+        CHECK(memcmp(&info.params, &p, sizeof p) == 0);
+        CHECK_OK(edgestore_vector_free(c));
+        c = NULL;
+    }
     p.hnsw_m = 1;
     CHECK_STATUS(edgestore_vector_create(db, B("ns"), B("c"), 4, EDGESTORE_VECTOR_L2, F32, &p, &out), INV);
     CHECK_LAST_ERROR_HAS("hnsw_m");
