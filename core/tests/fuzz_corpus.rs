@@ -120,23 +120,40 @@ fn engine_files_pass_the_targets() {
         seeds.push(("segment", format!("engine-{flag}"), with_flag(flag, &seg)));
         seeds.push(("manifest", format!("engine-{flag}"), with_flag(flag, &man)));
     }
-    // Op sequences: each op byte is followed by its arguments.
-    let ops: [(&str, &[u8]); 4] = [
+    // Op sequences: flags, storage seed, then op bytes each followed by
+    // their arguments (see `ops` in core/fuzz/src/lib.rs).
+    let ops: [(&str, &[u8]); 7] = [
         (
             "puts-flush",
-            &[0, 0, 0, 1, 3, 0, 0, 2, 5, 1, 1, 1, 4, 0, 1, 10, 7, 4, 0, 1],
+            &[0, 7, 0, 0, 0, 1, 3, 0, 1, 2, 5, 1, 1, 1, 4, 10, 7, 4, 0, 1],
         ),
         (
             "ttl-compact",
-            &[0, 0, 1, 3, 2, 2, 12, 2, 11, 7, 10, 11, 7, 4, 1, 3],
-        ),
-        (
-            "snapshot-reopen",
-            &[2, 0, 0, 4, 1, 0, 8, 2, 0, 4, 7, 13, 1, 9, 7, 13, 0, 7],
+            &[0, 2, 0, 0, 1, 3, 2, 8, 12, 2, 9, 11, 9, 7, 13, 0, 7],
         ),
         (
             "batch-scan",
-            &[1, 3, 3, 1, 0, 5, 2, 1, 9, 4, 0, 2, 6, 0, 0, 19, 6, 1, 3, 11],
+            &[1, 4, 3, 3, 1, 0, 5, 2, 1, 9, 4, 0, 2, 6, 0, 0, 19, 11, 7],
+        ),
+        (
+            "eio-once",
+            &[0, 3, 14, 4, 0, 0, 1, 2, 0, 0, 1, 1, 3, 0, 0, 0, 2, 4, 0, 7],
+        ),
+        (
+            "enospc-persistent",
+            &[0, 1, 14, 7, 0, 0, 1, 3, 0, 10, 11, 7],
+        ),
+        (
+            "power-loss",
+            &[
+                0, 5, 0, 0, 1, 3, 0, 15, 2, 9, 7, 0, 1, 2, 1, 0, 10, 15, 4, 1, 7,
+            ],
+        ),
+        (
+            "buffered-power-loss",
+            &[
+                2, 9, 0, 0, 1, 3, 0, 0, 1, 2, 4, 1, 15, 3, 3, 7, 13, 1, 0, 0, 5, 2, 0, 15, 5, 7, 7,
+            ],
         ),
     ];
     for (name, bytes) in ops {
