@@ -18,7 +18,7 @@
 //! into the image a power loss may leave, for each [`CrashMode`]:
 //! unsynced data dropped, a random prefix of it kept, the last kept write torn
 //! (its tail zeros or garbage), each file keeping or losing its own unsynced
-//! tail independently (writes reordered across files), or unsynced directory
+//! tail independently (writes and directory operations reordered), or unsynced directory
 //! entries forgotten while file data survives. Everything is deterministic from
 //! the seeds given.
 //!
@@ -116,8 +116,9 @@ pub enum CrashMode {
     TornGarbage,
     /// Each file keeps a random prefix of its own unsynced writes (all of them,
     /// none, or some), independently of the others, so a later write to one file
-    /// may survive while an earlier write to another is lost. Unsynced directory
-    /// operations survive as a random prefix.
+    /// may survive while an earlier write to another is lost. Each unsynced
+    /// directory operation survives or not independently (POSIX orders none of
+    /// them), a rename as a whole.
     Reorder,
     /// All file data handed over survives, but no unsynced directory operation
     /// (create, rename, remove) does.
@@ -512,11 +513,13 @@ impl Disk {
                     };
                     keep_writes.insert(ino, k);
                 }
-                let mut prefixes: HashMap<PathBuf, usize> = HashMap::new();
-                for (p, d) in &self.dirs {
-                    prefixes.insert(p.clone(), rng.upto(d.pending.len()));
-                }
-                keep_op = Box::new(move |p, idx, _| idx < prefixes.get(p).copied().unwrap_or(0));
+                // POSIX orders no directory operations: any subset survives.
+                let kept: std::collections::HashSet<u64> = self
+                    .unsynced_dir_ops()
+                    .into_iter()
+                    .filter(|_| rng.below(2) == 0)
+                    .collect();
+                keep_op = Box::new(move |_, _, seq| kept.contains(&seq));
             }
         }
 

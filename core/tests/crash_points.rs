@@ -70,8 +70,8 @@ struct Setup {
 
 #[derive(Debug, Clone)]
 struct Workload {
-    name: &'static str,
-    sync: SyncMode,
+    name: String,
+    sync: Mode,
     setup: Option<Setup>,
     steps: Vec<Step>,
 }
@@ -82,8 +82,8 @@ fn workloads() -> Vec<Workload> {
     };
     let mut w = Vec::new();
     w.push(Workload {
-        name: "writes",
-        sync: SyncMode::Durable,
+        name: "writes".into(),
+        sync: Mode::DURABLE,
         setup: None,
         steps: vec![
             Put(0, 1, 0),
@@ -111,8 +111,8 @@ fn workloads() -> Vec<Workload> {
     steps.push(Compact);
     steps.push(Put(0, 21, 0));
     w.push(Workload {
-        name: "compaction",
-        sync: SyncMode::Durable,
+        name: "compaction".into(),
+        sync: Mode::DURABLE,
         setup: None,
         steps,
     });
@@ -134,8 +134,8 @@ fn workloads() -> Vec<Workload> {
     steps.push(Compact);
     steps.push(Put(0, 31, 0));
     w.push(Workload {
-        name: "ttl",
-        sync: SyncMode::Durable,
+        name: "ttl".into(),
+        sync: Mode::DURABLE,
         setup: None,
         steps,
     });
@@ -151,8 +151,8 @@ fn workloads() -> Vec<Workload> {
     steps.push(Compact);
     steps.push(Put(0, 9, 0));
     w.push(Workload {
-        name: "snapshot",
-        sync: SyncMode::Durable,
+        name: "snapshot".into(),
+        sync: Mode::DURABLE,
         setup: None,
         steps,
     });
@@ -170,8 +170,8 @@ fn workloads() -> Vec<Workload> {
     steps.push(Reopen);
     steps.push(Put(0, 16, 0));
     w.push(Workload {
-        name: "buffered",
-        sync: SyncMode::Buffered,
+        name: "buffered".into(),
+        sync: Mode::BUFFERED,
         setup: None,
         steps,
     });
@@ -180,8 +180,8 @@ fn workloads() -> Vec<Workload> {
     setup.push(Flush);
     setup.extend(puts(0, 3..8, 0));
     w.push(Workload {
-        name: "recover-torn-wal",
-        sync: SyncMode::Buffered,
+        name: "recover-torn-wal".into(),
+        sync: Mode::BUFFERED,
         setup: Some(Setup {
             steps: setup,
             at_last: None,
@@ -195,8 +195,8 @@ fn workloads() -> Vec<Workload> {
     let mut setup = puts(0, 0..6, 0);
     setup.push(FlushToSegments);
     w.push(Workload {
-        name: "recover-orphans",
-        sync: SyncMode::Durable,
+        name: "recover-orphans".into(),
+        sync: Mode::DURABLE,
         setup: Some(Setup {
             steps: setup,
             at_last: Some("rename tmp -> manifest"),
@@ -210,8 +210,8 @@ fn workloads() -> Vec<Workload> {
     let mut setup = puts(0, 0..3, 0);
     setup.push(FlushToSegments);
     w.push(Workload {
-        name: "recover-torn-wal-header",
-        sync: SyncMode::Durable,
+        name: "recover-torn-wal-header".into(),
+        sync: Mode::DURABLE,
         setup: Some(Setup {
             steps: setup,
             at_last: Some("sync_data wal header"),
@@ -220,7 +220,89 @@ fn workloads() -> Vec<Workload> {
         }),
         steps: vec![Put(0, 20, 0), FlushToSegments],
     });
+    for i in 0..random_workloads() {
+        w.push(random_workload(i));
+    }
     w
+}
+
+fn random_workloads() -> u64 {
+    std::env::var("EDGESTORE_CRASH_RANDOM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4)
+}
+
+/// A random script (deterministic from `i`): every kind of step, with a small
+/// memtable (flushes during writes) in every other one.
+fn random_workload(i: u64) -> Workload {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FF_EE00;
+    let mut r = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let ttl = |v: u64| [0, 0, 0, 20, 90, 600][v as usize];
+    let mut steps = Vec::new();
+    for _ in 0..24 {
+        let step = match r(100) {
+            0..=37 => Put(r(2) as usize, r(12) as u8, ttl(r(6))),
+            38..=47 => Delete(r(2) as usize, r(12) as u8),
+            48..=57 => Batch(
+                (0..1 + r(3))
+                    .map(|_| {
+                        let put = r(3) > 0;
+                        (r(2) as usize, r(12) as u8, put.then(|| ttl(r(6)) as u32))
+                    })
+                    .collect(),
+            ),
+            58..=62 => Flush,
+            63..=72 => FlushToSegments,
+            73..=80 => Compact,
+            81..=83 => Snapshot,
+            84..=86 => DropSnapshots,
+            87..=93 => Advance(10 + r(200)),
+            _ => Reopen,
+        };
+        steps.push(step);
+    }
+    let sync = if i % 2 == 0 {
+        SyncMode::Durable
+    } else {
+        SyncMode::Buffered
+    };
+    let memtable = if (i / 2) % 2 == 0 { 1 << 20 } else { 600 };
+    Workload {
+        name: format!("random-{i}"),
+        sync: Mode { sync, memtable },
+        setup: None,
+        steps,
+    }
+}
+
+/// Sync mode and memtable size of a workload.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    sync: SyncMode,
+    memtable: usize,
+}
+
+impl Mode {
+    const DURABLE: Mode = Mode {
+        sync: SyncMode::Durable,
+        memtable: 1 << 20,
+    };
+    const BUFFERED: Mode = Mode {
+        sync: SyncMode::Buffered,
+        memtable: 1 << 20,
+    };
+}
+
+fn cfg(fs: &FaultStorage, clock: &ManualClock, m: Mode) -> edgestore::EdgestoreConfig {
+    let mut c = config(fs, clock, m.sync);
+    c.memtable_size_bytes = m.memtable;
+    c
 }
 
 /// Kinds of persistence point the engine has; every one must be hit.
@@ -243,7 +325,7 @@ const EXPECTED_POINTS: &[&str] = &[
 struct Run {
     fs: FaultStorage,
     clock: ManualClock,
-    sync: SyncMode,
+    sync: Mode,
     db: Option<Engine>,
     /// Model after each write: history[0] is the starting state.
     history: Vec<Model>,
@@ -266,9 +348,21 @@ impl Run {
         self.db.as_ref().expect("engine open")
     }
 
+    /// After a barrier everything live is durable: tell the lint so.
+    fn barrier(&mut self) {
+        self.floor = self.history.len() - 1;
+        let now = self.clock.now_nanos();
+        for ((ns, k), (v, d)) in self.history.last().unwrap() {
+            if now < *d {
+                self.fs
+                    .check_acknowledged(&format!("{ns}/{k} after a barrier"), v);
+            }
+        }
+    }
+
     fn ack(&mut self, next: Model, puts: &[(String, Vec<u8>)]) {
         self.history.push(next);
-        if self.sync == SyncMode::Durable {
+        if self.sync.sync == SyncMode::Durable {
             self.floor = self.history.len() - 1;
             for (what, v) in puts {
                 self.fs.check_acknowledged(what, v);
@@ -326,7 +420,7 @@ impl Run {
                 } else {
                     self.db().flush_to_segments()
                 };
-                r.map(|()| self.floor = self.history.len() - 1)
+                r.map(|()| self.barrier())
             }
             Compact => self.db().compact_once().map(|_| ()),
             Snapshot => self.db().snapshot().map(|s| self.snaps.push(s)),
@@ -343,10 +437,10 @@ impl Run {
                 let db = self.db.take().expect("open");
                 let r = db.close();
                 drop(db);
-                r.and_then(|()| Engine::open(config(&self.fs, &self.clock, self.sync)))
+                r.and_then(|()| Engine::open(cfg(&self.fs, &self.clock, self.sync)))
                     .map(|db| {
                         self.db = Some(db);
-                        self.floor = self.history.len() - 1;
+                        self.barrier();
                     })
             }
         };
@@ -403,7 +497,7 @@ fn start(w: &Workload, clock: &ManualClock) -> (FaultStorage, Model) {
     // on a copy, so the workload itself runs the recovery.
     let probe = FaultStorage::new(1);
     probe.restore(&image);
-    let db = Engine::open(config(&probe, clock, w.sync)).expect("setup image opens");
+    let db = Engine::open(cfg(&probe, clock, w.sync)).expect("setup image opens");
     let got = contents(&db).unwrap();
     let now = clock.now_nanos();
     let m = history[floor..]
@@ -424,7 +518,7 @@ type Crashed = (CrashState, Vec<Model>, usize);
 fn run_steps(
     fs: FaultStorage,
     clock: ManualClock,
-    sync: SyncMode,
+    sync: Mode,
     steps: &[Step],
     initial: Model,
     tag: u64,
@@ -444,7 +538,7 @@ fn run_steps(
         tag,
     };
     let mut crashed = false;
-    match Engine::open(config(&fs, &run.clock, sync)) {
+    match Engine::open(cfg(&fs, &run.clock, sync)) {
         Ok(db) => run.db = Some(db),
         Err(e) => {
             assert!(fs.is_crashed(), "open failed without a crash: {e}");
@@ -493,7 +587,7 @@ fn run_steps(
 fn check_image(
     image: &FaultStorage,
     clock: &ManualClock,
-    sync: SyncMode,
+    sync: Mode,
     history: &[Model],
     floor: usize,
 ) -> Result<BTreeMap<String, u64>, String> {
@@ -512,7 +606,7 @@ fn check_image(
             }
         }
     }
-    let db = Engine::open(config(image, clock, sync)).map_err(|e| format!("open: {e}"))?;
+    let db = Engine::open(cfg(image, clock, sync)).map_err(|e| format!("open: {e}"))?;
     db.verify().map_err(|e| format!("verify: {e}"))?;
     let now = clock.now_nanos();
     let got = contents(&db)?;
@@ -534,7 +628,7 @@ fn check_image(
         .map_err(|e| format!("write after recovery: {e}"))?;
     db.close().map_err(|e| format!("close: {e}"))?;
     drop(db);
-    let db = Engine::open(config(image, clock, sync)).map_err(|e| format!("second open: {e}"))?;
+    let db = Engine::open(cfg(image, clock, sync)).map_err(|e| format!("second open: {e}"))?;
     db.verify().map_err(|e| format!("second verify: {e}"))?;
     let mut want = visible(&history[j], now);
     want[0].push((b"zz".to_vec(), b"after-crash".to_vec()));
@@ -743,7 +837,7 @@ fn a_lost_acknowledged_write_is_detected() {
     // before it is durable, and a crash that drops it is flagged as a loss.
     let clock = ManualClock::new(T0);
     let fs = FaultStorage::new(9);
-    let db = Engine::open(config(&fs, &clock, SyncMode::Buffered)).unwrap();
+    let db = Engine::open(cfg(&fs, &clock, Mode::BUFFERED)).unwrap();
     db.put(NS[0], b"k01", b"<unique-value>").unwrap();
     assert!(!fs.check_acknowledged("buffered put", b"<unique-value>"));
     assert_eq!(fs.violations().len(), 1);
@@ -755,9 +849,9 @@ fn a_lost_acknowledged_write_is_detected() {
         m
     }];
     let image = state.image(CrashMode::DropUnsynced, 0);
-    let err = check_image(&image, &clock, SyncMode::Buffered, &history, 1).unwrap_err();
+    let err = check_image(&image, &clock, Mode::BUFFERED, &history, 1).unwrap_err();
     assert!(err.contains("acknowledged writes lost"), "{err}");
     // Kept by the OS (a process crash): nothing lost.
     let image = state.image(CrashMode::KeepAll, 0);
-    check_image(&image, &clock, SyncMode::Buffered, &history, 1).unwrap();
+    check_image(&image, &clock, Mode::BUFFERED, &history, 1).unwrap();
 }

@@ -14,9 +14,10 @@
 //!   retried as if nothing happened);
 //! * a write refused with `Poisoned` changes nothing.
 //!
-//! Then the fault is healed and the database reopened twice, as the process
-//! left it and after a power loss (unsynced data dropped): it opens, `verify`
-//! passes, and its contents equal the durable model: every write acknowledged
+//! Then the fault is healed and the database reopened: as the process left
+//! it, and after a power loss in each crash mode (unsynced data dropped, kept,
+//! a prefix kept, torn, reordered, directory entries forgotten): it opens,
+//! `verify` passes, and its contents equal the durable model: every write acknowledged
 //! as durable is there, writes that failed may or may not be, and nothing
 //! else (no holes). The durability lint must stay silent throughout.
 
@@ -50,16 +51,97 @@ enum Step {
 use Step::*;
 
 struct Workload {
-    name: &'static str,
-    sync: SyncMode,
+    name: String,
+    sync: Mode,
     steps: Vec<Step>,
 }
 
+/// Sync mode and memtable size of a workload.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    sync: SyncMode,
+    memtable: usize,
+}
+
+impl Mode {
+    const DURABLE: Mode = Mode {
+        sync: SyncMode::Durable,
+        memtable: 1 << 20,
+    };
+    const BUFFERED: Mode = Mode {
+        sync: SyncMode::Buffered,
+        memtable: 1 << 20,
+    };
+}
+
+fn cfg(fs: &FaultStorage, clock: &ManualClock, m: Mode) -> edgestore::EdgestoreConfig {
+    let mut c = config(fs, clock, m.sync);
+    c.memtable_size_bytes = m.memtable;
+    c
+}
+
+fn random_workloads() -> u64 {
+    std::env::var("EDGESTORE_IO_ERROR_RANDOM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+}
+
+/// A random script (deterministic from `i`) with a small memtable, so
+/// writes flush too.
+fn random_workload(i: u64) -> Workload {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xBAD_5EED;
+    let mut r = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let ttl = |v: u64| [0, 0, 0, 20, 90, 600][v as usize];
+    let mut steps = Vec::new();
+    for _ in 0..20 {
+        let step = match r(100) {
+            0..=39 => Put(r(2) as usize, r(10) as u8, ttl(r(6))),
+            40..=49 => Delete(r(2) as usize, r(10) as u8),
+            50..=59 => Batch(
+                (0..1 + r(3))
+                    .map(|_| {
+                        let put = r(3) > 0;
+                        (r(2) as usize, r(10) as u8, put.then(|| ttl(r(6)) as u32))
+                    })
+                    .collect(),
+            ),
+            60..=63 => Flush,
+            64..=71 => FlushToSegments,
+            72..=78 => Compact,
+            79..=81 => Snapshot,
+            82..=84 => DropSnapshots,
+            85..=89 => Advance(10 + r(200)),
+            90..=94 => Scan,
+            _ => Reopen,
+        };
+        steps.push(step);
+    }
+    let sync = if i % 2 == 0 {
+        SyncMode::Durable
+    } else {
+        SyncMode::Buffered
+    };
+    Workload {
+        name: format!("random-{i}"),
+        sync: Mode {
+            sync,
+            memtable: 500,
+        },
+        steps,
+    }
+}
+
 fn workloads() -> Vec<Workload> {
-    vec![
+    let mut w = vec![
         Workload {
-            name: "durable",
-            sync: SyncMode::Durable,
+            name: "durable".into(),
+            sync: Mode::DURABLE,
             steps: vec![
                 Put(0, 1, 0),
                 Put(0, 2, 0),
@@ -87,8 +169,8 @@ fn workloads() -> Vec<Workload> {
             ],
         },
         Workload {
-            name: "buffered",
-            sync: SyncMode::Buffered,
+            name: "buffered".into(),
+            sync: Mode::BUFFERED,
             steps: vec![
                 Put(0, 1, 0),
                 Put(0, 2, 0),
@@ -105,7 +187,11 @@ fn workloads() -> Vec<Workload> {
                 Compact,
             ],
         },
-    ]
+    ];
+    for i in 0..random_workloads() {
+        w.push(random_workload(i));
+    }
+    w
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +212,7 @@ type Change = Vec<((usize, u8), Option<(Vec<u8>, i64)>)>;
 struct Run {
     fs: FaultStorage,
     clock: ManualClock,
-    sync: SyncMode,
+    sync: Mode,
     db: Option<Engine>,
     writes: Vec<(Change, Status)>,
     model: Model,
@@ -141,7 +227,7 @@ struct Run {
 impl Run {
     fn record(&mut self, change: Change, res: &edgestore::Result<()>) -> Result<(), String> {
         let status = match res {
-            Ok(()) if self.sync == SyncMode::Durable => Status::Required,
+            Ok(()) if self.sync.sync == SyncMode::Durable => Status::Required,
             Ok(()) => Status::Optional,
             Err(Error::Poisoned(_)) => Status::Refused,
             Err(_) => Status::Maybe,
@@ -150,6 +236,13 @@ impl Run {
             return Err(format!(
                 "a write after a failed WAL append or fsync was not refused: {res:?}"
             ));
+        }
+        if status == Status::Required {
+            for (k, v) in &change {
+                if let Some((v, _)) = v {
+                    self.fs.check_acknowledged(&format!("put {k:?}"), v);
+                }
+            }
         }
         if matches!(status, Status::Required | Status::Optional) {
             for (k, v) in &change {
@@ -181,7 +274,7 @@ impl Run {
             let closed = db.close();
             drop(db);
             let res = closed.and_then(|()| {
-                Engine::open(config(&self.fs, &self.clock, self.sync)).map(|db| {
+                Engine::open(cfg(&self.fs, &self.clock, self.sync)).map(|db| {
                     self.db = Some(db);
                 })
             });
@@ -325,10 +418,10 @@ fn check_reopen(
     what: &str,
     image: &FaultStorage,
     clock: &ManualClock,
-    sync: SyncMode,
+    sync: Mode,
     writes: &[(Change, Status)],
 ) -> Result<(), String> {
-    let db = Engine::open(config(image, clock, sync)).map_err(|e| format!("{what}: open: {e}"))?;
+    let db = Engine::open(cfg(image, clock, sync)).map_err(|e| format!("{what}: open: {e}"))?;
     db.verify().map_err(|e| format!("{what}: verify: {e}"))?;
     let got = contents(&db)?;
     if !candidates(writes, clock.now_nanos()).contains(&got) {
@@ -376,7 +469,7 @@ fn run_once(
         failed: false,
         must_refuse: false,
     };
-    match Engine::open(config(&fs, &clock, w.sync)) {
+    match Engine::open(cfg(&fs, &clock, w.sync)) {
         Ok(db) => run.db = Some(db),
         Err(e) => {
             if fs.faults_injected() == 0 {
@@ -437,15 +530,18 @@ fn run_once(
     let failed = fs.injected_log();
     let ctx = |e: String| format!("{e}\n(failed operations: {failed:?})");
     check_reopen("reopen", &live, &clock, w.sync, &run.writes).map_err(ctx)?;
-    let image = fs.crash_now().image(CrashMode::DropUnsynced, n);
-    check_reopen(
-        "reopen after power loss",
-        &image,
-        &clock,
-        w.sync,
-        &run.writes,
-    )
-    .map_err(ctx)?;
+    let state = fs.crash_now();
+    for mode in CrashMode::ALL {
+        let image = state.image(mode, n);
+        check_reopen(
+            &format!("reopen after a power loss ({mode:?})"),
+            &image,
+            &clock,
+            w.sync,
+            &run.writes,
+        )
+        .map_err(ctx)?;
+    }
     let v = fs.violations();
     if !v.is_empty() {
         return Err(format!("durability lint: {v:?}"));
