@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::filter::Filter;
 use super::index::{exact_over_records, Plan, ReadPoint};
 use super::persist::scan_versions;
-use super::record::{self, check_metadata, check_query, check_vector, check_vector_key};
+use super::record::{
+    self, check_metadata, check_query, check_query_into, check_vector, check_vector_key,
+};
 use super::registry::CollState;
 use super::{
     Metadata, SearchHit, SearchParams, VectorConfig, VectorEntry, VectorInput, VectorStats, MAX_K,
@@ -218,10 +220,7 @@ impl<'e> Collection<'e> {
         params: &SearchParams,
     ) -> Result<Vec<Vec<SearchHit>>> {
         let view = self.engine.read_view()?;
-        queries
-            .iter()
-            .map(|q| search_at(&self.state, &view, false, *q, k, filter, params))
-            .collect()
+        search_many(&self.state, &view, false, queries, k, filter, params)
     }
 
     /// The collection as of `snapshot` (taken from the same engine).
@@ -338,9 +337,22 @@ fn search_at(
     filter: Option<&Filter>,
     params: &SearchParams,
 ) -> Result<Vec<SearchHit>> {
+    let mut all = search_many(state, view, snapshot, &[query], k, filter, params)?;
+    Ok(all.pop().unwrap_or_default())
+}
+
+/// Searches for every query at one read point, taking the index lock once.
+fn search_many(
+    state: &CollState,
+    view: &ReadView,
+    snapshot: bool,
+    queries: &[VectorInput<'_>],
+    k: usize,
+    filter: Option<&Filter>,
+    params: &SearchParams,
+) -> Result<Vec<Vec<SearchHit>>> {
     check_k(k)?;
     let config = &state.entry.config;
-    let q = check_query(config, &query)?;
     if let Some(f) = filter {
         f.validate()?;
     }
@@ -354,18 +366,32 @@ fn search_at(
         lsn: view.read_lsn,
         time: view.read_time,
     };
+    let mut out = Vec::with_capacity(queries.len());
+    // The index first: applying pending writes may vacuum, which raises the floor.
     let idx = state.read();
     let (floor_lsn, floor_time) = *state.snap_floor.lock().unwrap_or_else(|e| e.into_inner());
     if snapshot && (view.read_lsn < floor_lsn || view.read_time < floor_time) {
         drop(idx);
-        return search_records(state, view, &q, k, filter);
+        for query in queries {
+            let q = check_query(config, query)?;
+            out.push(search_records(state, view, &q, k, filter)?);
+        }
+        return Ok(out);
     }
-    let (hits, plan) = idx.search(&q, k, filter, p, ef, params.exact);
-    match plan {
-        Plan::Exact => state.exact_searches.fetch_add(1, Ordering::Relaxed),
-        Plan::Hnsw => state.hnsw_searches.fetch_add(1, Ordering::Relaxed),
-    };
-    Ok(hits)
+    let (mut exact, mut hnsw) = (0, 0);
+    let mut q = Vec::with_capacity(config.dim);
+    for query in queries {
+        check_query_into(config, query, &mut q)?;
+        let (hits, plan) = idx.search(&q, k, filter, p, ef, params.exact);
+        match plan {
+            Plan::Exact => exact += 1,
+            Plan::Hnsw => hnsw += 1,
+        }
+        out.push(hits);
+    }
+    state.exact_searches.fetch_add(exact, Ordering::Relaxed);
+    state.hnsw_searches.fetch_add(hnsw, Ordering::Relaxed);
+    Ok(out)
 }
 
 /// Exact search over the records a view sees (snapshots the index cannot serve).

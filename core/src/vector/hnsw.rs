@@ -45,10 +45,12 @@ impl Ord for Cand {
 struct Visited {
     marks: Vec<u32>,
     epoch: u32,
+    /// The candidate heap's buffer, kept between searches.
+    cands: Vec<Reverse<Cand>>,
 }
 
 thread_local! {
-    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) };
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0, cands: Vec::new() }) };
 }
 
 /// The graph. Level-0 links live in one flat array (`m0 + 1` slots per node:
@@ -109,6 +111,14 @@ impl Graph {
             let base = (level as usize - 1) * (self.m + 1);
             let n = u[base] as usize;
             &u[base + 1..base + 1 + n]
+        }
+    }
+
+    #[inline]
+    fn prefetch_links(&self, id: u32, level: u8) {
+        if level == 0 {
+            let base = id as usize * (self.m0 + 1);
+            super::distance::prefetch(self.l0.as_ptr().wrapping_add(base) as *const u8);
         }
     }
 
@@ -180,8 +190,8 @@ impl Graph {
                 v.epoch = 1;
             }
             let epoch = v.epoch;
-            let mut cands: BinaryHeap<Reverse<Cand>> = BinaryHeap::new();
-            let mut res: BinaryHeap<Cand> = BinaryHeap::new();
+            let mut cands = BinaryHeap::from(std::mem::take(&mut v.cands));
+            let mut res: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
             for &ep in eps {
                 v.marks[ep.1 as usize] = epoch;
                 cands.push(Reverse(ep));
@@ -212,6 +222,8 @@ impl Graph {
                     *mark = epoch;
                     let d = s.dist(q, qn, nb);
                     if res.len() < ef || res.peek().is_some_and(|w| d < w.0) {
+                        // Its links are read if it is expanded.
+                        self.prefetch_links(nb, level);
                         cands.push(Reverse(Cand(d, nb)));
                         if accept(nb) {
                             res.push(Cand(d, nb));
@@ -222,6 +234,9 @@ impl Graph {
                     }
                 }
             }
+            let mut buf = cands.into_vec();
+            buf.clear();
+            v.cands = buf;
             res.into_sorted_vec()
         })
     }

@@ -133,12 +133,9 @@ impl Space for CollIndex {
             Store::F16(v) => (v.as_ptr() as *const u8, 2),
             Store::I8(v) => (v.as_ptr() as *const u8, 1),
         };
-        let len = self.config.dim * bytes;
-        let off = id as usize * len;
-        // The first lines of the vector; the hardware prefetcher follows.
-        for line in (0..len.min(256)).step_by(64) {
-            distance::prefetch(ptr.wrapping_add(off + line));
-        }
+        let off = id as usize * self.config.dim * bytes;
+        // The first line of the vector; the hardware prefetcher follows.
+        distance::prefetch(ptr.wrapping_add(off));
     }
 
     fn decode(&self, id: u32, out: &mut Vec<f32>) -> f32 {
@@ -377,6 +374,9 @@ impl CollIndex {
         let graph_nodes = n - self.overflow.len();
         let use_graph = !force_exact && self.live > self.config.exact_threshold && graph_nodes > 0;
         let hits = match filter {
+            None if !use_graph && self.all_visible(p) => {
+                return (self.exact(q, qn, k, 0..n as u32), Plan::Exact);
+            }
             None if !use_graph => {
                 let ids = (0..n as u32).filter(|&i| self.nodes[i as usize].visible(p));
                 return (self.exact(q, qn, k, ids), Plan::Exact);

@@ -161,7 +161,10 @@ pub struct VectorConfig {
     /// Default HNSW candidate list size while searching (default 64).
     pub ef_search: usize,
     /// Collections with at most this many live vectors are searched exactly
-    /// (default 4096).
+    /// (default 1024: about the distance computations one HNSW search makes
+    /// at the default `ef_search` with `hnsw_m` = 16, so above it the graph
+    /// is cheaper; filtered searches expected to pass at most this many
+    /// vectors are exact too).
     pub exact_threshold: usize,
     /// Memory the HNSW graph's links may take, in bytes (default 1 GiB).
     /// Vectors that arrive once it is reached are kept out of the graph and
@@ -179,7 +182,7 @@ impl VectorConfig {
             hnsw_m: 16,
             ef_construction: 200,
             ef_search: 64,
-            exact_threshold: 4096,
+            exact_threshold: 1024,
             max_graph_bytes: 1 << 30,
         }
     }

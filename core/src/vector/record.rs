@@ -156,6 +156,28 @@ pub(crate) fn check_vector(config: &VectorConfig, v: &VectorInput<'_>) -> Result
     check_query(config, v)
 }
 
+/// [`check_query`] into a reused buffer.
+pub(crate) fn check_query_into(
+    config: &VectorConfig,
+    v: &VectorInput<'_>,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    if let VectorInput::F32(x) = v {
+        if x.len() == config.dim && x.iter().all(|e| e.is_finite()) {
+            if config.metric == Metric::Cosine && x.iter().all(|&e| e == 0.0) {
+                return Err(Error::invalid(
+                    "a zero vector has no cosine distance".to_string(),
+                ));
+            }
+            out.clear();
+            out.extend_from_slice(x);
+            return Ok(());
+        }
+    }
+    *out = check_query(config, v)?;
+    Ok(())
+}
+
 /// Like [`check_vector`] but any element type is accepted (queries).
 pub(crate) fn check_query(config: &VectorConfig, v: &VectorInput<'_>) -> Result<Vec<f32>> {
     if v.len() != config.dim {
