@@ -199,7 +199,7 @@ impl Engine {
 
         // Replay the WAL files still needed, oldest first.
         wal_nos.sort_unstable();
-        let mem = Arc::new(Memtable::new());
+        let mem = Arc::new(Memtable::for_size(config.memtable_size_bytes));
         for (i, no) in wal_nos.iter().enumerate() {
             let path = dir.join(wal::file_name(*no));
             let is_last = i + 1 == wal_nos.len();
@@ -606,7 +606,10 @@ impl Inner {
                 offset: writer.offset,
             };
             self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
-            let imm = std::mem::replace(&mut w.active, Arc::new(Memtable::new()));
+            let imm = std::mem::replace(
+                &mut w.active,
+                Arc::new(Memtable::for_size(self.config.memtable_size_bytes)),
+            );
             w.writer = writer;
             let cur = self.current();
             let mut mems = vec![Arc::clone(&w.active)];

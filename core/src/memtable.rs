@@ -7,9 +7,10 @@
 
 use std::cmp::Ordering;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
 use crossbeam_skiplist::SkipMap;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::types::{EntryRef, MemEntry, Operation};
 
@@ -43,24 +44,87 @@ struct VersionValue {
 }
 
 /// A multi-version, concurrently readable memtable.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Memtable {
     map: SkipMap<VersionKey, VersionValue>,
     approx_bytes: AtomicUsize,
+    filter: KeyFilter,
+}
+
+impl Default for Memtable {
+    fn default() -> Self {
+        Self::for_size(4 << 20)
+    }
+}
+
+/// A Bloom filter over the memtable's keys, set with atomic ORs as keys are
+/// inserted, so a point read of a key that is only in segments (most reads
+/// of a large database) skips the skip-list walk.
+#[derive(Debug)]
+struct KeyFilter {
+    words: Box<[AtomicU64]>,
+    /// Number of bits minus one (a power of two minus one).
+    mask: u64,
+}
+
+/// Probes per key: with at least 8 bits per key (the sizing below) about 2%
+/// false positives, far fewer at typical entry sizes.
+const FILTER_PROBES: u64 = 4;
+
+impl KeyFilter {
+    fn with_bits(bits: u64) -> Self {
+        let bits = bits.clamp(1 << 12, 1 << 30).next_power_of_two();
+        KeyFilter {
+            words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            mask: bits - 1,
+        }
+    }
+
+    fn probes(&self, key: &[u8]) -> impl Iterator<Item = u64> + '_ {
+        let h = xxh3_64(key);
+        let (h1, h2) = (h, (h >> 32) | 1);
+        (0..FILTER_PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & self.mask)
+    }
+
+    fn insert(&self, key: &[u8]) {
+        for bit in self.probes(key) {
+            self.words[(bit >> 6) as usize].fetch_or(1 << (bit & 63), AtomicOrdering::Relaxed);
+        }
+    }
+
+    /// False when `key` was certainly never inserted. A reader that may see
+    /// an entry has loaded the engine's visible LSN (acquire) after the
+    /// writer set these bits, so it sees them too.
+    fn may_contain(&self, key: &[u8]) -> bool {
+        self.probes(key).all(|bit| {
+            self.words[(bit >> 6) as usize].load(AtomicOrdering::Relaxed) & (1 << (bit & 63)) != 0
+        })
+    }
 }
 
 /// Per-entry overhead counted towards the memtable size (skip-list node, vectors).
 const ENTRY_OVERHEAD: usize = 64;
 
 impl Memtable {
-    /// An empty memtable.
+    /// An empty memtable sized for the default 4 MiB.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty memtable whose key filter is sized for `bytes` of entries
+    /// (one filter bit per 8 bytes: at most 1/8 of the memtable's budget).
+    pub fn for_size(bytes: usize) -> Self {
+        Memtable {
+            map: SkipMap::new(),
+            approx_bytes: AtomicUsize::new(0),
+            filter: KeyFilter::with_bits(bytes as u64 / 8),
+        }
     }
 
     /// Inserts one version. LSNs must be unique.
     pub fn insert(&self, entry: MemEntry) {
         let size = ENTRY_OVERHEAD + entry.key.len() + entry.value.as_ref().map_or(0, Vec::len);
+        self.filter.insert(&entry.key);
         self.map.insert(
             VersionKey {
                 key: entry.key,
@@ -93,6 +157,9 @@ impl Memtable {
 
     /// The newest version of `key` with LSN <= `read_lsn`.
     pub fn get(&self, key: &[u8], read_lsn: u64) -> Option<MemEntry> {
+        if !self.filter.may_contain(key) {
+            return None;
+        }
         let probe = VersionKey {
             key: key.to_vec(),
             lsn: read_lsn,
@@ -112,6 +179,9 @@ impl Memtable {
         read_lsn: u64,
         f: impl FnOnce(EntryRef<'_>) -> R,
     ) -> Option<R> {
+        if !self.filter.may_contain(key) {
+            return None;
+        }
         let probe = VersionKey {
             key: key.to_vec(),
             lsn: read_lsn,
@@ -249,5 +319,23 @@ mod tests {
         let c2 = m.scan_chunk(b"a", Some(b"d"), Some(b"b"), 50, 2);
         assert_eq!(c2.len(), 1);
         assert_eq!(c2[0].key, b"c");
+    }
+
+    #[test]
+    fn key_filter_has_no_false_negatives_and_few_false_positives() {
+        let m = Memtable::for_size(1 << 20);
+        for i in 0..20_000u32 {
+            m.insert(put(&i.to_be_bytes(), b"v", u64::from(i) + 1));
+        }
+        for i in 0..20_000u32 {
+            assert!(m.filter.may_contain(&i.to_be_bytes()), "false negative {i}");
+            assert!(m.get(&i.to_be_bytes(), u64::MAX).is_some());
+        }
+        let fp = (20_000..120_000u32)
+            .filter(|i| m.filter.may_contain(&i.to_be_bytes()))
+            .count();
+        // 2^20 / 8 bits for 20k keys: ~6.5 bits per key, 4 probes: ~6%.
+        assert!(fp < 10_000, "{fp} false positives in 100k");
+        assert!(m.get(&200_000u32.to_be_bytes(), u64::MAX).is_none());
     }
 }
