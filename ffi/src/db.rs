@@ -369,9 +369,11 @@ pub unsafe extern "C" fn edgestore_get_into(
         };
         value::check_buf(buf, cap)?;
         args::out(value_len_out, "value_len_out")?;
-        let found = lookup_db(db)?.engine.get(ns, key)?;
-        // SAFETY: buf/cap checked above and covered by the contract; value_len_out non-NULL.
-        unsafe { value::emit_into(found, buf, cap, value_len_out) }
+        let found = lookup_db(db)?.engine.get_with(ns, key, |v| {
+            // SAFETY: buf/cap checked above and covered by the contract; value_len_out non-NULL.
+            unsafe { value::copy_into(v, buf, cap, value_len_out) }
+        })?;
+        value::emit_into(found)
     })
 }
 

@@ -74,23 +74,31 @@ pub(crate) unsafe fn emit_owned(
     Ok(edgestore_status::EDGESTORE_OK)
 }
 
-/// Output of a get copied into a caller buffer.
+/// Output of a get copied into a caller buffer: `found` is what the engine's
+/// in-place read (`get_with`) returned after calling [`copy_into`].
+pub(crate) fn emit_into(
+    found: Option<Result<edgestore_status, Fail>>,
+) -> Result<edgestore_status, Fail> {
+    found.unwrap_or_else(|| {
+        Err(Fail::new(
+            edgestore_status::EDGESTORE_NOT_FOUND,
+            "key not found",
+        ))
+    })
+}
+
+/// Copies a value borrowed from the engine (memtable or block cache) into a
+/// caller buffer: the allocation-free read path.
 ///
 /// # Safety
 /// `len_out` must have been checked by `args::out`; when `cap > 0`, `buf` must be
-/// non-NULL (checked here) and point to `cap` writable bytes.
-pub(crate) unsafe fn emit_into(
-    found: Option<Vec<u8>>,
+/// non-NULL (checked by `check_buf`) and point to `cap` writable bytes.
+pub(crate) unsafe fn copy_into(
+    v: &[u8],
     buf: *mut u8,
     cap: usize,
     len_out: *mut usize,
 ) -> Result<edgestore_status, Fail> {
-    let Some(v) = found else {
-        return Err(Fail::new(
-            edgestore_status::EDGESTORE_NOT_FOUND,
-            "key not found",
-        ));
-    };
     if v.len() > cap {
         // SAFETY: len_out was checked non-NULL by the caller.
         unsafe { args::write(len_out, v.len()) };
@@ -105,7 +113,7 @@ pub(crate) unsafe fn emit_into(
     if !v.is_empty() {
         // SAFETY: buf is non-NULL (checked by check_buf before the read) and has
         // cap >= v.len() writable bytes per the contract; the regions cannot
-        // overlap because v is a fresh Rust allocation.
+        // overlap because v is engine-owned memory never handed to the caller.
         unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf, v.len()) };
     }
     // SAFETY: len_out was checked non-NULL by the caller.
