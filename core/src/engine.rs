@@ -220,17 +220,22 @@ impl Engine {
                 }
                 max_lsn = max_lsn.max(b.last_lsn());
             }
-            // Cut a torn tail so this file replays cleanly once it is no longer
-            // the newest; a file without even a whole header (a crash while it
-            // was being created) goes away.
-            if replay.valid_len < wal::HEADER_LEN {
+            // A file without a record (a crash while it was being created, or
+            // before anything was logged in it) goes away: kept, its header
+            // might never have reached the disk, and once it is no longer the
+            // newest a bad header is corruption. A file with records is cut to
+            // its valid prefix and synced: after a process crash its tail may
+            // be in the page cache only, and what this open replays (and
+            // readers then see) must not vanish in a later power loss while
+            // newer writes survive.
+            if replay.batches.is_empty() {
                 storage
                     .remove_file(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
                 storage
                     .sync_dir(&dir)
                     .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
-            } else if replay.torn {
+            } else {
                 storage
                     .truncate(&path, replay.valid_len)
                     .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;

@@ -662,6 +662,14 @@ impl CrashState {
         FaultStorage::from_disk(disk, seed)
     }
 
+    /// A fresh storage holding the files as the operating system has them
+    /// after a *process* crash: everything handed over is readable, but what
+    /// was not synced is still not durable, so a later power loss
+    /// ([`FaultStorage::crash_now`]) can still drop it.
+    pub fn process_crash(&self) -> FaultStorage {
+        FaultStorage::from_disk(self.disk.clone(), 0)
+    }
+
     /// Unsynced writes and directory operations that a crash may lose.
     pub fn unsynced_events(&self) -> usize {
         self.disk.unsynced_writes().len() + self.disk.unsynced_dir_ops().len()
@@ -1278,7 +1286,18 @@ impl Storage for FaultStorage {
             return Err(dead_error());
         }
         let (_, n) = split(path)?;
-        self.point(&mut s, format!("truncate {}", class(&n)))?;
+        let cuts = s
+            .disk
+            .lookup(path)
+            .ok()
+            .and_then(|ino| s.disk.inodes.get(&ino))
+            .is_none_or(|i| (i.data.len() as u64) > len);
+        let label = if cuts {
+            format!("truncate {}", class(&n))
+        } else {
+            format!("truncate {} without cutting", class(&n))
+        };
+        self.point(&mut s, label)?;
         self.begin(&mut s, Op::Truncate, None, &name_of(path))?;
         let ino = s.disk.lookup(path)?;
         let inode = s.disk.inodes.get_mut(&ino).ok_or_else(|| not_found(path))?;
