@@ -207,14 +207,15 @@ impl Graph {
                     break;
                 }
                 let links = self.links(c.1, level);
-                // Ask for the unvisited neighbours' elements before the first
-                // distance needs them (the graph walk is bound by memory latency).
-                for &nb in links {
-                    if v.marks[nb as usize] != epoch {
-                        s.prefetch(nb);
-                    }
+                // Ask for the next neighbour's elements while this one's
+                // distance is computed (the walk is bound by memory latency).
+                if let Some(&first) = links.first() {
+                    s.prefetch(first);
                 }
-                for &nb in links {
+                for (j, &nb) in links.iter().enumerate() {
+                    if let Some(&next) = links.get(j + 1) {
+                        s.prefetch(next);
+                    }
                     let mark = &mut v.marks[nb as usize];
                     if *mark == epoch {
                         continue;

@@ -155,6 +155,34 @@ impl Space for CollIndex {
     }
 }
 
+/// f32 elements under L2, with the kernel picked once (searches only).
+struct F32L2<'a> {
+    data: &'a [f32],
+    dim: usize,
+    kern: fn(&[f32], &[f32], f32) -> f32,
+}
+
+impl Space for F32L2<'_> {
+    #[inline]
+    fn dist(&self, q: &[f32], _qn: f32, id: u32) -> f32 {
+        let i = id as usize * self.dim;
+        (self.kern)(q, &self.data[i..i + self.dim], 1.0)
+    }
+
+    fn decode(&self, id: u32, out: &mut Vec<f32>) -> f32 {
+        let i = id as usize * self.dim;
+        out.clear();
+        out.extend_from_slice(&self.data[i..i + self.dim]);
+        distance::norm(out)
+    }
+
+    #[inline]
+    fn prefetch(&self, id: u32) {
+        let p = self.data.as_ptr().wrapping_add(id as usize * self.dim);
+        distance::prefetch(p as *const u8);
+    }
+}
+
 impl CollIndex {
     pub(crate) fn new(config: VectorConfig) -> Self {
         let store = match config.dtype {
@@ -314,7 +342,17 @@ impl CollIndex {
             return;
         }
         let mut g = std::mem::replace(&mut self.graph, Graph::new(1, 1));
-        g.insert(self, id, real, norm);
+        match (&self.store, self.config.metric) {
+            (Store::F32(v), Metric::L2) => {
+                let s = F32L2 {
+                    data: v,
+                    dim: self.config.dim,
+                    kern: kernels().l2_f32,
+                };
+                g.insert(&s, id, real, norm);
+            }
+            _ => g.insert(self, id, real, norm),
+        }
         self.graph = g;
         self.graph_inserts += 1;
     }
@@ -385,13 +423,13 @@ impl CollIndex {
                 // Nothing superseded, deleted, expired or newer than the read
                 // point: no node needs checking.
                 let accept = |_: u32| true;
-                let mut c = self.graph.search(self, q, qn, k, ef, &accept);
+                let mut c = self.graph_search(q, qn, k, ef, &accept);
                 self.merge_overflow(&mut c, q, qn, k, &accept);
                 c
             }
             None => {
                 let accept = |i: u32| self.nodes[i as usize].visible(p);
-                let mut c = self.graph.search(self, q, qn, k, ef, &accept);
+                let mut c = self.graph_search(q, qn, k, ef, &accept);
                 self.merge_overflow(&mut c, q, qn, k, &accept);
                 c
             }
@@ -428,12 +466,35 @@ impl CollIndex {
                 }
                 // HNSW over the whole graph, admitting only matches; the
                 // candidate list grows with 1/selectivity.
-                let mut c = self.graph.search(self, q, qn, k, ef_eff.max(ef), &pass);
+                let mut c = self.graph_search(q, qn, k, ef_eff.max(ef), &pass);
                 self.merge_overflow(&mut c, q, qn, k, &pass);
                 c
             }
         };
         (self.hits(hits), Plan::Hnsw)
+    }
+
+    /// The graph search, with the distance resolved once per query for f32
+    /// L2 (the common case) instead of per node.
+    fn graph_search<A: Fn(u32) -> bool>(
+        &self,
+        q: &[f32],
+        qn: f32,
+        k: usize,
+        ef: usize,
+        accept: &A,
+    ) -> Vec<Cand> {
+        match (&self.store, self.config.metric) {
+            (Store::F32(v), Metric::L2) => {
+                let s = F32L2 {
+                    data: v,
+                    dim: self.config.dim,
+                    kern: kernels().l2_f32,
+                };
+                self.graph.search(&s, q, qn, k, ef, accept)
+            }
+            _ => self.graph.search(self, q, qn, k, ef, accept),
+        }
     }
 
     fn merge_overflow(
