@@ -445,6 +445,15 @@ impl RangeIterator {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        // Fast path: an item already fetched needs no engine work, so no GIL
+        // release (which costs more than handing the item over).
+        let ready = lock(&self.state).buf.pop_front();
+        if let Some((k, v)) = ready {
+            return Ok(Some(PyTuple::new(
+                py,
+                [PyBytes::new(py, &k), PyBytes::new(py, &v)],
+            )?));
+        }
         let next = py.detach(|| {
             let mut st = lock(&self.state);
             if st.buf.is_empty() {
