@@ -27,6 +27,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --quiet
+echo "== fuzz (short timed run of each cargo-fuzz target)"
+bash core/fuzz/run.sh
 if [[ -x ../shared/tools/seed-contract ]]; then
   echo "== seed contract"
   ../shared/tools/seed-contract
