@@ -259,6 +259,7 @@ impl Engine {
             wal_no: writer.no,
             offset: writer.offset,
         };
+        let replayed = !mem.is_empty();
         let version = Version::new(vec![Arc::clone(&mem)], segments);
         let inner = Arc::new(Inner {
             vectors: crate::vector::Registry::new(
@@ -286,6 +287,14 @@ impl Engine {
             poisoned: Mutex::new(None),
             config,
         });
+        if replayed {
+            // Write what the WAL replayed to new, synced segment files before
+            // anything new is acknowledged, and retire the old WAL files: their
+            // pages read back here may never reach the disk (an earlier process
+            // whose fsync failed: Linux drops the dirty pages and a later fsync
+            // succeeds without writing them).
+            inner.flush_to_segments()?;
+        }
         let background = inner
             .config
             .background_compaction
