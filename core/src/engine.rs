@@ -223,11 +223,11 @@ impl Engine {
             // A file without a record (a crash while it was being created, or
             // before anything was logged in it) goes away: kept, its header
             // might never have reached the disk, and once it is no longer the
-            // newest a bad header is corruption. A file with records is cut to
-            // its valid prefix and synced: after a process crash its tail may
-            // be in the page cache only, and what this open replays (and
-            // readers then see) must not vanish in a later power loss while
-            // newer writes survive.
+            // newest a bad header is corruption. A torn tail is cut, so the
+            // file replays cleanly if the flush below fails. (What is replayed
+            // is made durable by that flush, not by syncing these files: after
+            // a process crash or a failed fsync their pages may never reach
+            // the disk.)
             if replay.batches.is_empty() {
                 storage
                     .remove_file(&path)
@@ -235,7 +235,7 @@ impl Engine {
                 storage
                     .sync_dir(&dir)
                     .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
-            } else {
+            } else if replay.torn {
                 storage
                     .truncate(&path, replay.valid_len)
                     .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;

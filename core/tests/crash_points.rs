@@ -253,7 +253,7 @@ fn random_workload(i: u64) -> Workload {
                 (0..1 + r(3))
                     .map(|_| {
                         let put = r(3) > 0;
-                        (r(2) as usize, r(12) as u8, put.then(|| ttl(r(6)) as u32))
+                        (r(2) as usize, r(12) as u8, put.then(|| ttl(r(6))))
                     })
                     .collect(),
             ),
@@ -267,12 +267,16 @@ fn random_workload(i: u64) -> Workload {
         };
         steps.push(step);
     }
-    let sync = if i % 2 == 0 {
+    let sync = if i.is_multiple_of(2) {
         SyncMode::Durable
     } else {
         SyncMode::Buffered
     };
-    let memtable = if (i / 2) % 2 == 0 { 1 << 20 } else { 600 };
+    let memtable = if (i / 2).is_multiple_of(2) {
+        1 << 20
+    } else {
+        600
+    };
     Workload {
         name: format!("random-{i}"),
         sync: Mode { sync, memtable },
@@ -1012,10 +1016,7 @@ mod vectors {
         let mut history: Vec<VModel> = vec![None];
         let mut floor = 0;
         let mut in_flight = None;
-        let mut db = match Engine::open(cfg(fs, clock, Mode::DURABLE)) {
-            Ok(db) => Some(db),
-            Err(_) => None,
-        };
+        let mut db = Engine::open(cfg(fs, clock, Mode::DURABLE)).ok();
         for step in STEPS {
             let Some(e) = db.as_ref() else { break };
             let cur = history.last().cloned().unwrap();

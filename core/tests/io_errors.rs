@@ -107,7 +107,7 @@ fn random_workload(i: u64) -> Workload {
                 (0..1 + r(3))
                     .map(|_| {
                         let put = r(3) > 0;
-                        (r(2) as usize, r(10) as u8, put.then(|| ttl(r(6)) as u32))
+                        (r(2) as usize, r(10) as u8, put.then(|| ttl(r(6))))
                     })
                     .collect(),
             ),
@@ -122,7 +122,7 @@ fn random_workload(i: u64) -> Workload {
         };
         steps.push(step);
     }
-    let sync = if i % 2 == 0 {
+    let sync = if i.is_multiple_of(2) {
         SyncMode::Durable
     } else {
         SyncMode::Buffered
