@@ -1658,7 +1658,7 @@ int main(int argc, char **argv) {
     if (g_n.reads > g_n.fill) die("--reads must not exceed --fill (deletes remove distinct keys)");
     if (g_n.sync_writes > g_n.fill) die("--sync-writes must not exceed --fill");
     if (g_n.reads < 100 || g_n.sync_writes < 2) die("--reads >= 100 and --sync-writes >= 2 required");
-    g_n.scan10 = g_n.reads / 4;
+    g_n.scan10 = g_n.reads / 10;
     g_n.scan1000 = g_n.reads / 100;
     g_n.raw_syncs = quick ? 1000 : 5000;
     g_n.raw_seq_bytes = (uint64_t)(quick ? 64 : 256) << 20;
