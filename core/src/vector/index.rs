@@ -525,17 +525,18 @@ impl CollIndex {
         k: usize,
         ids: impl Iterator<Item = u32>,
     ) -> Vec<SearchHit> {
-        let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-        for i in ids {
-            let d = self.dist(q, qn, i);
-            if heap.len() < k {
-                heap.push(Cand(d, i));
-            } else if heap.peek().is_some_and(|w| d < w.0) {
-                heap.pop();
-                heap.push(Cand(d, i));
+        let best = match (&self.store, self.config.metric) {
+            (Store::F32(v), Metric::L2) => {
+                let s = F32L2 {
+                    data: v,
+                    dim: self.config.dim,
+                    kern: kernels().l2_f32,
+                };
+                top_k(&s, q, qn, k, ids)
             }
-        }
-        self.hits(heap.into_sorted_vec())
+            _ => top_k(self, q, qn, k, ids),
+        };
+        self.hits(best)
     }
 
     fn hits(&self, c: Vec<Cand>) -> Vec<SearchHit> {
@@ -546,6 +547,33 @@ impl CollIndex {
             })
             .collect()
     }
+}
+
+/// The `k` nearest of `ids`, closest first.
+fn top_k<S: Space>(
+    s: &S,
+    q: &[f32],
+    qn: f32,
+    k: usize,
+    ids: impl Iterator<Item = u32>,
+) -> Vec<Cand> {
+    let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+    let mut worst = f32::INFINITY;
+    for i in ids {
+        // Scans run over ascending ids: ask for a vector a few ahead.
+        s.prefetch(i.wrapping_add(8));
+        let d = s.dist(q, qn, i);
+        if d < worst || heap.len() < k {
+            heap.push(Cand(d, i));
+            if heap.len() > k {
+                heap.pop();
+            }
+            if heap.len() == k {
+                worst = heap.peek().map_or(f32::INFINITY, |w| w.0);
+            }
+        }
+    }
+    heap.into_sorted_vec()
 }
 
 /// Exact k-NN over decoded records (used for snapshots older than the index).
