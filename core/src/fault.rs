@@ -69,15 +69,20 @@
 //!   machine had lost power. [`FaultStorage::crash_now`] does the same at once.
 //!   [`CrashState::image`] builds a fresh storage holding a crash image;
 //!   [`FaultStorage::restore`] puts one back into this storage (keeping its
-//!   counters, lint and faults) and revives it.
+//!   counters, lint and faults) and revives it. [`CrashState::process_crash`]
+//!   models a process crash instead: every byte handed over is readable, but
+//!   what was not synced is still not durable, so a later
+//!   [`FaultStorage::crash_now`] (a power loss) can still drop it.
 //! * Persistence points are counted ([`FaultStorage::persistence_points`]) and
-//!   labelled by what they make durable ([`FaultStorage::point_labels`]), e.g.
-//!   `"sync_data wal"` or `"sync_dir after rename manifest"`.
+//!   labelled by what they make durable ([`FaultStorage::point_labels`], in
+//!   order: [`FaultStorage::point_trace`]), e.g. `"sync_data wal"` or
+//!   `"sync_dir after rename manifest"`.
 //! * I/O errors: [`FaultStorage::fail_op`] fails the n-th eligible operation
 //!   from now with [`FaultKind::Eio`] (any operation) or [`FaultKind::Enospc`]
 //!   (operations that may allocate space), once or persistently until
 //!   [`FaultStorage::heal`]. A failing append writes a random prefix of its
-//!   buffer first.
+//!   buffer first. [`FaultStorage::faults_injected`] counts the failures and
+//!   [`FaultStorage::injected_log`] names each failed operation and file kind.
 //! * Durability lint (on by default; [`FaultStorage::set_lint`]): recorded in
 //!   [`FaultStorage::violations`]. It flags a manifest (`manifest.mf`, found by
 //!   name and parsed) renamed into place while its own data is unsynced or while

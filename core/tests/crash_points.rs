@@ -19,10 +19,20 @@
 //! * it keeps working: a new write survives a clean reopen;
 //! * the durability lint found nothing, in the run or in the recovery.
 //!
+//! Each captured state is also recovered after a *process* crash (the OS keeps
+//! what it was handed, synced or not), a new write and a flush follow, and
+//! then a power loss in five modes must keep exactly what the recovered
+//! database showed plus the new write. A vector-collection workload (records
+//! plus an index file written through a temporary file and a rename) is
+//! enumerated the same way.
+//!
 //! Every point of every workload must be reached when armed (the runs are
 //! deterministic), and every kind of persistence point the engine has must be
 //! hit by some workload. `EDGESTORE_CRASH_SEEDS=n` (default 8) tries n seeds
-//! for each randomized crash mode; the totals are printed.
+//! for each randomized crash mode, `EDGESTORE_CRASH_RANDOM=n` (default 4)
+//! adds n random scripts, and `EDGESTORE_CRASH_KEEP_GOING=1` lists every
+//! distinct failure instead of stopping at the first; the totals are printed
+//! (`cargo test -p edgestore --test crash_points -- --nocapture`).
 
 mod common;
 

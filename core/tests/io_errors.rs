@@ -20,6 +20,10 @@
 //! `verify` passes, and its contents equal the durable model: every write acknowledged
 //! as durable is there, writes that failed may or may not be, and nothing
 //! else (no holes). The durability lint must stay silent throughout.
+//!
+//! Workloads: a durable and a buffered script and `EDGESTORE_IO_ERROR_RANDOM`
+//! (default 2) random ones with a small memtable; `EDGESTORE_IO_ERROR_MAX_N`
+//! caps n. Totals: `cargo test -p edgestore --test io_errors -- --nocapture`.
 
 mod common;
 
