@@ -7,14 +7,14 @@
 # core/fuzz/artifacts/<target>/ (keep it in core/fuzz/regressions/<target>/
 # with the fix: `cargo test` replays that directory).
 #
-#   bash core/fuzz/run.sh                 # every target, 25 s each
+#   bash core/fuzz/run.sh                 # every target, 20 s each
 #   EDGESTORE_FUZZ_SECS=600 bash core/fuzz/run.sh wal ops
 #
 # Installs cargo-fuzz (`cargo install cargo-fuzz --locked`) when missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."   # core/
 
-secs="${EDGESTORE_FUZZ_SECS:-25}"
+secs="${EDGESTORE_FUZZ_SECS:-20}"
 targets=("$@")
 if ((${#targets[@]} == 0)); then
     targets=(wal segment manifest ops)
@@ -36,7 +36,9 @@ for t in "${targets[@]}"; do
     mkdir -p "$work/$t"
     log="$work/$t.log"
     # One process (no -jobs/-fork): the 2-core CI machine runs one target at a time.
-    if cargo fuzz run "${flags[@]}" "$t" "$work/$t" "corpus/$t" -- \
+    seeds=("fuzz/corpus/$t")
+    [[ -d "fuzz/regressions/$t" ]] && seeds+=("fuzz/regressions/$t")
+    if cargo fuzz run "${flags[@]}" "$t" "$work/$t" "${seeds[@]}" -- \
         -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1; then
         runs="$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1)"
