@@ -149,6 +149,47 @@ fn hnsw_recall_at_10_against_brute_force() {
 }
 
 #[test]
+fn flat_batch_results_match_the_nested_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    let data = dataset(1500, 16, 3);
+    fill(&db, "flat", &data, small_config(16, Metric::L2, DType::F32));
+    let coll = db.vectors(b"ns", "flat").unwrap();
+    coll.delete(&key(150)).unwrap();
+    let qs = queries(20, 16, 3);
+    let inputs: Vec<VectorInput<'_>> = qs.iter().map(|q| VectorInput::F32(q)).collect();
+    let filter = Filter::key_prefix(b"doc/0001".to_vec()); // 100 keys, one deleted
+    for (f, k) in [(None, 10), (Some(&filter), 200)] {
+        let params = SearchParams::default();
+        let nested = coll.search_batch_with(&inputs, k, f, &params).unwrap();
+        let flat = coll.search_batch_flat(&inputs, k, f, &params).unwrap();
+        assert_eq!(flat.counts.len(), inputs.len());
+        for (i, hits) in nested.iter().enumerate() {
+            let got: Vec<(Vec<u8>, f32)> = flat.query(i).map(|(k, d)| (k.to_vec(), d)).collect();
+            let want: Vec<(Vec<u8>, f32)> =
+                hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
+            assert_eq!(got, want);
+        }
+        if f.is_some() {
+            assert!(flat.counts.iter().all(|&c| c == 99), "{:?}", flat.counts);
+        }
+    }
+    // Through a snapshot: a key deleted after it is still seen.
+    let snap = db.snapshot().unwrap();
+    coll.delete(&key(8)).unwrap();
+    let at = coll.at(&snap);
+    let flat = at
+        .search_batch_flat(&inputs, 10, None, &SearchParams::default())
+        .unwrap();
+    for (i, q) in inputs.iter().enumerate() {
+        let want = at.search(*q, 10, None).unwrap();
+        let got: Vec<Vec<u8>> = flat.query(i).map(|(k, _)| k.to_vec()).collect();
+        assert_eq!(got, want.into_iter().map(|h| h.key).collect::<Vec<_>>());
+    }
+}
+
+#[test]
 fn exact_distances_follow_the_requested_metric() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

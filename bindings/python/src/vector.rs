@@ -13,8 +13,8 @@ use std::sync::RwLockReadGuard;
 use edgestore::vector::distance::f32_to_f16;
 use edgestore::vector::{quantize_i8, OwnedVector, VectorEntry};
 use edgestore::{
-    DType, Engine, Filter, MetaValue, Metadata, Metric, SearchHit, SearchParams, VectorConfig,
-    VectorInput, VectorPut,
+    DType, Engine, Filter, MetaValue, Metadata, Metric, SearchParams, VectorConfig, VectorInput,
+    VectorPut,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -662,17 +662,6 @@ impl VectorCollection {
     }
 }
 
-fn hits_to_py<'py>(py: Python<'py>, hits: &[SearchHit]) -> PyResult<Bound<'py, PyTuple>> {
-    let keys = PyList::empty(py);
-    let mut d = Vec::with_capacity(hits.len());
-    for h in hits {
-        keys.append(PyBytes::new(py, &h.key))?;
-        d.push(h.distance);
-    }
-    let dist = f32_array(py, &d, &[d.len()])?;
-    PyTuple::new(py, [keys.into_any(), dist])
-}
-
 #[pymethods]
 impl VectorCollection {
     /// The collection's namespace.
@@ -899,14 +888,21 @@ impl VectorCollection {
         let params = search_params(py, ef, exact)?;
         let f = filter.as_ref().map(|f| f.f.clone());
         let (e, dim) = (arr.elems(), self.config.dim);
-        let hits = self.run(py, snapshot.as_deref(), |c, s| {
-            let q = query_input(&e, 0, dim);
+        let flat = self.run(py, snapshot.as_deref(), |c, s| {
+            let q = [query_input(&e, 0, dim)];
             match s {
-                None => c.search_with(q, k, f.as_ref(), &params),
-                Some(s) => c.at(s).search_with(q, k, f.as_ref(), &params),
+                None => c.search_batch_flat(&q, k, f.as_ref(), &params),
+                Some(s) => c.at(s).search_batch_flat(&q, k, f.as_ref(), &params),
             }
         })?;
-        hits_to_py(py, &hits)
+        let mut keys = Vec::with_capacity(flat.distances.len());
+        let mut from = 0;
+        for &end in &flat.key_ends {
+            keys.push(PyBytes::new(py, &flat.keys[from..end]));
+            from = end;
+        }
+        let dist = f32_array(py, &flat.distances, &[flat.distances.len()])?;
+        PyTuple::new(py, [PyList::new(py, keys)?.into_any(), dist])
     }
 
     /// One search per row of `queries` (2-D array), all at one read point:
@@ -938,28 +934,28 @@ impl VectorCollection {
         let params = search_params(py, ef, exact)?;
         let f = filter.as_ref().map(|f| f.f.clone());
         let (e, dim) = (arr.elems(), self.config.dim);
-        let all = self.run(py, snapshot.as_deref(), |c, s| {
+        let flat = self.run(py, snapshot.as_deref(), |c, s| {
             let qs: Vec<VectorInput<'_>> = (0..n).map(|i| query_input(&e, i, dim)).collect();
             match s {
-                None => c.search_batch_with(&qs, k, f.as_ref(), &params),
-                Some(s) => {
-                    let at = c.at(s);
-                    qs.iter()
-                        .map(|q| at.search_with(*q, k, f.as_ref(), &params))
-                        .collect()
-                }
+                None => c.search_batch_flat(&qs, k, f.as_ref(), &params),
+                Some(s) => c.at(s).search_batch_flat(&qs, k, f.as_ref(), &params),
             }
         })?;
-        let keys = PyList::empty(py);
         let mut d = vec![f32::INFINITY; n * k];
-        for (i, hits) in all.iter().enumerate() {
-            let row = PyList::empty(py);
-            for (j, h) in hits.iter().enumerate() {
-                row.append(PyBytes::new(py, &h.key))?;
-                d[i * k + j] = h.distance;
+        let mut rows = Vec::with_capacity(n);
+        let (mut hit, mut from) = (0usize, 0usize);
+        for (i, &count) in flat.counts.iter().enumerate() {
+            let mut row = Vec::with_capacity(count);
+            for j in 0..count {
+                let end = flat.key_ends[hit];
+                row.push(PyBytes::new(py, &flat.keys[from..end]));
+                d[i * k + j] = flat.distances[hit];
+                from = end;
+                hit += 1;
             }
-            keys.append(row)?;
+            rows.push(PyList::new(py, row)?);
         }
+        let keys = PyList::new(py, rows)?;
         let dist = f32_array(py, &d, &[n, k])?;
         PyTuple::new(py, [keys.into_any(), dist])
     }

@@ -5,14 +5,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::filter::Filter;
-use super::index::{exact_over_records, Plan, ReadPoint};
+use super::hnsw::Cand;
+use super::index::{exact_over_records, CollIndex, Plan, ReadPoint};
 use super::persist::scan_versions;
 use super::record::{
     self, check_metadata, check_query, check_query_into, check_vector, check_vector_key,
 };
 use super::registry::CollState;
 use super::{
-    Metadata, SearchHit, SearchParams, VectorConfig, VectorEntry, VectorInput, VectorStats, MAX_K,
+    BatchHits, Metadata, SearchHit, SearchParams, VectorConfig, VectorEntry, VectorInput,
+    VectorStats, MAX_K,
 };
 use crate::batch::WriteBatch;
 use crate::engine::Engine;
@@ -220,7 +222,42 @@ impl<'e> Collection<'e> {
         params: &SearchParams,
     ) -> Result<Vec<Vec<SearchHit>>> {
         let view = self.engine.read_view()?;
-        search_many(&self.state, &view, false, queries, k, filter, params)
+        let mut out = Vec::with_capacity(queries.len());
+        search_many(
+            &self.state,
+            &view,
+            false,
+            queries,
+            k,
+            filter,
+            params,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// [`Collection::search_batch_with`] into flat arrays (one allocation
+    /// per array instead of one per hit).
+    pub fn search_batch_flat(
+        &self,
+        queries: &[VectorInput<'_>],
+        k: usize,
+        filter: Option<&Filter>,
+        params: &SearchParams,
+    ) -> Result<BatchHits> {
+        let view = self.engine.read_view()?;
+        let mut out = BatchHits::with_capacity(queries.len(), k);
+        search_many(
+            &self.state,
+            &view,
+            false,
+            queries,
+            k,
+            filter,
+            params,
+            &mut out,
+        )?;
+        Ok(out)
     }
 
     /// The collection as of `snapshot` (taken from the same engine).
@@ -290,6 +327,28 @@ impl CollectionAt<'_> {
         self.search_with(query, k, filter, &SearchParams::default())
     }
 
+    /// [`Collection::search_batch_flat`] as of the snapshot.
+    pub fn search_batch_flat(
+        &self,
+        queries: &[VectorInput<'_>],
+        k: usize,
+        filter: Option<&Filter>,
+        params: &SearchParams,
+    ) -> Result<BatchHits> {
+        let mut out = BatchHits::with_capacity(queries.len(), k);
+        search_many(
+            &self.state,
+            self.snapshot.read_view(),
+            true,
+            queries,
+            k,
+            filter,
+            params,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
     /// [`Collection::search_with`] as of the snapshot.
     pub fn search_with(
         &self,
@@ -337,11 +396,54 @@ fn search_at(
     filter: Option<&Filter>,
     params: &SearchParams,
 ) -> Result<Vec<SearchHit>> {
-    let mut all = search_many(state, view, snapshot, &[query], k, filter, params)?;
+    let mut all: Vec<Vec<SearchHit>> = Vec::with_capacity(1);
+    search_many(state, view, snapshot, &[query], k, filter, params, &mut all)?;
     Ok(all.pop().unwrap_or_default())
 }
 
+/// Where [`search_many`] puts each query's results.
+trait Sink {
+    fn push_ids(&mut self, idx: &CollIndex, hits: &[Cand]);
+    fn push_hits(&mut self, hits: Vec<SearchHit>);
+}
+
+impl Sink for Vec<Vec<SearchHit>> {
+    fn push_ids(&mut self, idx: &CollIndex, hits: &[Cand]) {
+        self.push(
+            hits.iter()
+                .map(|c| SearchHit {
+                    key: idx.key(c.1).to_vec(),
+                    distance: c.0,
+                })
+                .collect(),
+        );
+    }
+    fn push_hits(&mut self, hits: Vec<SearchHit>) {
+        self.push(hits);
+    }
+}
+
+impl Sink for BatchHits {
+    fn push_ids(&mut self, idx: &CollIndex, hits: &[Cand]) {
+        self.counts.push(hits.len());
+        for c in hits {
+            self.keys.extend_from_slice(idx.key(c.1));
+            self.key_ends.push(self.keys.len());
+            self.distances.push(c.0);
+        }
+    }
+    fn push_hits(&mut self, hits: Vec<SearchHit>) {
+        self.counts.push(hits.len());
+        for h in hits {
+            self.keys.extend_from_slice(&h.key);
+            self.key_ends.push(self.keys.len());
+            self.distances.push(h.distance);
+        }
+    }
+}
+
 /// Searches for every query at one read point, taking the index lock once.
+#[allow(clippy::too_many_arguments)]
 fn search_many(
     state: &CollState,
     view: &ReadView,
@@ -350,7 +452,8 @@ fn search_many(
     k: usize,
     filter: Option<&Filter>,
     params: &SearchParams,
-) -> Result<Vec<Vec<SearchHit>>> {
+    out: &mut dyn Sink,
+) -> Result<()> {
     check_k(k)?;
     let config = &state.entry.config;
     if let Some(f) = filter {
@@ -366,7 +469,6 @@ fn search_many(
         lsn: view.read_lsn,
         time: view.read_time,
     };
-    let mut out = Vec::with_capacity(queries.len());
     // The index first: applying pending writes may vacuum, which raises the floor.
     let idx = state.read();
     let (floor_lsn, floor_time) = *state.snap_floor.lock().unwrap_or_else(|e| e.into_inner());
@@ -374,24 +476,24 @@ fn search_many(
         drop(idx);
         for query in queries {
             let q = check_query(config, query)?;
-            out.push(search_records(state, view, &q, k, filter)?);
+            out.push_hits(search_records(state, view, &q, k, filter)?);
         }
-        return Ok(out);
+        return Ok(());
     }
     let (mut exact, mut hnsw) = (0, 0);
     let mut q = Vec::with_capacity(config.dim);
     for query in queries {
         check_query_into(config, query, &mut q)?;
-        let (hits, plan) = idx.search(&q, k, filter, p, ef, params.exact);
+        let (hits, plan) = idx.search_ids(&q, k, filter, p, ef, params.exact);
         match plan {
             Plan::Exact => exact += 1,
             Plan::Hnsw => hnsw += 1,
         }
-        out.push(hits);
+        out.push_ids(&idx, &hits);
     }
     state.exact_searches.fetch_add(exact, Ordering::Relaxed);
     state.hnsw_searches.fetch_add(hnsw, Ordering::Relaxed);
-    Ok(out)
+    Ok(())
 }
 
 /// Exact search over the records a view sees (snapshots the index cannot serve).

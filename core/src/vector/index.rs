@@ -407,6 +407,26 @@ impl CollIndex {
         ef: usize,
         force_exact: bool,
     ) -> (Vec<SearchHit>, Plan) {
+        let (c, plan) = self.search_ids(q, k, filter, p, ef, force_exact);
+        (self.hits(c), plan)
+    }
+
+    /// The key of node `id`.
+    #[inline]
+    pub(crate) fn key(&self, id: u32) -> &[u8] {
+        &self.nodes[id as usize].key
+    }
+
+    /// [`CollIndex::search`] as node ids and distances.
+    pub(crate) fn search_ids(
+        &self,
+        q: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        p: ReadPoint,
+        ef: usize,
+        force_exact: bool,
+    ) -> (Vec<Cand>, Plan) {
         let qn = distance::norm(q);
         let n = self.nodes.len();
         let graph_nodes = n - self.overflow.len();
@@ -471,7 +491,7 @@ impl CollIndex {
                 c
             }
         };
-        (self.hits(hits), Plan::Hnsw)
+        (hits, Plan::Hnsw)
     }
 
     /// The graph search, with the distance resolved once per query for f32
@@ -518,14 +538,8 @@ impl CollIndex {
         c.truncate(k);
     }
 
-    fn exact(
-        &self,
-        q: &[f32],
-        qn: f32,
-        k: usize,
-        ids: impl Iterator<Item = u32>,
-    ) -> Vec<SearchHit> {
-        let best = match (&self.store, self.config.metric) {
+    fn exact(&self, q: &[f32], qn: f32, k: usize, ids: impl Iterator<Item = u32>) -> Vec<Cand> {
+        match (&self.store, self.config.metric) {
             (Store::F32(v), Metric::L2) => {
                 let s = F32L2 {
                     data: v,
@@ -535,8 +549,7 @@ impl CollIndex {
                 top_k(&s, q, qn, k, ids)
             }
             _ => top_k(self, q, qn, k, ids),
-        };
-        self.hits(best)
+        }
     }
 
     fn hits(&self, c: Vec<Cand>) -> Vec<SearchHit> {

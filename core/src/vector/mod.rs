@@ -401,6 +401,42 @@ pub struct SearchHit {
     pub distance: f32,
 }
 
+/// Results of a batch search in flat arrays, query after query
+/// ([`Collection::search_batch_flat`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchHits {
+    /// Number of hits of each query (at most `k`).
+    pub counts: Vec<usize>,
+    /// Distance of each hit, closest first within a query.
+    pub distances: Vec<f32>,
+    /// End offset in `keys` of each hit's key (a hit's key starts where the
+    /// previous one ended).
+    pub key_ends: Vec<usize>,
+    /// Keys of all hits, concatenated.
+    pub keys: Vec<u8>,
+}
+
+impl BatchHits {
+    pub(crate) fn with_capacity(queries: usize, k: usize) -> Self {
+        let hits = queries.saturating_mul(k).min(1 << 20);
+        BatchHits {
+            counts: Vec::with_capacity(queries),
+            distances: Vec::with_capacity(hits),
+            key_ends: Vec::with_capacity(hits),
+            keys: Vec::new(),
+        }
+    }
+
+    /// The hits of query `i` as `(key, distance)` pairs.
+    pub fn query(&self, i: usize) -> impl Iterator<Item = (&[u8], f32)> + '_ {
+        let start: usize = self.counts[..i].iter().sum();
+        (start..start + self.counts[i]).map(move |h| {
+            let from = if h == 0 { 0 } else { self.key_ends[h - 1] };
+            (&self.keys[from..self.key_ends[h]], self.distances[h])
+        })
+    }
+}
+
 /// Counters of one collection's index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VectorStats {
