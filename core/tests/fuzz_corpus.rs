@@ -14,7 +14,10 @@ use std::sync::Arc;
 use edgestore::storage::Storage;
 use edgestore::{EdgestoreConfig, Engine, ManualClock, WriteBatch};
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A fuzz target: its name and entry function.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 4] = [
     ("wal", targets::wal),
     ("segment", targets::segment),
     ("manifest", targets::manifest),

@@ -285,6 +285,9 @@ impl Bytes<'_> {
     }
 }
 
+/// A `(namespace, user key)` pair.
+type NsKey = (Vec<u8>, Vec<u8>);
+
 /// Every live `(namespace, key) -> value` of the namespaces in `nss`.
 fn dump(db: &Engine, nss: &BTreeSet<Vec<u8>>) -> BTreeMap<(Vec<u8>, Vec<u8>), Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -307,6 +310,8 @@ const WAL_NOW: i64 = 1_000_000_000_000;
 
 /// One decoded WAL op: (op byte, ttl, internal key, value).
 type RefOp = (u8, u32, Vec<u8>, Vec<u8>);
+/// One decoded WAL batch: (first LSN, timestamp, ops).
+type RefBatch = (u64, i64, Vec<RefOp>);
 
 /// Recomputes `!len` and the CRC of every record whose payload fits.
 fn fix_wal(data: &mut [u8]) {
@@ -324,7 +329,7 @@ fn fix_wal(data: &mut [u8]) {
 }
 
 /// The reference decoder's view of one record payload.
-fn ref_payload(p: &[u8]) -> Option<(u64, i64, Vec<RefOp>)> {
+fn ref_payload(p: &[u8]) -> Option<RefBatch> {
     let first_lsn = u64_at(p, 0)?;
     let ts = i64::from_le_bytes(p.get(8..16)?.try_into().ok()?);
     let count = u32_at(p, 16)?;
@@ -352,7 +357,7 @@ fn ref_payload(p: &[u8]) -> Option<(u64, i64, Vec<RefOp>)> {
     Some((first_lsn, ts, ops))
 }
 
-fn ref_record(data: &[u8], pos: usize) -> Option<((u64, i64, Vec<RefOp>), usize)> {
+fn ref_record(data: &[u8], pos: usize) -> Option<(RefBatch, usize)> {
     let len = u32_at(data, pos)?;
     let inv = u32_at(data, pos + 4)?;
     let crc = u32_at(data, pos + 8)?;
@@ -369,7 +374,7 @@ fn ref_record(data: &[u8], pos: usize) -> Option<((u64, i64, Vec<RefOp>), usize)
 
 /// What FORMAT.md says replaying `data` as the newest (`is_last`) or a
 /// rotated WAL must give: `None` for corruption, else the batches kept.
-fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<(u64, i64, Vec<RefOp>)>> {
+fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
     let header_ok =
         data.len() >= WAL_HEADER_LEN && &data[..8] == WAL_MAGIC && u32_at(data, 8) == Some(1);
     if !header_ok {
@@ -384,7 +389,7 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<(u64, i64, Vec<RefOp>)>>
         return (is_last && !newer_format && !any_record).then(Vec::new);
     }
     let mut pos = WAL_HEADER_LEN;
-    let mut out: Vec<(u64, i64, Vec<RefOp>)> = Vec::new();
+    let mut out: Vec<RefBatch> = Vec::new();
     while pos < data.len() {
         match ref_record(data, pos) {
             Some((b, n)) => {
@@ -453,7 +458,7 @@ pub fn wal(input: &[u8]) {
     let db = opened.unwrap_or_else(|e| panic!("valid WAL failed to open: {e}"));
     // The model: later sequence numbers win; batches at LSN 0 predate the
     // (empty) manifest's last_lsn and are skipped.
-    let mut model: BTreeMap<(Vec<u8>, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+    let mut model: BTreeMap<NsKey, Option<Vec<u8>>> = BTreeMap::new();
     let mut nss = BTreeSet::new();
     for (first_lsn, ts, ops) in &batches {
         let last = first_lsn + (ops.len() as u64).saturating_sub(1);
@@ -1036,7 +1041,7 @@ pub fn ops(input: &[u8]) {
             12 => h.clock.advance_secs(ADVANCE[b.u8() as usize % 4]),
             13 => {
                 // Reopen cleanly (close) or after a process crash (drop only).
-                let clean = b.u8() % 2 == 0;
+                let clean = b.u8().is_multiple_of(2);
                 let res = if clean {
                     h.db().close()
                 } else {
