@@ -1579,6 +1579,43 @@ mod tests {
     }
 
     #[test]
+    fn lint_catches_a_wal_removed_before_the_manifest_retires_it() {
+        let fs = storage();
+        let mut m = manifest_on(&fs);
+        m.apply(ManifestEdit {
+            log_number: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let record = |no: u64| {
+            let mut w = wal::WalWriter::create(&fs, &dir(), no).unwrap();
+            let op = wal::WalOp {
+                op: crate::types::Operation::Put,
+                ttl: 0,
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            };
+            w.append(&wal::encode_record(no, 0, &[op])).unwrap();
+            w.file.sync_data().unwrap();
+        };
+        record(1);
+        record(2);
+        // A WAL with only a header holds nothing: removing it is fine.
+        drop(wal::WalWriter::create(&fs, &dir(), 3).unwrap());
+        fs.remove_file(&dir().join(wal::file_name(3))).unwrap();
+        assert!(fs.violations().is_empty());
+        fs.remove_file(&dir().join(wal::file_name(1))).unwrap();
+        assert_eq!(fs.violations().len(), 1, "{:?}", fs.violations());
+        m.apply(ManifestEdit {
+            log_number: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        fs.remove_file(&dir().join(wal::file_name(2))).unwrap();
+        assert_eq!(fs.violations().len(), 1, "{:?}", fs.violations());
+    }
+
+    #[test]
     fn lint_catches_an_unsynced_manifest_rename() {
         let fs = storage();
         write(&fs, "manifest.mf.tmp", &[b"whatever"], false);
