@@ -9,7 +9,9 @@ clusters, queries drawn from the same distribution) and scikit-learn's digits
 (1797 x 64; the last 200 rows are the queries, the rest is indexed). Every
 library runs single-threaded at the same HNSW parameters (M, ef_construction)
 and is measured in its own forked process (so memory figures are per library:
-resident-set growth across the build). Ground truth is an exact numpy
+resident-set growth across the build); the processes take turns, one timed
+section at a time round robin, so a busy phase of a shared machine does not
+fall on one library only. Ground truth is an exact numpy
 computation. Times are CPU time of the process (``time.process_time``; see
 ``clock`` below). QPS is the best of ``--reps`` batch calls per ef (edgestore: ``search_batch``;
 hnswlib/faiss/usearch: their batch ``search``), one thread; hnswlib's
@@ -85,10 +87,21 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hit / truth.size
 
 
+def _no_gate() -> None:
+    pass
+
+
+# Called before every timed section. In a library's child process it waits for
+# the parent's turn signal, so that only one library runs at a time and the
+# libraries' timed sections interleave (see run_all).
+gate: Callable[[], None] = _no_gate
+
+
 def best_of(reps: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     """Fastest of `reps` timed calls (the machine may be shared) and the last result."""
     best, out = float("inf"), None
     for _ in range(reps):
+        gate()
         t = clock()
         out = fn()
         best = min(best, clock() - t)
@@ -140,6 +153,7 @@ def run_edgestore(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list
                           ef_construction=a.ef_construction)
         keys = [b"%d" % i for i in range(len(x))]
         meta = [{"tag": int(t)} for t in a.tags[: len(x)]] if filters else None
+        gate()
         base = rss()
         t = clock()
         step = 10000
@@ -184,6 +198,7 @@ def run_edgestore(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list
             out["filtered"].append((name, ids(rows), len(q) / el, plan))
         # Reopen: the index file is loaded, not rebuilt.
         db.close()
+        gate()
         t = time.perf_counter()  # wall clock: this one includes reading files
         db = edgestore.open(d, sync="buffered")
         coll = db.vectors("bench", "v")
@@ -200,6 +215,7 @@ def run_hnswlib(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[i
                 filters: list[tuple[str, np.ndarray]]) -> Result:
     import hnswlib
 
+    gate()
     base = rss()
     t = clock()
     idx = hnswlib.Index(space="l2", dim=x.shape[1])
@@ -218,6 +234,7 @@ def run_hnswlib(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[i
     for name, ids in filters:
         allowed = np.zeros(len(x), dtype=bool)
         allowed[ids] = True
+        gate()
         t = clock()
         try:
             labels, _ = idx.knn_query(q, k=a.k, num_threads=1, filter=lambda i: bool(allowed[i]))
@@ -240,6 +257,7 @@ def run_faiss_hnsw(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: lis
     import faiss
 
     faiss.omp_set_num_threads(1)
+    gate()
     base = rss()
     t = clock()
     idx = faiss.IndexHNSWFlat(x.shape[1], a.m)
@@ -267,6 +285,7 @@ def run_faiss_flat(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: lis
     import faiss
 
     faiss.omp_set_num_threads(1)
+    gate()
     base = rss()
     t = clock()
     idx = faiss.IndexFlatL2(x.shape[1])
@@ -288,6 +307,7 @@ def run_usearch(x: np.ndarray, q: np.ndarray, a: argparse.Namespace, efs: list[i
                 filters: list[tuple[str, np.ndarray]]) -> Result:
     from usearch.index import Index
 
+    gate()
     base = rss()
     t = clock()
     idx = Index(ndim=x.shape[1], metric="l2sq", dtype="f32", connectivity=a.m,
@@ -313,23 +333,50 @@ LIBS: dict[str, Callable[..., Result]] = {
 }
 
 
-def in_child(fn: Callable[..., Result], *args: Any) -> Result:
+def run_all(jobs: list[tuple[str, Callable[..., Result], tuple[Any, ...]]]) -> dict[str, Result]:
+    """Runs every library in its own forked process, one timed section at a
+    time, round robin: each child stops at every `gate()` until the parent
+    lets it go, so slow phases of a shared machine hit every library alike."""
     ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
+    conns: dict[str, Any] = {}
+    procs = []
+    for name, fn, args in jobs:
+        parent, child = ctx.Pipe()
 
-    def target() -> None:
-        try:
-            child.send(("ok", fn(*args)))
-        except Exception as e:  # report, do not hang the parent
-            child.send(("err", f"{type(e).__name__}: {e}"))
+        def target(fn: Callable[..., Result] = fn, args: tuple[Any, ...] = args,
+                   child: Any = child) -> None:
+            global gate
 
-    p = ctx.Process(target=target)
-    p.start()
-    status, val = parent.recv()
-    p.join()
-    if status != "ok":
-        return {"error": val}
-    return val
+            def wait_turn() -> None:
+                child.send(("ready", None))
+                child.recv()
+
+            gate = wait_turn
+            try:
+                res: tuple[str, Any] = ("ok", fn(*args))
+            except Exception as e:  # report, do not hang the parent
+                res = ("err", f"{type(e).__name__}: {e}")
+            child.send(("done", res))
+
+        p = ctx.Process(target=target)
+        p.start()
+        procs.append(p)
+        conns[name] = parent
+    state = {name: conn.recv() for name, conn in conns.items()}
+    results: dict[str, Result] = {}
+    while state:
+        for name in list(state):
+            kind, val = state[name]
+            if kind == "done":
+                status, res = val
+                results[name] = res if status == "ok" else {"error": res}
+                del state[name]
+                continue
+            conns[name].send("go")
+            state[name] = conns[name].recv()
+    for p in procs:
+        p.join()
+    return results
 
 
 # ---------------------------------------------------------------------------
@@ -352,10 +399,9 @@ def bench_dataset(title: str, x: np.ndarray, q: np.ndarray, a: argparse.Namespac
             ids = np.flatnonzero(pred)
             filters.append((name, ids))
             ftruth[name] = ground_truth(x, q, a.k, ids)
-    res: dict[str, Result] = {}
+    print(f"  {title}: {', '.join(libs)} ...", file=sys.stderr, flush=True)
+    res = run_all([(lib, LIBS[lib], (x, q, a, efs, filters)) for lib in libs])
     for lib in libs:
-        print(f"  {title}: {lib} ...", file=sys.stderr, flush=True)
-        res[lib] = in_child(LIBS[lib], x, q, a, efs, filters)
         if "error" in res[lib]:
             print(f"  {lib} failed: {res[lib]['error']}", file=sys.stderr)
 
