@@ -21,8 +21,8 @@ pub struct BlockData {
 /// A shared, verified block.
 pub type Block = Arc<BlockData>;
 
-/// Blocks are keyed by segment id (never reused within a database) and block
-/// number inside the segment.
+/// Blocks are keyed by the reader's process-unique cache id (see
+/// `SegmentReader`) and the block number inside the segment.
 type Key = (u64, u32);
 
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +51,14 @@ impl BlockCache {
         }
     }
 
-    /// The cached block `block` of segment `segment_id`, if present.
-    pub fn get(&self, segment_id: u64, block: u32) -> Option<Block> {
-        self.blocks.get(&(segment_id, block))
+    /// The cached block `block` of the file with cache id `file`, if present.
+    pub fn get(&self, file: u64, block: u32) -> Option<Block> {
+        self.blocks.get(&(file, block))
     }
 
     /// Remembers a verified block.
-    pub fn insert(&self, segment_id: u64, block: u32, data: Block) {
-        self.blocks.insert((segment_id, block), data);
+    pub fn insert(&self, file: u64, block: u32, data: Block) {
+        self.blocks.insert((file, block), data);
     }
 
     /// Bytes currently held.

@@ -435,22 +435,32 @@ impl Compactor {
                 .unwrap_or_else(|| manifest.allocate_segment_id())
         };
         let mut kept = 0u64;
-        while let Some(mut rec) = merge.next()? {
-            if rec.entry.is_live_at(now_nanos) {
-                stats.live_records_relocated += 1;
-            } else if rec.retain_until > now_nanos
-                && older_version_exists(&outside, &rec.entry.key, rec.entry.lsn)?
-            {
-                rec.entry.op = Operation::Delete;
-                rec.entry.value = None;
-                stats.tombstones_kept += 1;
-            } else {
-                continue;
+        let mut stream = || -> Result<Vec<SegmentMeta>> {
+            while let Some(mut rec) = merge.next()? {
+                if rec.entry.is_live_at(now_nanos) {
+                    stats.live_records_relocated += 1;
+                } else if rec.retain_until > now_nanos
+                    && older_version_exists(&outside, &rec.entry.key, rec.entry.lsn)?
+                {
+                    rec.entry.op = Operation::Delete;
+                    rec.entry.value = None;
+                    stats.tombstones_kept += 1;
+                } else {
+                    continue;
+                }
+                kept += 1;
+                out.push(rec, &mut next_id)?;
             }
-            kept += 1;
-            out.push(rec, &mut next_id)?;
-        }
-        let metas = out.finish(&mut next_id)?;
+            out.finish(&mut next_id)
+        };
+        let metas = match stream() {
+            Ok(m) => m,
+            Err(e) => {
+                // A damaged input or a failed write: leave no orphan outputs.
+                out.abandon();
+                return Err(e);
+            }
+        };
         stats.records_dropped += merge.read - kept;
         let written: u64 = metas.iter().map(|m| m.file_size).sum();
         let reclaimed: u64 = readers.iter().map(|r| r.meta.file_size).sum();

@@ -73,7 +73,7 @@ const FILTER_PROBES: u64 = 4;
 
 impl KeyFilter {
     fn with_bits(bits: u64) -> Self {
-        let bits = bits.clamp(1 << 12, 1 << 30).next_power_of_two();
+        let bits = bits.clamp(1 << 12, 1 << 27).next_power_of_two();
         KeyFilter {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             mask: bits - 1,
@@ -112,7 +112,8 @@ impl Memtable {
     }
 
     /// An empty memtable whose key filter is sized for `bytes` of entries
-    /// (one filter bit per 8 bytes: at most 1/8 of the memtable's budget).
+    /// (one filter bit per 8 bytes of budget: 1/64 of it in memory, at most
+    /// 16 MiB).
     pub fn for_size(bytes: usize) -> Self {
         Memtable {
             map: SkipMap::new(),

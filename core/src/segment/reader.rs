@@ -32,7 +32,14 @@ pub struct SegmentReader {
     index: Vec<IndexEntry>,
     bloom: Bloom,
     cache: Option<Arc<BlockCache>>,
+    /// This open file's key in the block cache: unique in the process, so a
+    /// cache shared by several databases (or a reopened segment) never serves
+    /// another file's block.
+    cache_id: u64,
 }
+
+/// Source of [`SegmentReader::cache_id`]s.
+static NEXT_CACHE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The newest stored entry of a key in a segment, read in place: the value
 /// is a slice of the (cached) block, not a copy.
@@ -210,6 +217,7 @@ impl SegmentReader {
             index,
             bloom,
             cache: None,
+            cache_id: NEXT_CACHE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -234,7 +242,7 @@ impl SegmentReader {
         let Some(cache) = &self.cache else {
             return self.load_block(i);
         };
-        let id = self.meta.segment_id;
+        let id = self.cache_id;
         if let Some(b) = cache.get(id, i as u32) {
             return Ok(b);
         }

@@ -104,6 +104,8 @@ pub(crate) struct SplitWriter<'o> {
     buf: Vec<Record>,
     bytes: u64,
     metas: Vec<SegmentMeta>,
+    /// Every segment id a file was created for, the one being written included.
+    ids: Vec<u64>,
 }
 
 impl<'o> SplitWriter<'o> {
@@ -114,6 +116,7 @@ impl<'o> SplitWriter<'o> {
             buf: Vec::new(),
             bytes: 0,
             metas: Vec::new(),
+            ids: Vec::new(),
         }
     }
 
@@ -133,6 +136,7 @@ impl<'o> SplitWriter<'o> {
 
     fn cut(&mut self, next_id: &mut impl FnMut() -> u64) -> Result<()> {
         let id = next_id();
+        self.ids.push(id);
         let mut w = SegmentWriter::with_options(self.opts.clone(), id);
         self.metas.push(w.write_records(&self.buf, self.run_id)?);
         self.buf.clear();
@@ -142,14 +146,25 @@ impl<'o> SplitWriter<'o> {
 
     /// Writes what is buffered, syncs the directory if anything was written,
     /// and returns the metas of the segments written.
-    pub(crate) fn finish(mut self, next_id: &mut impl FnMut() -> u64) -> Result<Vec<SegmentMeta>> {
+    pub(crate) fn finish(&mut self, next_id: &mut impl FnMut() -> u64) -> Result<Vec<SegmentMeta>> {
         if !self.buf.is_empty() {
             self.cut(next_id)?;
         }
         if !self.metas.is_empty() {
             sync_dir(self.opts)?;
         }
-        Ok(self.metas)
+        Ok(std::mem::take(&mut self.metas))
+    }
+
+    /// After a failure: removes every file this writer created (best effort;
+    /// the next open removes what is left, since no manifest names them).
+    pub(crate) fn abandon(self) {
+        for id in self.ids {
+            let _ = self
+                .opts
+                .storage
+                .remove_file(&self.opts.dir.join(file_name(id)));
+        }
     }
 }
 
@@ -162,10 +177,14 @@ pub(crate) fn write_split(
     mut next_id: impl FnMut() -> u64,
 ) -> Result<Vec<SegmentMeta>> {
     let mut w = SplitWriter::new(opts, run_id);
-    for r in records {
-        w.push(r, &mut next_id)?;
+    let res = records
+        .into_iter()
+        .try_for_each(|r| w.push(r, &mut next_id))
+        .and_then(|()| w.finish(&mut next_id));
+    if res.is_err() {
+        w.abandon();
     }
-    w.finish(&mut next_id)
+    res
 }
 
 fn encode_entry(out: &mut Vec<u8>, r: &Record) {
