@@ -295,10 +295,10 @@ impl Engine {
             // succeeds without writing them).
             inner.flush_to_segments()?;
         }
-        let background = inner
-            .config
-            .background_compaction
-            .map(|every| Background::start(&inner, every));
+        let background = match inner.config.background_compaction {
+            Some(every) => Some(Background::start(&inner, every)?),
+            None => None,
+        };
         Ok(Engine { inner, background })
     }
 
@@ -824,7 +824,7 @@ impl Inner {
 }
 
 impl Background {
-    fn start(inner: &Arc<Inner>, every: std::time::Duration) -> Background {
+    fn start(inner: &Arc<Inner>, every: std::time::Duration) -> Result<Background> {
         let (stop, rx) = mpsc::channel::<()>();
         let weak: Weak<Inner> = Arc::downgrade(inner);
         let handle = std::thread::Builder::new()
@@ -840,8 +840,13 @@ impl Background {
                     let _ = inner.compact_once();
                 }
             })
-            .ok();
-        Background { stop, handle }
+            // Asked for background compaction and cannot have it: say so
+            // rather than silently never compacting.
+            .map_err(|e| Error::io("starting the background compaction thread", e))?;
+        Ok(Background {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     fn shutdown(mut self) {
