@@ -461,7 +461,7 @@ def test_search_releases_the_gil(bdb: edgestore.Database) -> None:
     n, dim = 20000, 64
     coll = bdb.vectors("ns", "gil", dim=dim)
     coll.put_batch(keys_of(n), clustered(n, dim, seed=10))
-    q = clustered(400, dim, seed=11)
+    q = clustered(3000, dim, seed=11)
     ticks: list[float] = []
     done = threading.Event()
 
