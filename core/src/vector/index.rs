@@ -533,12 +533,9 @@ impl CollIndex {
         if self.overflow.is_empty() {
             return;
         }
-        c.extend(
-            self.overflow
-                .iter()
-                .filter(|&&i| accept(i))
-                .map(|&i| Cand(self.dist(q, qn, i), i)),
-        );
+        // The k best of the overflow (a bounded heap, not a sort of all of it).
+        let ids = self.overflow.iter().copied().filter(|&i| accept(i));
+        c.extend(self.exact(q, qn, k, ids));
         c.sort();
         c.truncate(k);
     }
