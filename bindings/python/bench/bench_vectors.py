@@ -438,12 +438,13 @@ def bench_dataset(title: str, x: np.ndarray, q: np.ndarray, a: argparse.Namespac
     lines.append("")
     if "exact" in e:
         found, qps, gbs = e["exact"]
-        lines.append(f"Exact scan, edgestore (`exact=True`, one thread): {qps:,.1f} QPS, "
-                     f"{gbs:.2f} GB/s of f32 vectors, recall@10 {recall(found, truth[: len(found)]):.4f}")
+        line = (f"Exact scan, edgestore (`exact=True`, one thread): {qps:,.1f} QPS, "
+                f"{gbs:.2f} GB/s of f32 vectors, recall@10 {recall(found, truth[: len(found)]):.4f}")
         ff = res.get("faiss-flat", {})
         if "exact_single" in ff:
-            lines.append(f"; faiss IndexFlatL2 one query per call: {ff['exact_single'][0]:,.1f} QPS, "
-                         f"{ff['exact_single'][1]:.2f} GB/s")
+            line += (f"; faiss IndexFlatL2 one query per call: {ff['exact_single'][0]:,.1f} QPS, "
+                     f"{ff['exact_single'][1]:.2f} GB/s")
+        lines.append(line)
         lines.append("")
     if filters:
         lines += ["Filtered search (metadata tag; default ef=64 where applicable):", "",
