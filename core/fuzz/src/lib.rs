@@ -725,10 +725,11 @@ fn contents(
 
 /// `EDGESTORE_FUZZ_RESTART_AFTER_FAILURE=1`: after an injected failure the
 /// `ops` target reopens on the same storage (a process restart keeping the
-/// page cache) instead of after a power loss. Off by default because of a
-/// known engine issue this mode finds (core/fuzz/known/README.md): a write
-/// whose WAL sync failed is replayed from the page cache at the reopen, is
-/// visible, and is lost by a later power loss.
+/// page cache) instead of after a power loss. This mode found a write whose
+/// WAL sync failed being replayed from the page cache at the reopen, shown,
+/// and lost by a later power loss (fixed: open flushes what it replayed;
+/// regressions/ops/failed-sync-write-resurrected). `cargo test` replays the
+/// ops inputs in both modes (tests/fuzz_corpus.rs, tests/fuzz_restart.rs).
 fn restart_after_failure() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("EDGESTORE_FUZZ_RESTART_AFTER_FAILURE").is_some())
