@@ -274,4 +274,4 @@ def test_package_exports() -> None:
     assert edgestore.MAX_KEY_LEN == 16 * 1024
     assert edgestore.MAX_NAMESPACE_LEN == 255
     assert edgestore.MAX_VALUE_LEN == 64 * 1024 * 1024
-    assert not hasattr(edgestore.Database, "vectors")  # no placeholder API
+    assert callable(edgestore.Database.vectors)  # the vector API (tests/test_vectors.py)
