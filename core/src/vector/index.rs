@@ -82,6 +82,11 @@ pub(crate) struct CollIndex {
     pub scales: Vec<f32>,
     pub norms: Vec<f32>,
     pub keys: HashMap<Box<[u8]>, KeyState>,
+    /// Every node's key again, contiguous (node `i`'s is
+    /// `key_bytes[key_ends[i - 1]..key_ends[i]]`), so turning results into
+    /// keys reads one array instead of chasing a box per node.
+    pub key_bytes: Vec<u8>,
+    pub key_ends: Vec<usize>,
     pub graph: Graph,
     /// Metadata by field, for filters.
     pub cols: Columns,
@@ -199,6 +204,8 @@ impl CollIndex {
             scales: Vec::new(),
             norms: Vec::new(),
             keys: HashMap::new(),
+            key_bytes: Vec::new(),
+            key_ends: Vec::new(),
             overflow: Vec::new(),
             live: 0,
             min_death: i64::MAX,
@@ -224,6 +231,8 @@ impl CollIndex {
             + self.cols.bytes()
             + self.graph.bytes()
             + self.keys.len() * 24
+            + self.key_bytes.len()
+            + self.key_ends.len() * 8
             + self.nodes.len() * 8
     }
 
@@ -291,6 +300,7 @@ impl CollIndex {
             },
         );
         self.min_death = self.min_death.min(node.death);
+        self.push_key(&node.key);
         self.nodes.push(node);
         self.live += 1;
         self.changes_since_persist += 1;
@@ -414,7 +424,16 @@ impl CollIndex {
     /// The key of node `id`.
     #[inline]
     pub(crate) fn key(&self, id: u32) -> &[u8] {
-        &self.nodes[id as usize].key
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
+        &self.key_bytes[start..self.key_ends[i]]
+    }
+
+    /// Appends node `id`'s key to the contiguous key array (nodes are
+    /// pushed in id order).
+    pub(crate) fn push_key(&mut self, key: &[u8]) {
+        self.key_bytes.extend_from_slice(key);
+        self.key_ends.push(self.key_bytes.len());
     }
 
     /// [`CollIndex::search`] as node ids and distances.
@@ -557,7 +576,7 @@ impl CollIndex {
     fn hits(&self, c: Vec<Cand>) -> Vec<SearchHit> {
         c.into_iter()
             .map(|c| SearchHit {
-                key: self.nodes[c.1 as usize].key.to_vec(),
+                key: self.key(c.1).to_vec(),
                 distance: c.0,
             })
             .collect()
