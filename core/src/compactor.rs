@@ -28,7 +28,11 @@
 //! inputs; otherwise it is kept as a tombstone. Pinned segments (held by a live
 //! snapshot) are never touched. Before each rewrite the cycle checks that its
 //! estimated output fits the remaining write budget; a job that does not fit is
-//! deferred to a later cycle.
+//! deferred to a later cycle. A cycle that defers a job saves its unused budget
+//! for the next one, so a merge larger than one cycle's budget (a permanent
+//! keyspace bigger than the budget) runs once enough cycles have saved up for
+//! it, instead of never: the budget bounds the average write rate, and one
+//! cycle writes at most the budget plus what deferring cycles saved.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -124,6 +128,8 @@ pub struct Compactor {
     opts: WriterOptions,
     readers: Mutex<HashMap<u64, Arc<SegmentReader>>>,
     block_cache: Option<Arc<BlockCache>>,
+    /// Unused budget saved by cycles that deferred a job.
+    saved_budget: Mutex<u64>,
 }
 
 impl Compactor {
@@ -147,6 +153,7 @@ impl Compactor {
             opts,
             readers: Mutex::new(HashMap::new()),
             block_cache: None,
+            saved_budget: Mutex::new(0),
         }
     }
 
@@ -262,11 +269,16 @@ impl Compactor {
             stats.bytes_reclaimed += bytes;
         }
 
-        // 2 and 3. Rewrite jobs, each checked against the budget first.
+        // 2 and 3. Rewrite jobs, each checked against the budget first. The
+        // allowance is this cycle's budget plus what deferring cycles saved.
+        let mut saved = self.saved_budget.lock().unwrap_or_else(|p| p.into_inner());
+        let allowance = self.write_budget_bytes.saturating_add(*saved);
+        let mut largest_deferred = 0u64;
         for job in self.plan(manifest, now_nanos, pinned) {
             let need = job.estimated_output;
-            if stats.bytes_written.saturating_add(need) > self.write_budget_bytes {
+            if stats.bytes_written.saturating_add(need) > allowance {
                 stats.jobs_deferred += 1;
+                largest_deferred = largest_deferred.max(need);
                 continue;
             }
             let out = manifest.allocate_segment_id();
@@ -275,6 +287,15 @@ impl Compactor {
             s.cohorts_collected = 1;
             stats.add(&s);
         }
+        // Save the unused allowance only while a job waits for it, and no
+        // more than that job needs: idle cycles bank nothing.
+        *saved = if largest_deferred > 0 {
+            allowance
+                .saturating_sub(stats.bytes_written)
+                .min(largest_deferred)
+        } else {
+            0
+        };
         Ok(stats)
     }
 

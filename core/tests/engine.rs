@@ -670,3 +670,70 @@ fn get_with_borrows_the_same_value_get_returns_with_and_without_block_cache() {
         }
     }
 }
+
+#[test]
+fn a_permanent_keyspace_larger_than_the_write_budget_still_gets_merged() {
+    // Found by db_bench at 1M keys: the merge the permanent runs needed was
+    // larger than one cycle's budget, so it was deferred every cycle and runs
+    // piled up without bound. Deferring cycles now save their unused budget.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = config(dir.path(), &clock);
+    c.memtable_size_bytes = 8 << 10;
+    c.segment_size_bytes = 4 << 10;
+    c.block_size_bytes = 512;
+    c.compaction_write_budget_bytes = 16 << 10;
+    c.max_permanent_runs = 2;
+    c.sync_mode = SyncMode::Buffered;
+    let budget = c.compaction_write_budget_bytes;
+    let db = Engine::open(c).unwrap();
+    let runs = || {
+        let m = edgestore::Manifest::open(&dir.path().join("manifest.mf")).unwrap();
+        let ids: std::collections::HashSet<u64> =
+            m.list_segments().iter().map(|s| s.run_id).collect();
+        (
+            ids.len(),
+            m.list_segments().iter().map(|s| s.file_size).sum::<u64>(),
+        )
+    };
+    let (mut cycles, mut written, mut over_budget) = (0u64, 0u64, false);
+    let mut cycle = || {
+        let s = db.compact_once().unwrap();
+        cycles += 1;
+        written += s.bytes_written;
+        over_budget |= s.bytes_written > budget;
+    };
+    for round in 0..6u32 {
+        for i in 0..600u32 {
+            db.put(b"ns", &i.to_be_bytes(), &[round as u8; 100])
+                .unwrap();
+        }
+        db.flush_to_segments().unwrap();
+        cycle();
+    }
+    // Writes outpaced the budget (a rate): the backlog clears in later cycles.
+    for _ in 0..200 {
+        if runs().0 <= 2 {
+            break;
+        }
+        cycle();
+    }
+    let (n_runs, bytes) = runs();
+    // 600 live keys of ~140 bytes on disk: about 84 KiB, five times the budget.
+    assert!(n_runs <= 2, "{n_runs} permanent runs left");
+    assert!(
+        bytes < 2 * 600 * 160,
+        "{bytes} bytes on disk for ~84 KiB live"
+    );
+    assert!(over_budget, "no merge ever exceeded one cycle's budget");
+    assert!(
+        written <= cycles * budget,
+        "{written} written in {cycles} cycles"
+    );
+    for i in 0..600u32 {
+        assert_eq!(
+            db.get(b"ns", &i.to_be_bytes()).unwrap(),
+            Some(vec![5u8; 100])
+        );
+    }
+}
