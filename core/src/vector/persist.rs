@@ -208,7 +208,7 @@ pub(crate) fn decode(
             idx.max_lsn = idx.max_lsn.max(dead_lsn);
         }
         idx.min_death = idx.min_death.min(death);
-        idx.push_key(&key);
+        idx.push_key(key);
         idx.nodes.push(Node {
             key: key.into(),
             lsn,
