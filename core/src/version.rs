@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::memtable::Memtable;
-use crate::segment::{Found, Record, SegmentReader};
+use crate::segment::{key_hash, Found, Record, SegmentReader};
 use crate::types::{EntryRef, MemEntry};
 
 /// What one read sees.
@@ -67,15 +67,13 @@ impl Version {
     /// The newest entry of `key` in the segments, read in place.
     fn newest_found(&self, key: &[u8]) -> Result<Option<Found>> {
         let mut best: Option<Found> = None;
+        let hash = key_hash(key);
         for s in &self.segments {
             // Sorted by max_lsn: no later segment can beat what we have.
             if best.as_ref().is_some_and(|b| b.lsn >= s.meta.max_lsn) {
                 break;
             }
-            if !s.may_contain(key) {
-                continue;
-            }
-            if let Some(r) = s.lookup(key)? {
+            if let Some(r) = s.lookup_hashed(key, hash)? {
                 if best.as_ref().is_none_or(|b| r.lsn > b.lsn) {
                     best = Some(r);
                 }

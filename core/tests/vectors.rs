@@ -859,3 +859,30 @@ fn concurrent_writers_and_searchers_agree_with_the_records() {
         .collect();
     assert_only_live(&c, &live, dim);
 }
+
+#[test]
+fn close_in_buffered_mode_with_a_collection_reports_ok_and_keeps_everything() {
+    // An earlier note said close returned `Closed` here; it returns Ok.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut cfg = common::config(dir.path(), &clock);
+    cfg.sync_mode = edgestore::SyncMode::Buffered;
+    let db = edgestore::Engine::open(cfg.clone()).unwrap();
+    let c = db
+        .create_collection(b"ns", "v", VectorConfig::new(2, Metric::L2, DType::F32))
+        .unwrap();
+    c.put(b"a", VectorInput::F32(&[1.0, 2.0]), None, 0).unwrap();
+    db.put(b"ns", b"k", b"v").unwrap();
+    db.close().unwrap();
+    // A copy of the files opens with both the record and the vector.
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    drop(db);
+    let db = edgestore::Engine::open(common::config(img.path(), &clock)).unwrap();
+    assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+    let c = db.vectors(b"ns", "v").unwrap();
+    assert_eq!(
+        c.search(VectorInput::F32(&[1.0, 2.0]), 1, None).unwrap()[0].key,
+        b"a"
+    );
+}

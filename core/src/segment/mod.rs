@@ -22,6 +22,7 @@ mod bloom;
 mod reader;
 mod writer;
 
+pub(crate) use bloom::key_hash;
 pub use reader::{Found, SegmentIter, SegmentReader};
 pub use writer::SegmentWriter;
 pub(crate) use writer::{write_split, SplitWriter, WriterOptions};
