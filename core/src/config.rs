@@ -66,6 +66,11 @@ pub struct EdgestoreConfig {
     pub max_permanent_space_amp: f64,
     /// Run compaction on a background thread at this interval (default off).
     pub background_compaction: Option<Duration>,
+    /// Write full memtables to segments on a background thread (default on),
+    /// so a write does not wait for a flush; a writer flushes itself only
+    /// when a second memtable's worth is waiting. Off: the write that fills
+    /// the memtable flushes it (deterministic, for tests that count I/O).
+    pub background_flush: bool,
     /// Time source for TTLs (default: the system clock).
     pub clock: Arc<dyn Clock>,
     /// File-system access (default: the real file system).
@@ -89,6 +94,7 @@ impl EdgestoreConfig {
             max_permanent_runs: 4,
             max_permanent_space_amp: 1.0,
             background_compaction: None,
+            background_flush: true,
             clock: Arc::new(SystemClock),
             storage: Arc::new(FsStorage),
         }

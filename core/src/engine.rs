@@ -84,13 +84,75 @@ pub struct VerifyReport {
 #[derive(Debug)]
 pub struct Engine {
     inner: Arc<Inner>,
-    background: Option<Background>,
+    /// Background threads; taken and joined by `close` or drop.
+    threads: Mutex<Threads>,
+}
+
+#[derive(Debug, Default)]
+struct Threads {
+    compaction: Option<Background>,
+    flusher: Option<Flusher>,
+}
+
+impl Threads {
+    /// Stops and joins every thread (a flush or compaction in progress ends first).
+    fn shutdown(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            f.shutdown();
+        }
+        if let Some(bg) = self.compaction.take() {
+            bg.shutdown();
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Background {
     stop: mpsc::Sender<()>,
     handle: Option<JoinHandle<()>>,
+}
+
+/// The thread that writes full memtables to segments, so writers do not wait
+/// for a flush (up to a second memtable's worth; then they flush themselves).
+#[derive(Debug)]
+struct Flusher {
+    wake: mpsc::SyncSender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Flusher {
+    fn start(inner: &Arc<Inner>) -> Result<Flusher> {
+        // One pending wake-up is enough: the flush takes whatever is full.
+        let (wake, rx) = mpsc::sync_channel::<()>(1);
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let handle = std::thread::Builder::new()
+            .name("edgestore-flush".into())
+            .spawn(move || {
+                // A dropped sender ends the loop.
+                while rx.recv().is_ok() {
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.closed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if inner.active_bytes() >= inner.config.memtable_size_bytes {
+                        // A failure poisons the engine; writers report it.
+                        let _ = inner.flush_to_segments();
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the background flush thread", e))?;
+        Ok(Flusher { wake, handle })
+    }
+
+    fn wake(&self) {
+        // Full: a wake-up is already pending.
+        let _ = self.wake.try_send(());
+    }
+
+    fn shutdown(self) {
+        drop(self.wake);
+        let _ = self.handle.join();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -295,11 +357,17 @@ impl Engine {
             // succeeds without writing them).
             inner.flush_to_segments()?;
         }
-        let background = match inner.config.background_compaction {
-            Some(every) => Some(Background::start(&inner, every)?),
-            None => None,
-        };
-        Ok(Engine { inner, background })
+        let mut threads = Threads::default();
+        if let Some(every) = inner.config.background_compaction {
+            threads.compaction = Some(Background::start(&inner, every)?);
+        }
+        if inner.config.background_flush {
+            threads.flusher = Some(Flusher::start(&inner)?);
+        }
+        Ok(Engine {
+            inner,
+            threads: Mutex::new(threads),
+        })
     }
 
     /// The database directory.
@@ -334,8 +402,18 @@ impl Engine {
 
     /// Applies a batch atomically. Returns when it is durable per the sync mode.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        if self.inner.write(batch)? {
-            self.inner.flush_to_segments()?;
+        let bytes = self.inner.write(batch)?;
+        let limit = self.inner.config.memtable_size_bytes;
+        if bytes >= limit {
+            let threads = lock(&self.threads);
+            match &threads.flusher {
+                // Past two memtables the flusher is behind: help it.
+                Some(f) if bytes < limit.saturating_mul(2) => f.wake(),
+                _ => {
+                    drop(threads);
+                    self.inner.flush_to_segments()?;
+                }
+            }
         }
         Ok(())
     }
@@ -430,6 +508,8 @@ impl Engine {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // No flush or compaction may still run once the lock is released.
+        lock(&self.threads).shutdown();
         let vres = self.inner.vectors.close();
         let res = self.inner.sync_current_wal().and(vres);
         lock(&self.inner.lock).take();
@@ -439,9 +519,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if let Some(bg) = self.background.take() {
-            bg.shutdown();
-        }
+        lock(&self.threads).shutdown();
         if !self.inner.closed.load(Ordering::SeqCst) {
             // Best effort: in buffered mode this makes a clean shutdown durable.
             let _ = self.inner.vectors.close();
@@ -488,14 +566,19 @@ impl Inner {
         })
     }
 
-    /// Appends and applies a batch; returns whether the memtable is full.
-    fn write(&self, batch: WriteBatch) -> Result<bool> {
+    /// Bytes in the active memtable.
+    fn active_bytes(&self) -> usize {
+        lock(&self.wal).active.approx_bytes()
+    }
+
+    /// Appends and applies a batch; returns the active memtable's size after it.
+    fn write(&self, batch: WriteBatch) -> Result<usize> {
         self.check_writable()?;
         if batch.is_empty() {
-            return Ok(false);
+            return Ok(0);
         }
         let n = batch.ops.len() as u64;
-        let (target, full) = {
+        let (target, mem_bytes) = {
             let mut w = lock(&self.wal);
             // Re-check under the lock: a failure may have poisoned us meanwhile.
             self.check_writable()?;
@@ -529,19 +612,19 @@ impl Inner {
             Counters::add(&self.counters.user_writes, n);
             Counters::add(&self.counters.user_bytes, batch.user_bytes);
             Counters::add(&self.counters.wal_bytes, record.len() as u64);
-            let full = w.active.approx_bytes() >= self.config.memtable_size_bytes;
+            let mem_bytes = w.active.approx_bytes();
             if self.config.sync_mode == SyncMode::Buffered {
                 self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
-                return Ok(full);
+                return Ok(mem_bytes);
             }
             let target = SyncPoint {
                 wal_no: w.writer.no,
                 offset: w.writer.offset,
             };
-            (target, full)
+            (target, mem_bytes)
         };
         self.sync_to(target)?;
-        Ok(full)
+        Ok(mem_bytes)
     }
 
     /// Group commit: returns once the WAL is synced at least to `target`. Whoever

@@ -128,6 +128,9 @@ pub mod faults {
         c.clock = Arc::new(clock.clone());
         c.sync_mode = sync;
         c.memtable_size_bytes = 1 << 20; // flushes are explicit
+                                         // The write that fills a memtable flushes it: the n-th storage
+                                         // operation is the same in every run.
+        c.background_flush = false;
         c.segment_size_bytes = 300; // flushes and merges split their output
         c.block_size_bytes = 96;
         c.cohort_window_secs = 60;

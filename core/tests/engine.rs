@@ -737,3 +737,49 @@ fn a_permanent_keyspace_larger_than_the_write_budget_still_gets_merged() {
         );
     }
 }
+
+#[test]
+fn background_flush_writes_full_memtables_and_close_waits_for_it() {
+    for background in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let mut c = config(dir.path(), &clock);
+        c.memtable_size_bytes = 16 << 10;
+        c.sync_mode = SyncMode::Buffered;
+        c.background_flush = background;
+        let db = Engine::open(c.clone()).unwrap();
+        for i in 0..3000u32 {
+            db.put(b"ns", &i.to_be_bytes(), &[i as u8; 64]).unwrap();
+        }
+        // Memtables of 16 KiB filled many times over: flushed without a
+        // flush call (by the thread, or by the writers when it is off).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.metrics().flushes < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(db.metrics().flushes >= 5, "background {background}");
+        db.close().unwrap();
+        // Nothing runs after close: the files stay as they are, and the next
+        // open (the lock is free) sees every write.
+        let names = |d: &std::path::Path| {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = names(dir.path());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(names(dir.path()), before);
+        drop(db);
+        let db = Engine::open(c).unwrap();
+        for i in 0..3000u32 {
+            assert_eq!(
+                db.get(b"ns", &i.to_be_bytes()).unwrap(),
+                Some(vec![i as u8; 64])
+            );
+        }
+        db.verify().unwrap();
+    }
+}

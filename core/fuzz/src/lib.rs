@@ -768,6 +768,8 @@ impl Harness {
         c.storage = Arc::new(self.fs.clone());
         c.clock = Arc::new(self.clock.clone());
         c.memtable_size_bytes = 2048;
+        // Deterministic I/O order: an input always fails the same operation.
+        c.background_flush = false;
         c.segment_size_bytes = 1024;
         c.block_size_bytes = 64;
         c.cohort_window_secs = 60;
