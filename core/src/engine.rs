@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
 
 use crate::batch::WriteBatch;
@@ -44,13 +44,23 @@ struct SyncPoint {
 }
 
 #[derive(Debug)]
+struct SyncState {
+    point: SyncPoint,
+    /// A leader is fsyncing (without holding the lock).
+    syncing: bool,
+}
+
+#[derive(Debug)]
 struct Inner {
     config: EdgestoreConfig,
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     lock: Mutex<Option<Box<dyn DirLock>>>,
     wal: Mutex<WalState>,
-    synced: Mutex<SyncPoint>,
+    /// How far the WAL is durable, and whether a writer is fsyncing it now.
+    synced: Mutex<SyncState>,
+    /// Signalled when an fsync ends: waiting writers check their record.
+    synced_cv: Condvar,
     visible_lsn: AtomicU64,
     current: RwLock<Arc<Version>>,
     /// Serialises flushes and compactions; owns the manifest.
@@ -60,6 +70,11 @@ struct Inner {
     counters: Counters,
     closed: AtomicBool,
     poisoned: Mutex<Option<String>>,
+    /// Group commit: durable writers inside `write` now, WAL records appended
+    /// so far, and how many writers the last fsync overlapped.
+    durable_writers: AtomicUsize,
+    appends: AtomicU64,
+    sync_peers: AtomicUsize,
     /// Opened vector collections (crate::vector); fed by the write path.
     vectors: crate::vector::Registry,
 }
@@ -152,6 +167,26 @@ impl Flusher {
     fn shutdown(self) {
         drop(self.wake);
         let _ = self.handle.join();
+    }
+}
+
+/// Longest an fsync leader waits for another durable writer's record (a
+/// small fraction of an fsync on flash or disk).
+const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_micros(30);
+
+/// Counts a durable writer in `Inner::durable_writers` while it lives.
+struct WriterCount<'a>(&'a AtomicUsize);
+
+impl<'a> WriterCount<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        WriterCount(count)
+    }
+}
+
+impl Drop for WriterCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -338,7 +373,11 @@ impl Engine {
                 next_lsn: max_lsn + 1,
                 last_lsn: max_lsn,
             }),
-            synced: Mutex::new(synced),
+            synced: Mutex::new(SyncState {
+                point: synced,
+                syncing: false,
+            }),
+            synced_cv: Condvar::new(),
             visible_lsn: AtomicU64::new(max_lsn),
             current: RwLock::new(Arc::new(version)),
             maintenance: Mutex::new(manifest),
@@ -346,6 +385,9 @@ impl Engine {
             pins: Arc::new(PinRegistry::default()),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
+            durable_writers: AtomicUsize::new(0),
+            appends: AtomicU64::new(0),
+            sync_peers: AtomicUsize::new(0),
             poisoned: Mutex::new(None),
             config,
         });
@@ -577,6 +619,8 @@ impl Inner {
         if batch.is_empty() {
             return Ok(0);
         }
+        let _durable = (self.config.sync_mode == SyncMode::Durable)
+            .then(|| WriterCount::enter(&self.durable_writers));
         let n = batch.ops.len() as u64;
         let (target, mem_bytes) = {
             let mut w = lock(&self.wal);
@@ -590,6 +634,7 @@ impl Inner {
                 // turn a torn tail into mid-log corruption.
                 return self.poison(e);
             }
+            self.appends.fetch_add(1, Ordering::Release);
             self.vectors.observe(first, ts, &batch.ops);
             for (i, op) in batch.ops.into_iter().enumerate() {
                 let WalOp {
@@ -627,16 +672,52 @@ impl Inner {
         Ok(mem_bytes)
     }
 
-    /// Group commit: returns once the WAL is synced at least to `target`. Whoever
-    /// holds `synced` fsyncs everything appended so far, for all waiting writers.
+    /// Group commit: returns once the WAL is synced at least to `target`. One
+    /// writer at a time (the leader) fsyncs everything appended so far, with
+    /// the lock released so others can append meanwhile; the rest wait on a
+    /// condition variable and return when an fsync covered their record.
     fn sync_to(&self, target: SyncPoint) -> Result<()> {
-        let mut synced = lock(&self.synced);
-        if *synced >= target {
-            return Ok(());
+        let mut st = lock(&self.synced);
+        loop {
+            if st.point >= target {
+                return Ok(());
+            }
+            // Not check_writable: close() syncs after marking the engine closed.
+            if let Some(why) = lock(&self.poisoned).as_ref() {
+                return Err(Error::Poisoned(why.clone()));
+            }
+            if !st.syncing {
+                break;
+            }
+            st = self.synced_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-        // Not check_writable: close() syncs after marking the engine closed.
-        if let Some(why) = lock(&self.poisoned).as_ref() {
-            return Err(Error::Poisoned(why.clone()));
+        st.syncing = true;
+        drop(st);
+        let res = self.lead_sync();
+        let mut st = lock(&self.synced);
+        st.syncing = false;
+        if let Ok(point) = res {
+            // max: a rotation may have moved the point to a newer WAL meanwhile.
+            st.point = st.point.max(point);
+        }
+        self.synced_cv.notify_all();
+        res.map(|_| ())
+    }
+
+    /// The leader's part of a group commit: fsync what is appended, return
+    /// the point now durable.
+    fn lead_sync(&self) -> Result<SyncPoint> {
+        if self.sync_peers.load(Ordering::Relaxed) > 1 {
+            // Other durable writers overlapped the last fsync: give the next
+            // one a moment to append, so this fsync covers its record too
+            // (two writers otherwise alternate fsyncs of one record each).
+            let seen = self.appends.load(Ordering::Acquire);
+            let start = std::time::Instant::now();
+            while self.appends.load(Ordering::Acquire) == seen
+                && start.elapsed() < GROUP_COMMIT_WAIT
+            {
+                std::thread::yield_now();
+            }
         }
         let (file, point, last_lsn) = {
             let w = lock(&self.wal);
@@ -649,14 +730,16 @@ impl Inner {
                 w.last_lsn,
             )
         };
+        let peers = self.durable_writers.load(Ordering::Relaxed);
         if let Err(e) = file.sync_data() {
             // Never retry a failed fsync: the kernel may have dropped the dirty pages.
             return self.poison(Error::io("syncing the WAL", e));
         }
+        let peers = peers.max(self.durable_writers.load(Ordering::Relaxed));
+        self.sync_peers.store(peers, Ordering::Relaxed);
         Counters::add(&self.counters.wal_syncs, 1);
-        *synced = point;
         self.visible_lsn.fetch_max(last_lsn, Ordering::AcqRel);
-        Ok(())
+        Ok(point)
     }
 
     /// Syncs everything appended so far. Once poisoned nothing can be synced:
@@ -698,10 +781,12 @@ impl Inner {
                 Ok(wr) => wr,
                 Err(e) => return self.poison(e),
             };
-            *synced = SyncPoint {
+            // Everything in the old WAL is durable now (synced above).
+            synced.point = SyncPoint {
                 wal_no: writer.no,
                 offset: writer.offset,
             };
+            self.synced_cv.notify_all();
             self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
             let imm = std::mem::replace(
                 &mut w.active,
