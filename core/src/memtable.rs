@@ -158,18 +158,7 @@ impl Memtable {
 
     /// The newest version of `key` with LSN <= `read_lsn`.
     pub fn get(&self, key: &[u8], read_lsn: u64) -> Option<MemEntry> {
-        if !self.filter.may_contain(key) {
-            return None;
-        }
-        let probe = VersionKey {
-            key: key.to_vec(),
-            lsn: read_lsn,
-        };
-        let e = self.map.lower_bound(Bound::Included(&probe))?;
-        if e.key().key != key {
-            return None;
-        }
-        Some(to_entry(e.key(), e.value()))
+        self.get_with(key, read_lsn, |e| e.to_owned_entry(key))
     }
 
     /// Calls `f` on the newest version of `key` with LSN <= `read_lsn`, read

@@ -79,6 +79,18 @@ pub struct EntryRef<'a> {
 }
 
 impl EntryRef<'_> {
+    /// An owned copy of this version under internal key `key`.
+    pub fn to_owned_entry(&self, key: &[u8]) -> MemEntry {
+        MemEntry {
+            key: key.to_vec(),
+            value: self.value.map(<[u8]>::to_vec),
+            op: self.op,
+            lsn: self.lsn,
+            timestamp: self.timestamp,
+            ttl: self.ttl,
+        }
+    }
+
     /// Whether the version is a live value at `now_nanos`.
     pub fn is_live_at(&self, now_nanos: i64) -> bool {
         self.op == Operation::Put && now_nanos < death_time(self.timestamp, self.ttl)

@@ -31,12 +31,7 @@ impl Version {
     /// The newest version of `key` with LSN <= `read_lsn`, tombstones and
     /// expired records included (the caller judges visibility).
     pub(crate) fn get(&self, key: &[u8], read_lsn: u64) -> Result<Option<MemEntry>> {
-        for m in &self.mems {
-            if let Some(e) = m.get(key, read_lsn) {
-                return Ok(Some(e));
-            }
-        }
-        Ok(self.newest_in_segments(key)?.map(|r| r.entry))
+        self.get_with(key, read_lsn, |e| e.to_owned_entry(key))
     }
 
     /// Calls `f` on the newest version of `key` with LSN <= `read_lsn`, read

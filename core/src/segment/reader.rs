@@ -85,14 +85,7 @@ impl Found {
     /// An owned record of this entry under `key`.
     pub fn to_record(&self, key: &[u8]) -> Record {
         Record {
-            entry: MemEntry {
-                key: key.to_vec(),
-                value: (self.op == Operation::Put).then(|| self.value().to_vec()),
-                op: self.op,
-                lsn: self.lsn,
-                timestamp: self.timestamp,
-                ttl: self.ttl,
-            },
+            entry: self.as_entry().to_owned_entry(key),
             retain_until: self.retain_until,
         }
     }
@@ -607,34 +600,29 @@ fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
 
 /// Where the value of `key` starts in `block`, with the entry's fields.
 fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<(usize, EntryFields)>, String> {
+    let i = first_at_or_after(block, key)?;
+    let Some(&off) = block.entries.get(i) else {
+        return Ok(None);
+    };
     let (body, _) = split_block(&block.bytes)?;
-    // Binary search over the entry offsets found when the block was loaded.
-    let (mut lo, mut hi) = (0, block.entries.len());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let (e, _) = parse_entry(body, block.entries[mid] as usize)?;
-        match e.key.cmp(key) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => {
-                // The value is a sub-slice of the block: its offset is the
-                // distance between the two start addresses.
-                let at = e.value.as_ptr() as usize - block.bytes.as_ptr() as usize;
-                return Ok(Some((
-                    at,
-                    EntryFields {
-                        value_len: e.value.len(),
-                        op: e.op,
-                        ttl: e.ttl,
-                        lsn: e.lsn,
-                        timestamp: e.timestamp,
-                        retain_until: e.retain_until,
-                    },
-                )));
-            }
-        }
+    let (e, _) = parse_entry(body, off as usize)?;
+    if e.key != key {
+        return Ok(None);
     }
-    Ok(None)
+    // The value is a sub-slice of the block: its offset is the distance
+    // between the two start addresses.
+    let at = e.value.as_ptr() as usize - block.bytes.as_ptr() as usize;
+    Ok(Some((
+        at,
+        EntryFields {
+            value_len: e.value.len(),
+            op: e.op,
+            ttl: e.ttl,
+            lsn: e.lsn,
+            timestamp: e.timestamp,
+            retain_until: e.retain_until,
+        },
+    )))
 }
 
 /// Index of the first entry of `block` whose key is >= `key`.
