@@ -138,4 +138,46 @@ pub mod faults {
         c.max_permanent_space_amp = 100.0;
         c
     }
+
+    /// Sync mode and memtable size of a scripted workload.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Mode {
+        pub sync: SyncMode,
+        pub memtable: usize,
+    }
+
+    impl Mode {
+        pub const DURABLE: Mode = Mode {
+            sync: SyncMode::Durable,
+            memtable: 1 << 20,
+        };
+        pub const BUFFERED: Mode = Mode {
+            sync: SyncMode::Buffered,
+            memtable: 1 << 20,
+        };
+    }
+
+    /// [`config`] with the workload's memtable size.
+    pub fn cfg(fs: &FaultStorage, clock: &ManualClock, m: Mode) -> EdgestoreConfig {
+        let mut c = config(fs, clock, m.sync);
+        c.memtable_size_bytes = m.memtable;
+        c
+    }
+
+    /// A deterministic xorshift generator of numbers below `n`, for random
+    /// workload scripts.
+    pub fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
+    /// TTLs of random workload puts (half never expire), from `rng(6)`.
+    pub fn workload_ttl(v: u64) -> u32 {
+        [0, 0, 0, 20, 90, 600][v as usize]
+    }
 }

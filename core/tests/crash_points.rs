@@ -41,7 +41,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::faults::{config, contents, death, dir, key, visible, Model, NS};
+use common::faults::{cfg, contents, death, dir, key, rng, visible, workload_ttl, Mode, Model, NS};
 use common::T0;
 use edgestore::fault::{CrashMode, CrashState, FaultStorage};
 use edgestore::storage::Storage;
@@ -246,14 +246,8 @@ fn random_workloads() -> u64 {
 /// A random script (deterministic from `i`): every kind of step, with a small
 /// memtable (flushes during writes) in every other one.
 fn random_workload(i: u64) -> Workload {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FF_EE00;
-    let mut r = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
-    let ttl = |v: u64| [0, 0, 0, 20, 90, 600][v as usize];
+    let mut r = rng(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FF_EE00);
+    let ttl = workload_ttl;
     let mut steps = Vec::new();
     for _ in 0..24 {
         let step = match r(100) {
@@ -293,30 +287,6 @@ fn random_workload(i: u64) -> Workload {
         setup: None,
         steps,
     }
-}
-
-/// Sync mode and memtable size of a workload.
-#[derive(Debug, Clone, Copy)]
-struct Mode {
-    sync: SyncMode,
-    memtable: usize,
-}
-
-impl Mode {
-    const DURABLE: Mode = Mode {
-        sync: SyncMode::Durable,
-        memtable: 1 << 20,
-    };
-    const BUFFERED: Mode = Mode {
-        sync: SyncMode::Buffered,
-        memtable: 1 << 20,
-    };
-}
-
-fn cfg(fs: &FaultStorage, clock: &ManualClock, m: Mode) -> edgestore::EdgestoreConfig {
-    let mut c = config(fs, clock, m.sync);
-    c.memtable_size_bytes = m.memtable;
-    c
 }
 
 /// Kinds of persistence point the engine has; every one must be hit.

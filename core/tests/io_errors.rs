@@ -31,7 +31,9 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use common::faults::{config, contents, death, key, visible, Contents, Model, NS};
+use common::faults::{
+    cfg, config, contents, death, key, rng, visible, workload_ttl, Contents, Mode, Model, NS,
+};
 use common::T0;
 use edgestore::fault::{CrashMode, FaultKind, FaultStorage};
 use edgestore::{Clock, Engine, Error, ManualClock, SyncMode, WriteBatch};
@@ -60,30 +62,6 @@ struct Workload {
     steps: Vec<Step>,
 }
 
-/// Sync mode and memtable size of a workload.
-#[derive(Debug, Clone, Copy)]
-struct Mode {
-    sync: SyncMode,
-    memtable: usize,
-}
-
-impl Mode {
-    const DURABLE: Mode = Mode {
-        sync: SyncMode::Durable,
-        memtable: 1 << 20,
-    };
-    const BUFFERED: Mode = Mode {
-        sync: SyncMode::Buffered,
-        memtable: 1 << 20,
-    };
-}
-
-fn cfg(fs: &FaultStorage, clock: &ManualClock, m: Mode) -> edgestore::EdgestoreConfig {
-    let mut c = config(fs, clock, m.sync);
-    c.memtable_size_bytes = m.memtable;
-    c
-}
-
 fn random_workloads() -> u64 {
     std::env::var("EDGESTORE_IO_ERROR_RANDOM")
         .ok()
@@ -94,14 +72,8 @@ fn random_workloads() -> u64 {
 /// A random script (deterministic from `i`) with a small memtable, so
 /// writes flush too.
 fn random_workload(i: u64) -> Workload {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xBAD_5EED;
-    let mut r = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
-    let ttl = |v: u64| [0, 0, 0, 20, 90, 600][v as usize];
+    let mut r = rng(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xBAD_5EED);
+    let ttl = workload_ttl;
     let mut steps = Vec::new();
     for _ in 0..20 {
         let step = match r(100) {
