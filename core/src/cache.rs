@@ -1,8 +1,13 @@
-//! The block cache: checked, decompressed data blocks shared by every reader
-//! of one engine, bounded in bytes. A hit costs a hash lookup instead of a
-//! `pread` and a CRC over the block.
+//! The block cache: checked data blocks shared by every reader of one
+//! engine, bounded in bytes. A hit costs a hash lookup instead of a `pread`
+//! (or, for a memory-mapped segment, a walk of the mapped pages) and a CRC
+//! over the block. A block of a mapped segment is cached as its place in the
+//! map and its entry offsets only, so the same budget covers about twenty
+//! times as many blocks; the page cache holds the bytes.
 
 use std::sync::Arc;
+
+use crate::storage::Mapping;
 
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
@@ -12,10 +17,65 @@ use quick_cache::Weighter;
 /// lookup is a binary search instead of a walk.
 #[derive(Debug)]
 pub struct BlockData {
-    /// The block's entries followed by its entry-count trailer.
-    pub bytes: Box<[u8]>,
+    bytes: BlockBytes,
     /// Offset of each entry in `bytes`, in key order.
     pub entries: Box<[u32]>,
+}
+
+/// Where a block's bytes live.
+#[derive(Debug)]
+enum BlockBytes {
+    /// Read into memory.
+    Owned(Box<[u8]>),
+    /// `map[start..start + len]` of a memory-mapped segment.
+    Mapped {
+        map: Arc<Mapping>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl BlockData {
+    /// A block read into memory.
+    pub fn owned(bytes: Box<[u8]>, entries: Box<[u32]>) -> Self {
+        BlockData {
+            bytes: BlockBytes::Owned(bytes),
+            entries,
+        }
+    }
+
+    /// A block inside a mapped file; `None` when the range is outside it.
+    pub fn mapped(
+        map: Arc<Mapping>,
+        start: usize,
+        len: usize,
+        entries: Box<[u32]>,
+    ) -> Option<Self> {
+        map.get(start..start.checked_add(len)?)?;
+        Some(BlockData {
+            bytes: BlockBytes::Mapped { map, start, len },
+            entries,
+        })
+    }
+
+    /// The block's entries followed by its entry-count trailer.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            BlockBytes::Owned(b) => b,
+            // In range: checked by `BlockData::mapped`, and a map never shrinks.
+            BlockBytes::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+
+    /// Heap bytes this block holds (the mapped bytes belong to the page cache).
+    fn heap_bytes(&self) -> usize {
+        let own = match &self.bytes {
+            BlockBytes::Owned(b) => b.len(),
+            BlockBytes::Mapped { .. } => 0,
+        };
+        own + 4 * self.entries.len()
+    }
 }
 
 /// A shared, verified block.
@@ -31,7 +91,7 @@ struct BlockWeight;
 impl Weighter<Key, Block> for BlockWeight {
     fn weight(&self, _key: &Key, block: &Block) -> u64 {
         // Count the allocation's bookkeeping too, so tiny blocks are not free.
-        (block.bytes.len() + 4 * block.entries.len()) as u64 + 64
+        block.heap_bytes() as u64 + 64
     }
 }
 
@@ -43,9 +103,15 @@ pub struct BlockCache {
 
 impl BlockCache {
     /// A cache holding up to `capacity_bytes` of blocks, sized for blocks of
-    /// about `block_size` bytes.
-    pub fn new(capacity_bytes: u64, block_size: usize) -> Self {
-        let items = (capacity_bytes / block_size.max(64) as u64).max(16) as usize;
+    /// about `block_size` bytes (`mapped`: blocks of mapped segments, which
+    /// weigh only their entry offsets, so many more fit).
+    pub fn new(capacity_bytes: u64, block_size: usize, mapped: bool) -> Self {
+        let weight = if mapped {
+            (block_size / 32).max(64) // ~one u32 offset per 128-byte entry + bookkeeping
+        } else {
+            block_size.max(64)
+        };
+        let items = (capacity_bytes / weight as u64).max(16) as usize;
         BlockCache {
             blocks: Cache::with_weighter(items, capacity_bytes, BlockWeight),
         }
@@ -73,12 +139,9 @@ mod tests {
 
     #[test]
     fn holds_blocks_and_stays_within_capacity() {
-        let cache = BlockCache::new(64 << 10, 4096);
+        let cache = BlockCache::new(64 << 10, 4096, false);
         let block = |n: usize| -> Block {
-            Arc::new(BlockData {
-                bytes: vec![7u8; n].into(),
-                entries: vec![0u32; 4].into(),
-            })
+            Arc::new(BlockData::owned(vec![7u8; n].into(), vec![0u32; 4].into()))
         };
         let b = block(4096);
         cache.insert(1, 0, Arc::clone(&b));

@@ -189,8 +189,13 @@ impl Compactor {
             return Ok(Arc::clone(r));
         }
         let r = Arc::new(
-            SegmentReader::open_with(self.opts.storage.as_ref(), &self.opts.dir, id)?
-                .with_cache(self.block_cache.clone()),
+            SegmentReader::open_with(
+                self.opts.storage.as_ref(),
+                &self.opts.dir,
+                id,
+                self.opts.mmap_reads,
+            )?
+            .with_cache(self.block_cache.clone()),
         );
         self.cache().insert(id, Arc::clone(&r));
         Ok(r)

@@ -265,6 +265,7 @@ impl Engine {
             block_size: config.block_size_bytes,
             bloom_bits_per_key: config.bloom_bits_per_key,
             segment_size_bytes: config.segment_size_bytes,
+            mmap_reads: config.mmap_reads,
         };
         let policy = CompactionPolicy {
             partial_rewrite_dead_fraction: config.partial_rewrite_dead_fraction,
@@ -275,6 +276,7 @@ impl Engine {
             Arc::new(BlockCache::new(
                 config.block_cache_bytes,
                 config.block_size_bytes,
+                config.mmap_reads,
             ))
         });
         let compactor = Compactor::with_options(opts, config.compaction_write_budget_bytes, policy)
@@ -863,8 +865,13 @@ impl Inner {
         let mut readers = Vec::with_capacity(metas.len());
         for m in &metas {
             let r = Arc::new(
-                SegmentReader::open_with(self.storage.as_ref(), &self.dir, m.segment_id)?
-                    .with_cache(self.compactor.block_cache()),
+                SegmentReader::open_with(
+                    self.storage.as_ref(),
+                    &self.dir,
+                    m.segment_id,
+                    self.config.mmap_reads,
+                )?
+                .with_cache(self.compactor.block_cache()),
             );
             self.compactor.adopt(Arc::clone(&r));
             readers.push(r);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::memtable::Memtable;
-use crate::segment::SegmentIter;
+use crate::segment::{SegmentIter, SegmentReader};
 use crate::types::MemEntry;
 use crate::version::Version;
 
@@ -27,7 +27,14 @@ enum Source {
         chunk: usize,
         exhausted: bool,
     },
-    Seg(SegmentIter),
+    /// A sorted run: its overlapping segments in key order, read one after
+    /// the other (disjoint ranges, so no merge is needed inside a run).
+    Run {
+        cur: SegmentIter,
+        /// The run's segments; `next` is the one to read after `cur`.
+        segments: Arc<[Arc<SegmentReader>]>,
+        next: usize,
+    },
 }
 
 impl Source {
@@ -56,9 +63,26 @@ impl Source {
                 }
                 Ok(buf.pop_front())
             }
-            Source::Seg(it) => match it.next_record()? {
-                Some(r) if end.is_none_or(|e| r.entry.key.as_slice() < e) => Ok(Some(r.entry)),
-                _ => Ok(None),
+            Source::Run {
+                cur,
+                segments,
+                next,
+            } => loop {
+                match cur.next_record()? {
+                    Some(r) if end.is_none_or(|e| r.entry.key.as_slice() < e) => {
+                        return Ok(Some(r.entry))
+                    }
+                    Some(_) => return Ok(None),
+                    None => match segments.get(*next) {
+                        // Every key of a later segment is after `start`,
+                        // and one starting at or past `end` yields nothing.
+                        Some(seg) if end.is_none_or(|e| seg.meta.min_key.as_slice() < e) => {
+                            *cur = seg.iter_from(&[]);
+                            *next += 1;
+                        }
+                        _ => return Ok(None),
+                    },
+                }
             },
         }
     }
@@ -133,9 +157,13 @@ impl RangeIter {
                 exhausted: false,
             });
         }
-        for s in &version.segments {
-            if s.meta.overlaps(&start, end.as_deref()) {
-                sources.push(Source::Seg(s.iter_from(&start)));
+        for run in &version.runs {
+            if let Some(first) = run.first_overlapping(&start, end.as_deref()) {
+                sources.push(Source::Run {
+                    cur: run.segments[first].iter_from(&start),
+                    segments: Arc::clone(&run.segments),
+                    next: first + 1,
+                });
             }
         }
         let mut it = RangeIter {

@@ -28,6 +28,24 @@ pub trait ReadableFile: Send + Sync + Debug {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// The whole file in memory, when it was opened with
+    /// [`Storage::open_mapped`] and the storage maps files.
+    fn mapping(&self) -> Option<Arc<Mapping>> {
+        None
+    }
+}
+
+/// A read-only memory map of a whole file that nobody modifies while it is
+/// mapped (a segment: written once, synced, then only read and deleted).
+/// Reading it costs no system call and no copy.
+#[derive(Debug)]
+pub struct Mapping(memmap2::Mmap);
+
+impl std::ops::Deref for Mapping {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// A held exclusive lock on a database directory; released on drop.
@@ -41,6 +59,12 @@ pub trait Storage: Send + Sync + Debug {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>>;
     /// Opens a file for reading.
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>>;
+    /// Opens an immutable file for reading, memory-mapped where the storage
+    /// can map files ([`ReadableFile::mapping`]); by default the same as
+    /// [`Storage::open_read`].
+    fn open_mapped(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        self.open_read(path)
+    }
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -96,6 +120,27 @@ impl ReadableFile for FsReadable {
     }
 }
 
+/// A mapped file. `read_exact_at` still uses `pread` on the descriptor, so
+/// a whole-file pass (compaction) does not fault the file into the
+/// process's mappings; point reads and scans use the map.
+#[derive(Debug)]
+struct FsMapped {
+    file: File,
+    map: Arc<Mapping>,
+}
+
+impl ReadableFile for FsMapped {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.map.len() as u64)
+    }
+    fn mapping(&self) -> Option<Arc<Mapping>> {
+        Some(Arc::clone(&self.map))
+    }
+}
+
 #[derive(Debug)]
 struct FsLock(File);
 
@@ -123,6 +168,25 @@ impl Storage for FsStorage {
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         Ok(Arc::new(FsReadable(File::open(path)?)))
+    }
+
+    fn open_mapped(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            // Nothing to map (mmap of length 0 fails); plain reads report it.
+            return Ok(Arc::new(FsReadable(file)));
+        }
+        // SAFETY: the engine maps only segment files, which are written
+        // once and synced before the manifest names them (only then are they
+        // opened), and are never written or truncated afterwards (only deleted, which
+        // leaves existing maps valid). A process outside the engine that
+        // truncated a mapped segment would make reads past the new end fault
+        // (SIGBUS); that is documented with `EdgestoreConfig::mmap_reads`.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Arc::new(FsMapped {
+            file,
+            map: Arc::new(Mapping(map)),
+        }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -15,6 +15,72 @@ pub(crate) struct Version {
     pub mems: Vec<Arc<Memtable>>,
     /// Segments, by `max_lsn` descending.
     pub segments: Vec<Arc<SegmentReader>>,
+    /// The same segments grouped into sorted runs, by `max_lsn` descending:
+    /// a point read looks at one segment per run, found by binary search,
+    /// and a scan reads each run as one sorted source.
+    pub runs: Vec<Run>,
+}
+
+/// Segments with pairwise disjoint key ranges, in key order (the output of
+/// one flush cohort or one merge, which share a `run_id`).
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    /// Highest LSN in any of its segments.
+    pub max_lsn: u64,
+    /// By `min_key` ascending; no two key ranges overlap.
+    pub segments: Arc<[Arc<SegmentReader>]>,
+}
+
+impl Run {
+    /// The one segment whose key range may hold `key`.
+    fn segment_for(&self, key: &[u8]) -> Option<&Arc<SegmentReader>> {
+        let i = self
+            .segments
+            .partition_point(|s| s.meta.max_key.as_slice() < key);
+        self.segments.get(i).filter(|s| s.meta.covers(key))
+    }
+
+    /// Index of the first segment that may hold keys in `[start, end)`, if
+    /// any does (the later ones follow in key order).
+    pub(crate) fn first_overlapping(&self, start: &[u8], end: Option<&[u8]>) -> Option<usize> {
+        let first = self
+            .segments
+            .partition_point(|s| s.meta.max_key.as_slice() < start);
+        let s = self.segments.get(first)?;
+        end.is_none_or(|e| s.meta.min_key.as_slice() < e)
+            .then_some(first)
+    }
+}
+
+/// Groups segments by `run_id` into runs. The grouping is checked, not
+/// trusted: a group whose key ranges overlap becomes one run per segment.
+fn group_runs(segments: &[Arc<SegmentReader>]) -> Vec<Run> {
+    let mut by_run: std::collections::HashMap<u64, Vec<Arc<SegmentReader>>> =
+        std::collections::HashMap::new();
+    for s in segments {
+        by_run.entry(s.meta.run_id).or_default().push(Arc::clone(s));
+    }
+    let mut runs = Vec::with_capacity(by_run.len());
+    for (_, mut segs) in by_run {
+        segs.sort_by(|a, b| a.meta.min_key.cmp(&b.meta.min_key));
+        let disjoint = segs
+            .windows(2)
+            .all(|w| w[0].meta.max_key < w[1].meta.min_key);
+        if disjoint {
+            let max_lsn = segs.iter().map(|s| s.meta.max_lsn).max().unwrap_or(0);
+            runs.push(Run {
+                max_lsn,
+                segments: segs.into(),
+            });
+        } else {
+            runs.extend(segs.into_iter().map(|s| Run {
+                max_lsn: s.meta.max_lsn,
+                segments: Arc::new([s]),
+            }));
+        }
+    }
+    runs.sort_by_key(|r| std::cmp::Reverse(r.max_lsn));
+    runs
 }
 
 impl Version {
@@ -25,7 +91,12 @@ impl Version {
                 .cmp(&a.meta.max_lsn)
                 .then(b.meta.segment_id.cmp(&a.meta.segment_id))
         });
-        Version { mems, segments }
+        let runs = group_runs(&segments);
+        Version {
+            mems,
+            segments,
+            runs,
+        }
     }
 
     /// The newest version of `key` with LSN <= `read_lsn`, tombstones and
@@ -63,11 +134,14 @@ impl Version {
     fn newest_found(&self, key: &[u8]) -> Result<Option<Found>> {
         let mut best: Option<Found> = None;
         let hash = key_hash(key);
-        for s in &self.segments {
-            // Sorted by max_lsn: no later segment can beat what we have.
-            if best.as_ref().is_some_and(|b| b.lsn >= s.meta.max_lsn) {
+        for run in &self.runs {
+            // Sorted by max_lsn: no later run can beat what we have.
+            if best.as_ref().is_some_and(|b| b.lsn >= run.max_lsn) {
                 break;
             }
+            let Some(s) = run.segment_for(key) else {
+                continue;
+            };
             if let Some(r) = s.lookup_hashed(key, hash)? {
                 if best.as_ref().is_none_or(|b| r.lsn > b.lsn) {
                     best = Some(r);
@@ -79,5 +153,72 @@ impl Version {
 
     pub(crate) fn segment_ids(&self) -> Vec<u64> {
         self.segments.iter().map(|s| s.meta.segment_id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{SegmentWriter, WriterOptions};
+    use crate::types::Operation;
+
+    /// Writes segment `id` of run `run` holding `keys`, each with value `[lsn]`.
+    fn segment(
+        dir: &std::path::Path,
+        id: u64,
+        run: u64,
+        keys: &[(&str, u64)],
+    ) -> Arc<SegmentReader> {
+        let records: Vec<Record> = keys
+            .iter()
+            .map(|&(k, lsn)| {
+                Record::new(MemEntry {
+                    key: k.as_bytes().to_vec(),
+                    value: Some(vec![lsn as u8]),
+                    op: Operation::Put,
+                    lsn,
+                    timestamp: 0,
+                    ttl: 0,
+                })
+            })
+            .collect();
+        let opts = WriterOptions::defaults(dir.to_path_buf(), 3600);
+        SegmentWriter::with_options(opts, id)
+            .write_records(&records, run)
+            .unwrap();
+        Arc::new(SegmentReader::open(dir.to_path_buf(), id).unwrap())
+    }
+
+    #[test]
+    fn runs_are_checked_and_point_reads_find_the_newest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Run 1: disjoint segments (one run). Run 2 claims one run id but its
+        // segments overlap: they must become separate runs, or a read would
+        // look in only one of them.
+        let segs = vec![
+            segment(d, 1, 1, &[("a", 1), ("c", 2)]),
+            segment(d, 2, 1, &[("e", 3), ("g", 4)]),
+            segment(d, 3, 2, &[("a", 10), ("f", 11)]),
+            segment(d, 4, 2, &[("c", 12), ("e", 13)]),
+        ];
+        let v = Version::new(Vec::new(), segs);
+        let mut shapes: Vec<usize> = v.runs.iter().map(|r| r.segments.len()).collect();
+        shapes.sort_unstable();
+        assert_eq!(shapes, [1, 1, 2]);
+        assert!(v.runs.windows(2).all(|w| w[0].max_lsn >= w[1].max_lsn));
+        let lsn = |k: &str| v.get(k.as_bytes(), u64::MAX).unwrap().map(|e| e.lsn);
+        assert_eq!(lsn("a"), Some(10));
+        assert_eq!(lsn("c"), Some(12));
+        assert_eq!(lsn("e"), Some(13));
+        assert_eq!(lsn("f"), Some(11));
+        assert_eq!(lsn("g"), Some(4));
+        assert_eq!(lsn("b"), None);
+        assert_eq!(lsn("z"), None);
+        // A scan's start finds the first overlapping segment of a run.
+        let run1 = v.runs.iter().find(|r| r.segments.len() == 2).unwrap();
+        assert_eq!(run1.first_overlapping(b"d", None), Some(1));
+        assert_eq!(run1.first_overlapping(b"", Some(b"a")), None);
+        assert_eq!(run1.first_overlapping(b"h", None), None);
     }
 }

@@ -399,7 +399,7 @@ fn a_block_cache_shared_by_two_databases_never_serves_the_other_segment() {
     SegmentWriter::new(b.path().to_path_buf(), 1, 3600)
         .flush(&[put_entry(b"k", b"from-b", 1)])
         .unwrap();
-    let cache = Arc::new(BlockCache::new(1 << 20, 4096));
+    let cache = Arc::new(BlockCache::new(1 << 20, 4096, false));
     let ra = SegmentReader::open(a.path().to_path_buf(), 1)
         .unwrap()
         .with_cache(Some(Arc::clone(&cache)));

@@ -554,7 +554,7 @@ pub fn segment(input: &[u8]) {
     let dir = Path::new("/db");
     let path = dir.join(edgestore::segment::file_name(1));
     storage.put_file(&path, &data);
-    let r = match SegmentReader::open_with(&storage, dir, 1) {
+    let r = match SegmentReader::open_with(&storage, dir, 1, false) {
         Ok(r) => r,
         Err(Error::Corruption { file, .. }) => {
             assert_eq!(file, path);

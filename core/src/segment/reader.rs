@@ -12,12 +12,15 @@ use super::{
 use crate::cache::{Block, BlockCache, BlockData};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
-use crate::storage::{FsStorage, ReadableFile, Storage};
+use crate::storage::{FsStorage, Mapping, ReadableFile, Storage};
 use crate::types::{EntryRef, MemEntry, Operation};
 
+/// Where a data block is. Its last key is `index_keys[prev.key_end..key_end]`:
+/// all index keys sit in one buffer, so a binary search over the index walks
+/// two small contiguous arrays rather than one heap allocation per key.
 #[derive(Debug)]
 struct IndexEntry {
-    last_key: Vec<u8>,
+    key_end: u32,
     offset: u64,
     len: u32,
 }
@@ -29,7 +32,11 @@ pub struct SegmentReader {
     pub meta: SegmentMeta,
     path: PathBuf,
     file: Arc<dyn ReadableFile>,
+    /// The whole file, when it is memory-mapped: blocks are then read in
+    /// place instead of copied out with `pread`.
+    map: Option<Arc<Mapping>>,
     index: Vec<IndexEntry>,
+    index_keys: Vec<u8>,
     bloom: Bloom,
     cache: Option<Arc<BlockCache>>,
     /// This open file's key in the block cache: unique in the process, so a
@@ -63,7 +70,7 @@ pub struct Found {
 impl Found {
     /// The stored value (empty for a tombstone).
     pub fn value(&self) -> &[u8] {
-        &self.block.bytes[self.value_at..self.value_at + self.value_len]
+        &self.block.bytes()[self.value_at..self.value_at + self.value_len]
     }
 
     /// Whether the entry is a live value at `now_nanos`.
@@ -92,17 +99,28 @@ impl Found {
 }
 
 impl SegmentReader {
-    /// Opens segment `segment_id` in `dir` on the real file system.
+    /// Opens segment `segment_id` in `dir` on the real file system (read
+    /// with `pread`, not mapped).
     pub fn open(dir: PathBuf, segment_id: u64) -> Result<Self> {
-        Self::open_with(&FsStorage, &dir, segment_id)
+        Self::open_with(&FsStorage, &dir, segment_id, false)
     }
 
-    /// Opens segment `segment_id` in `dir` through `storage`.
-    pub fn open_with(storage: &dyn Storage, dir: &Path, segment_id: u64) -> Result<Self> {
+    /// Opens segment `segment_id` in `dir` through `storage`, memory-mapped
+    /// when `mmap` is set and the storage maps files.
+    pub fn open_with(
+        storage: &dyn Storage,
+        dir: &Path,
+        segment_id: u64,
+        mmap: bool,
+    ) -> Result<Self> {
         let path = dir.join(file_name(segment_id));
-        let file = storage
-            .open_read(&path)
-            .map_err(|e| Error::io(format!("opening segment {}", path.display()), e))?;
+        let file = if mmap {
+            storage.open_mapped(&path)
+        } else {
+            storage.open_read(&path)
+        }
+        .map_err(|e| Error::io(format!("opening segment {}", path.display()), e))?;
+        let map = file.mapping();
         let len = file
             .len()
             .map_err(|e| Error::io(format!("stat of segment {}", path.display()), e))?;
@@ -179,10 +197,12 @@ impl SegmentReader {
         }
         let index_buf = section(index_off, index_len, "index")?;
         let mut index = Vec::new();
+        let mut index_keys = Vec::new();
+        let mut prev_key: &[u8] = &[];
         let mut d = Decoder::new(&index_buf);
         while !d.is_empty() {
             let at = index_off + d.position() as u64;
-            let last_key = d.bytes().map_err(|m| corrupt(at, m))?.to_vec();
+            let last_key = d.bytes().map_err(|m| corrupt(at, m))?;
             let offset = d.u64().map_err(|m| corrupt(at, m))?;
             let len = d.u32().map_err(|m| corrupt(at, m))?;
             if offset < HEADER_LEN || offset.saturating_add(len as u64) > index_off || len < 8 {
@@ -191,14 +211,22 @@ impl SegmentReader {
                     "index entry points outside the data area".into(),
                 ));
             }
+            if !index.is_empty() && last_key <= prev_key {
+                return Err(corrupt(at, "index is out of order".into()));
+            }
+            prev_key = last_key;
+            index_keys.extend_from_slice(last_key);
             index.push(IndexEntry {
-                last_key,
+                // The index section is smaller than the file, and a file
+                // bigger than 4 GiB of index keys is not one we write.
+                key_end: u32::try_from(index_keys.len())
+                    .map_err(|_| corrupt(at, "index keys exceed 4 GiB".into()))?,
                 offset,
                 len,
             });
         }
-        if index.is_empty() || index.windows(2).any(|w| w[0].last_key >= w[1].last_key) {
-            return Err(corrupt(index_off, "index is empty or out of order".into()));
+        if index.is_empty() {
+            return Err(corrupt(index_off, "index is empty".into()));
         }
         let bloom_buf = section(bloom_off, bloom_len, "bloom")?;
         let bloom = Bloom::decode(&bloom_buf)
@@ -207,7 +235,9 @@ impl SegmentReader {
             meta,
             path,
             file,
+            map,
             index,
+            index_keys,
             bloom,
             cache: None,
             cache_id: NEXT_CACHE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -239,58 +269,81 @@ impl SegmentReader {
     /// Block `i`, from the cache or read and checked (then cached).
     fn block(&self, i: usize) -> Result<Block> {
         let Some(cache) = &self.cache else {
-            return self.load_block(i);
+            return self.load_block(i, true);
         };
         let id = self.cache_id;
         if let Some(b) = cache.get(id, i as u32) {
             return Ok(b);
         }
-        let b = self.load_block(i)?;
+        let b = self.load_block(i, true)?;
         cache.insert(id, i as u32, Arc::clone(&b));
         Ok(b)
     }
 
     /// Reads and checks block `i` and finds where each of its entries starts
-    /// (which checks every length in it against the block).
-    fn load_block(&self, i: usize) -> Result<Block> {
-        let bytes = self.read_block(i)?;
-        let entries = entry_offsets(&bytes)
-            .map_err(|m| Error::corruption(self.path.clone(), self.index[i].offset, m))?;
-        Ok(Arc::new(BlockData {
-            bytes: bytes.into_boxed_slice(),
-            entries: entries.into_boxed_slice(),
-        }))
-    }
-
-    fn read_block(&self, i: usize) -> Result<Vec<u8>> {
+    /// (which checks every length in it against the block). With `in_place`,
+    /// a block of a mapped file stays in the map; otherwise it is read into
+    /// memory (whole-file passes, which should not fill the process's
+    /// mappings with pages nobody reads again).
+    fn load_block(&self, i: usize, in_place: bool) -> Result<Block> {
         let ie = &self.index[i];
-        let mut buf = vec![0; ie.len as usize];
-        self.file
-            .read_exact_at(&mut buf, ie.offset)
-            .map_err(|e| Error::io(format!("reading segment {}", self.path.display()), e))?;
-        let body_len = buf.len() - 4;
-        let crc = u32::from_le_bytes(buf[body_len..].try_into().unwrap_or_default());
-        if crc32fast::hash(&buf[..body_len]) != crc {
-            return Err(Error::corruption(
-                self.path.clone(),
-                ie.offset,
-                "block checksum mismatch",
-            ));
-        }
-        buf.truncate(body_len);
-        Ok(buf)
+        let corrupt = |m: String| Error::corruption(self.path.clone(), ie.offset, m);
+        let block = match self.map.as_ref().filter(|_| in_place) {
+            Some(map) => {
+                let start = usize::try_from(ie.offset).unwrap_or(usize::MAX);
+                let body_len = ie.len as usize - 4;
+                let raw = start
+                    .checked_add(ie.len as usize)
+                    .and_then(|end| map.get(start..end))
+                    .ok_or_else(|| corrupt("block runs past the end of the file".into()))?;
+                check_block_crc(raw).map_err(corrupt)?;
+                let entries = entry_offsets(&raw[..body_len]).map_err(corrupt)?;
+                BlockData::mapped(Arc::clone(map), start, body_len, entries.into())
+                    .ok_or_else(|| corrupt("block runs past the end of the file".into()))?
+            }
+            None => {
+                let mut buf = vec![0; ie.len as usize];
+                self.file.read_exact_at(&mut buf, ie.offset).map_err(|e| {
+                    Error::io(format!("reading segment {}", self.path.display()), e)
+                })?;
+                check_block_crc(&buf).map_err(corrupt)?;
+                buf.truncate(buf.len() - 4);
+                let entries = entry_offsets(&buf).map_err(corrupt)?;
+                BlockData::owned(buf.into(), entries.into())
+            }
+        };
+        Ok(Arc::new(block))
     }
 
     fn block_records(&self, i: usize) -> Result<Vec<Record>> {
         let block = self.block(i)?;
         let offset = self.index[i].offset;
-        decode_block(&block.bytes).map_err(|m| Error::corruption(self.path.clone(), offset, m))
+        decode_block(block.bytes()).map_err(|m| Error::corruption(self.path.clone(), offset, m))
+    }
+
+    /// The last key of block `i`.
+    #[inline]
+    fn last_key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.index[i - 1].key_end as usize
+        };
+        &self.index_keys[start..self.index[i].key_end as usize]
     }
 
     /// Index of the first block whose last key is >= `key`.
     fn block_for(&self, key: &[u8]) -> usize {
-        self.index
-            .partition_point(|ie| ie.last_key.as_slice() < key)
+        let (mut lo, mut hi) = (0, self.index.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.last_key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// The record stored for `key`, if any (one version per key per segment).
@@ -363,10 +416,10 @@ impl SegmentReader {
     pub fn all_records(&self) -> Result<Vec<Record>> {
         let mut out = Vec::with_capacity(self.record_capacity());
         for i in 0..self.index.len() {
-            let block = self.read_block(i)?;
+            let block = self.load_block(i, false)?;
             let offset = self.index[i].offset;
             out.extend(
-                decode_block(&block)
+                decode_block(block.bytes())
                     .map_err(|m| Error::corruption(self.path.clone(), offset, m))?,
             );
         }
@@ -446,7 +499,7 @@ impl SegmentIter {
                 if let Some(&off) = block.entries.get(self.pos) {
                     let at = self.seg.index[self.next_block - 1].offset;
                     let corrupt = |m: String| Error::corruption(self.seg.path.clone(), at, m);
-                    let (body, _) = split_block(&block.bytes).map_err(corrupt)?;
+                    let (body, _) = split_block(block.bytes()).map_err(corrupt)?;
                     let (e, _) = parse_entry(body, off as usize).map_err(corrupt)?;
                     self.pos += 1;
                     return Ok(Some(e.to_record()));
@@ -459,7 +512,7 @@ impl SegmentIter {
             let block = if self.cached {
                 self.seg.block(self.next_block)?
             } else {
-                self.seg.load_block(self.next_block)?
+                self.seg.load_block(self.next_block, false)?
             };
             // Only the first block can hold keys before `start`.
             self.pos = if self.next_block == self.first_block {
@@ -548,6 +601,18 @@ fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
     Ok(entries)
 }
 
+/// Checks a raw block (entries, count, CRC) against its CRC trailer.
+fn check_block_crc(raw: &[u8]) -> Result<(), String> {
+    let Some(body_len) = raw.len().checked_sub(4) else {
+        return Err("block too short".into());
+    };
+    let crc = u32::from_le_bytes(raw[body_len..].try_into().unwrap_or_default());
+    if crc32fast::hash(&raw[..body_len]) != crc {
+        return Err("block checksum mismatch".into());
+    }
+    Ok(())
+}
+
 /// A checked block's entries and its entry count trailer.
 fn split_block(block: &[u8]) -> Result<(&[u8], u32), String> {
     if block.len() < 4 {
@@ -604,14 +669,15 @@ fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<(usize, EntryFi
     let Some(&off) = block.entries.get(i) else {
         return Ok(None);
     };
-    let (body, _) = split_block(&block.bytes)?;
+    let bytes = block.bytes();
+    let (body, _) = split_block(bytes)?;
     let (e, _) = parse_entry(body, off as usize)?;
     if e.key != key {
         return Ok(None);
     }
     // The value is a sub-slice of the block: its offset is the distance
     // between the two start addresses.
-    let at = e.value.as_ptr() as usize - block.bytes.as_ptr() as usize;
+    let at = e.value.as_ptr() as usize - bytes.as_ptr() as usize;
     Ok(Some((
         at,
         EntryFields {
@@ -625,14 +691,25 @@ fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<(usize, EntryFi
     )))
 }
 
+/// The key of the entry at `pos` (only its length field is read).
+#[inline]
+fn entry_key(body: &[u8], pos: usize) -> Result<&[u8], String> {
+    let len_at = body
+        .get(pos..pos + 4)
+        .ok_or("entry offset past block end")?;
+    let key_len = u32::from_le_bytes(len_at.try_into().map_err(|_| "bad key length")?) as usize;
+    let start = pos + ENTRY_HEADER_LEN;
+    body.get(start..start.saturating_add(key_len))
+        .ok_or_else(|| "entry key runs past block end".to_string())
+}
+
 /// Index of the first entry of `block` whose key is >= `key`.
 fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
-    let (body, _) = split_block(&block.bytes)?;
+    let (body, _) = split_block(block.bytes())?;
     let (mut lo, mut hi) = (0, block.entries.len());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let (e, _) = parse_entry(body, block.entries[mid] as usize)?;
-        if e.key < key {
+        if entry_key(body, block.entries[mid] as usize)? < key {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -795,17 +872,32 @@ mod tests {
         SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
         let path = dir.path().join(file_name(1));
         let good = std::fs::read(&path).unwrap();
+        // Both ways of reading blocks: pread into memory, and in place
+        // from a memory map (the engine's default).
         let check = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            let res = SegmentReader::open(dir.path().to_path_buf(), 1).and_then(|r| {
-                let all = r.range_scan(&[], &[0xff; 4])?;
-                r.verify()?;
-                Ok(all)
-            });
-            match res {
-                Ok(all) => assert_eq!(all, es, "a damaged segment returned wrong data"),
-                Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
-                Err(e) => panic!("unexpected error: {e}"),
+            for mmap in [false, true] {
+                let res = SegmentReader::open_with(&FsStorage, dir.path(), 1, mmap)
+                    .map(|r| r.with_cache(Some(Arc::new(BlockCache::new(1 << 20, 128, mmap)))))
+                    .and_then(|r| {
+                        let all = r.range_scan(&[], &[0xff; 4])?;
+                        for (k, e) in &es {
+                            if r.get(k)?.as_ref() != Some(e) {
+                                return Ok(None);
+                            }
+                        }
+                        r.verify()?;
+                        Ok(Some(all))
+                    });
+                match res {
+                    Ok(all) => assert_eq!(
+                        all.as_ref(),
+                        Some(&es),
+                        "a damaged segment returned wrong data (mmap {mmap})"
+                    ),
+                    Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
             }
         };
         for bit in 0..good.len() * 8 {

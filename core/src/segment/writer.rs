@@ -21,6 +21,8 @@ pub(crate) struct WriterOptions {
     pub block_size: usize,
     pub bloom_bits_per_key: u32,
     pub segment_size_bytes: u64,
+    /// Open segments memory-mapped (see `EdgestoreConfig::mmap_reads`).
+    pub mmap_reads: bool,
 }
 
 impl WriterOptions {
@@ -32,6 +34,7 @@ impl WriterOptions {
             block_size: 4096,
             bloom_bits_per_key: 10,
             segment_size_bytes: 4 << 20,
+            mmap_reads: false,
         }
     }
 }
