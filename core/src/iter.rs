@@ -1,7 +1,9 @@
-//! Streaming range iteration: a k-way merge over memtables and segments that
-//! yields, per key, the newest version a reader may see, skipping tombstones
-//! and expired records. Nothing is materialised beyond one block per segment
-//! and a small chunk per memtable.
+//! Streaming range iteration: a k-way merge over memtables and sorted runs
+//! that yields, per key, the newest version a reader may see, skipping
+//! tombstones and expired records. Nothing is materialised beyond one block
+//! per run and a small chunk per memtable, and segment entries are never
+//! copied: [`RangeIter::next_entry`] lends key and value straight out of the
+//! block (the owned `Iterator` form copies them once).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::binary_heap::PeekMut;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::memtable::Memtable;
-use crate::segment::{SegmentIter, SegmentReader};
+use crate::segment::{Found, SegmentIter, SegmentReader};
 use crate::types::MemEntry;
 use crate::version::Version;
 
@@ -38,12 +40,7 @@ enum Source {
 }
 
 impl Source {
-    fn next(
-        &mut self,
-        start: &[u8],
-        end: Option<&[u8]>,
-        read_lsn: u64,
-    ) -> Result<Option<MemEntry>> {
+    fn next(&mut self, start: &[u8], end: Option<&[u8]>, read_lsn: u64) -> Result<Option<Item>> {
         match self {
             Source::Mem {
                 mem,
@@ -61,17 +58,15 @@ impl Source {
                     }
                     buf.extend(chunk);
                 }
-                Ok(buf.pop_front())
+                Ok(buf.pop_front().map(Item::Mem))
             }
             Source::Run {
                 cur,
                 segments,
                 next,
             } => loop {
-                match cur.next_record()? {
-                    Some(r) if end.is_none_or(|e| r.entry.key.as_slice() < e) => {
-                        return Ok(Some(r.entry))
-                    }
+                match cur.next_found()? {
+                    Some(f) if end.is_none_or(|e| f.key() < e) => return Ok(Some(Item::Seg(f))),
                     Some(_) => return Ok(None),
                     None => match segments.get(*next) {
                         // Every key of a later segment is after `start`,
@@ -88,8 +83,47 @@ impl Source {
     }
 }
 
+/// One version of one key: copied out of a memtable, or in place in a block.
+enum Item {
+    Mem(MemEntry),
+    Seg(Found),
+}
+
+impl Item {
+    #[inline]
+    fn key(&self) -> &[u8] {
+        match self {
+            Item::Mem(e) => &e.key,
+            Item::Seg(f) => f.key(),
+        }
+    }
+
+    #[inline]
+    fn lsn(&self) -> u64 {
+        match self {
+            Item::Mem(e) => e.lsn,
+            Item::Seg(f) => f.lsn,
+        }
+    }
+
+    fn is_live_at(&self, now_nanos: i64) -> bool {
+        match self {
+            Item::Mem(e) => e.is_live_at(now_nanos),
+            Item::Seg(f) => f.is_live_at(now_nanos),
+        }
+    }
+
+    /// The value of a live item.
+    fn value(&self) -> &[u8] {
+        match self {
+            Item::Mem(e) => e.value.as_deref().unwrap_or_default(),
+            Item::Seg(f) => f.value(),
+        }
+    }
+}
+
 struct Head {
-    entry: MemEntry,
+    item: Item,
     src: usize,
 }
 
@@ -107,10 +141,10 @@ impl PartialOrd for Head {
 impl Ord for Head {
     // Key ascending, then LSN descending: the first of a key is its newest.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.entry
-            .key
-            .cmp(&other.entry.key)
-            .then_with(|| other.entry.lsn.cmp(&self.entry.lsn))
+        self.item
+            .key()
+            .cmp(other.item.key())
+            .then_with(|| other.item.lsn().cmp(&self.item.lsn()))
     }
 }
 
@@ -125,6 +159,8 @@ pub struct RangeIter {
     read_time: i64,
     prefix_len: usize,
     failed: bool,
+    /// The item `next_entry` last lent out.
+    current: Option<Item>,
     _version: Arc<Version>,
 }
 
@@ -175,6 +211,7 @@ impl RangeIter {
             read_time,
             prefix_len,
             failed: false,
+            current: None,
             _version: version,
         };
         for i in 0..it.sources.len() {
@@ -184,44 +221,66 @@ impl RangeIter {
     }
 
     fn advance(&mut self, src: usize) -> Result<()> {
-        if let Some(entry) =
+        if let Some(item) =
             self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)?
         {
-            self.heap.push(Reverse(Head { entry, src }));
+            self.heap.push(Reverse(Head { item, src }));
         }
         Ok(())
     }
 
     /// Takes the smallest head and refills the heap from its source, with one
     /// sift instead of a pop and a push when the source has more.
-    fn take_top(&mut self) -> Result<Option<MemEntry>> {
+    fn take_top(&mut self) -> Result<Option<Item>> {
         let Some(mut top) = self.heap.peek_mut() else {
             return Ok(None);
         };
         let src = top.0.src;
         match self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)? {
-            Some(entry) => Ok(Some(std::mem::replace(&mut top.0.entry, entry))),
-            None => Ok(Some(PeekMut::pop(top).0.entry)),
+            Some(item) => Ok(Some(std::mem::replace(&mut top.0.item, item))),
+            None => Ok(Some(PeekMut::pop(top).0.item)),
         }
     }
 
-    fn step(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// Finds the next live item and keeps it in `self.current`.
+    fn step(&mut self) -> Result<bool> {
+        self.current = None;
         while let Some(top) = self.take_top()? {
             // Older versions of the same key from other sources lose.
             while self
                 .heap
                 .peek()
-                .is_some_and(|Reverse(h)| h.entry.key == top.key)
+                .is_some_and(|Reverse(h)| h.item.key() == top.key())
             {
                 self.take_top()?;
             }
             if top.is_live_at(self.read_time) {
-                let mut key = top.key;
-                key.drain(..self.prefix_len.min(key.len()));
-                return Ok(Some((key, top.value.unwrap_or_default())));
+                self.current = Some(top);
+                return Ok(true);
             }
         }
-        Ok(None)
+        Ok(false)
+    }
+
+    /// The next `(user_key, value)` pair, lent out of the iterator until the
+    /// next call: no copy of either. `Ok(None)` at the end; after an error
+    /// the iteration is over.
+    pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if self.failed {
+            return Ok(None);
+        }
+        match self.step() {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        Ok(self.current.as_ref().map(|item| {
+            let key = item.key();
+            (&key[self.prefix_len.min(key.len())..], item.value())
+        }))
     }
 }
 
@@ -229,16 +288,10 @@ impl Iterator for RangeIter {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.step() {
-            Ok(Some(kv)) => Some(Ok(kv)),
+        match self.next_entry() {
+            Ok(Some((k, v))) => Some(Ok((k.to_vec(), v.to_vec()))),
             Ok(None) => None,
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
+            Err(e) => Some(Err(e)),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::memtable::Memtable;
 use crate::segment::{key_hash, Found, Record, SegmentReader};
-use crate::types::{EntryRef, MemEntry};
+use crate::types::{key_lt, EntryRef, MemEntry};
 
 /// What one read sees.
 #[derive(Debug, Clone)]
@@ -36,8 +36,11 @@ impl Run {
     fn segment_for(&self, key: &[u8]) -> Option<&Arc<SegmentReader>> {
         let i = self
             .segments
-            .partition_point(|s| s.meta.max_key.as_slice() < key);
-        self.segments.get(i).filter(|s| s.meta.covers(key))
+            .partition_point(|s| key_lt(&s.meta.max_key, key));
+        // Its max key is >= `key`: it holds `key` unless it starts after it.
+        self.segments
+            .get(i)
+            .filter(|s| !key_lt(key, &s.meta.min_key))
     }
 
     /// Index of the first segment that may hold keys in `[start, end)`, if
@@ -127,7 +130,7 @@ impl Version {
 
     /// The newest record of `key` in the segments.
     pub(crate) fn newest_in_segments(&self, key: &[u8]) -> Result<Option<Record>> {
-        Ok(self.newest_found(key)?.map(|f| f.to_record(key)))
+        Ok(self.newest_found(key)?.map(|f| f.to_record()))
     }
 
     /// The newest entry of `key` in the segments, read in place.

@@ -14,7 +14,6 @@ use crate::{edgestore_db, edgestore_iter, edgestore_snapshot};
 /// An iterator and the item it last returned (whose bytes C borrows).
 pub(crate) struct IterState {
     iter: RangeIter,
-    current: Option<(Vec<u8>, Vec<u8>)>,
     finished: bool,
 }
 
@@ -67,7 +66,6 @@ unsafe fn make(
     };
     let handle = ITERS.insert(Mutex::new(IterState {
         iter,
-        current: None,
         finished: false,
     }))?;
     // SAFETY: iter_out was checked non-NULL; the caller guarantees it is writable.
@@ -248,25 +246,24 @@ pub unsafe extern "C" fn edgestore_iter_next(
         let it = ITERS.get(iter, "iter")?;
         let mut state = lock(&it);
         let state = &mut *state;
-        state.current = None;
         if state.finished {
             return Ok(edgestore_status::EDGESTORE_DONE);
         }
-        match state.iter.next() {
-            None => {
+        match state.iter.next_entry() {
+            Ok(None) => {
                 state.finished = true;
                 Ok(edgestore_status::EDGESTORE_DONE)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 state.finished = true;
                 Err(e.into())
             }
-            Some(Ok(kv)) => {
-                let (k, v) = state.current.insert(kv);
+            Ok(Some((k, v))) => {
                 // SAFETY: all four out-parameters were checked non-NULL above and
-                // are writable per the contract. The pointers stay valid while
-                // `current` holds the vectors, i.e. until the next call or free
-                // (the registry's Arc keeps the state alive during this call).
+                // are writable per the contract. The pointers point into the
+                // entry the iterator holds as its current one (a memtable copy
+                // or a segment block it keeps alive), valid until the iterator
+                // moves on or is freed: the next call or free.
                 unsafe {
                     args::write(key_out, k.as_ptr());
                     args::write(key_len_out, k.len());

@@ -139,7 +139,7 @@ impl SegmentMeta {
 
     /// Whether `key` lies within this segment's key range.
     pub fn covers(&self, key: &[u8]) -> bool {
-        self.min_key.as_slice() <= key && key <= self.max_key.as_slice()
+        !crate::types::key_lt(key, &self.min_key) && !crate::types::key_lt(&self.max_key, key)
     }
 
     /// Whether the segment's key range meets `[start, end)` (`end = None`: unbounded).

@@ -13,7 +13,7 @@ use crate::cache::{Block, BlockCache, BlockData};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
 use crate::storage::{FsStorage, Mapping, ReadableFile, Storage};
-use crate::types::{EntryRef, MemEntry, Operation};
+use crate::types::{key_lt, EntryRef, MemEntry, Operation};
 
 /// Where a data block is. Its last key is `index_keys[prev.key_end..key_end]`:
 /// all index keys sit in one buffer, so a binary search over the index walks
@@ -48,13 +48,16 @@ pub struct SegmentReader {
 /// Source of [`SegmentReader::cache_id`]s.
 static NEXT_CACHE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// The newest stored entry of a key in a segment, read in place: the value
-/// is a slice of the (cached) block, not a copy.
+/// A stored entry read in place: key and value are slices of the (cached or
+/// mapped) block, not copies. A point lookup returns the newest entry of its
+/// key; a segment iterator yields one per entry.
 #[derive(Debug, Clone)]
 pub struct Found {
     block: Block,
-    value_at: usize,
-    value_len: usize,
+    key_at: u32,
+    key_len: u32,
+    value_at: u32,
+    value_len: u32,
     /// Put or delete.
     pub op: Operation,
     /// TTL in seconds (0 = never expires).
@@ -68,9 +71,50 @@ pub struct Found {
 }
 
 impl Found {
+    /// The entry starting at `off` in `block` (an offset from its entry table).
+    fn at(block: Block, off: u32) -> Result<Found, String> {
+        let (key, value, op, ttl, lsn, timestamp, retain_until) = {
+            let bytes = block.bytes();
+            let (body, _) = split_block(bytes)?;
+            let (e, _) = parse_entry(body, off as usize)?;
+            // Key and value are sub-slices of the block: their offsets are
+            // distances between start addresses (blocks are < 4 GiB).
+            let base = bytes.as_ptr() as usize;
+            let span = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+            (
+                span(e.key),
+                span(e.value),
+                e.op,
+                e.ttl,
+                e.lsn,
+                e.timestamp,
+                e.retain_until,
+            )
+        };
+        Ok(Found {
+            block,
+            key_at: key.0,
+            key_len: key.1,
+            value_at: value.0,
+            value_len: value.1,
+            op,
+            ttl,
+            lsn,
+            timestamp,
+            retain_until,
+        })
+    }
+
+    /// The stored (internal) key.
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        &self.block.bytes()[self.key_at as usize..(self.key_at + self.key_len) as usize]
+    }
+
     /// The stored value (empty for a tombstone).
+    #[inline]
     pub fn value(&self) -> &[u8] {
-        &self.block.bytes()[self.value_at..self.value_at + self.value_len]
+        &self.block.bytes()[self.value_at as usize..(self.value_at + self.value_len) as usize]
     }
 
     /// Whether the entry is a live value at `now_nanos`.
@@ -89,10 +133,10 @@ impl Found {
         }
     }
 
-    /// An owned record of this entry under `key`.
-    pub fn to_record(&self, key: &[u8]) -> Record {
+    /// An owned copy of this entry.
+    pub fn to_record(&self) -> Record {
         Record {
-            entry: self.as_entry().to_owned_entry(key),
+            entry: self.as_entry().to_owned_entry(self.key()),
             retain_until: self.retain_until,
         }
     }
@@ -337,7 +381,7 @@ impl SegmentReader {
         let (mut lo, mut hi) = (0, self.index.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.last_key(mid) < key {
+            if key_lt(self.last_key(mid), key) {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -348,7 +392,7 @@ impl SegmentReader {
 
     /// The record stored for `key`, if any (one version per key per segment).
     pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
-        Ok(self.lookup(key)?.map(|f| f.to_record(key)))
+        Ok(self.lookup(key)?.map(|f| f.to_record()))
     }
 
     /// The entry stored for `key`, read in place (no copy of key or value).
@@ -366,19 +410,11 @@ impl SegmentReader {
             return Ok(None);
         }
         let block = self.block(i)?;
-        let offset = self.index[i].offset;
-        let at = find_in_block(&block, key)
-            .map_err(|m| Error::corruption(self.path.clone(), offset, m))?;
-        Ok(at.map(|(value_at, e)| Found {
-            value_at,
-            value_len: e.value_len,
-            op: e.op,
-            ttl: e.ttl,
-            lsn: e.lsn,
-            timestamp: e.timestamp,
-            retain_until: e.retain_until,
-            block,
-        }))
+        let corrupt = |m| Error::corruption(self.path.clone(), self.index[i].offset, m);
+        match find_in_block(&block, key).map_err(corrupt)? {
+            Some(off) => Ok(Some(Found::at(block, off).map_err(corrupt)?)),
+            None => Ok(None),
+        }
     }
 
     /// The entry stored for `key`, if any.
@@ -494,15 +530,20 @@ pub struct SegmentIter {
 impl SegmentIter {
     /// The next record, or `None` at the end.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
+        Ok(self.next_found()?.map(|f| f.to_record()))
+    }
+
+    /// The next entry, read in place, or `None` at the end.
+    pub fn next_found(&mut self) -> Result<Option<Found>> {
         loop {
             if let Some(block) = &self.block {
                 if let Some(&off) = block.entries.get(self.pos) {
-                    let at = self.seg.index[self.next_block - 1].offset;
-                    let corrupt = |m: String| Error::corruption(self.seg.path.clone(), at, m);
-                    let (body, _) = split_block(block.bytes()).map_err(corrupt)?;
-                    let (e, _) = parse_entry(body, off as usize).map_err(corrupt)?;
+                    let found = Found::at(Arc::clone(block), off).map_err(|m| {
+                        let at = self.seg.index[self.next_block - 1].offset;
+                        Error::corruption(self.seg.path.clone(), at, m)
+                    })?;
                     self.pos += 1;
-                    return Ok(Some(e.to_record()));
+                    return Ok(Some(found));
                 }
                 self.block = None;
             }
@@ -664,31 +705,13 @@ fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
 }
 
 /// Where the value of `key` starts in `block`, with the entry's fields.
-fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<(usize, EntryFields)>, String> {
+fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<u32>, String> {
     let i = first_at_or_after(block, key)?;
     let Some(&off) = block.entries.get(i) else {
         return Ok(None);
     };
-    let bytes = block.bytes();
-    let (body, _) = split_block(bytes)?;
-    let (e, _) = parse_entry(body, off as usize)?;
-    if e.key != key {
-        return Ok(None);
-    }
-    // The value is a sub-slice of the block: its offset is the distance
-    // between the two start addresses.
-    let at = e.value.as_ptr() as usize - bytes.as_ptr() as usize;
-    Ok(Some((
-        at,
-        EntryFields {
-            value_len: e.value.len(),
-            op: e.op,
-            ttl: e.ttl,
-            lsn: e.lsn,
-            timestamp: e.timestamp,
-            retain_until: e.retain_until,
-        },
-    )))
+    let (body, _) = split_block(block.bytes())?;
+    Ok((entry_key(body, off as usize)? == key).then_some(off))
 }
 
 /// The key of the entry at `pos` (only its length field is read).
@@ -709,23 +732,13 @@ fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
     let (mut lo, mut hi) = (0, block.entries.len());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if entry_key(body, block.entries[mid] as usize)? < key {
+        if key_lt(entry_key(body, block.entries[mid] as usize)?, key) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
     Ok(lo)
-}
-
-/// The fixed fields of an entry found in a block.
-struct EntryFields {
-    value_len: usize,
-    op: Operation,
-    ttl: u32,
-    lsn: u64,
-    timestamp: i64,
-    retain_until: i64,
 }
 
 #[cfg(test)]
