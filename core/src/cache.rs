@@ -18,8 +18,28 @@ use quick_cache::Weighter;
 #[derive(Debug)]
 pub struct BlockData {
     bytes: BlockBytes,
-    /// Offset of each entry in `bytes`, in key order.
-    pub entries: Box<[u32]>,
+    index: BlockIndex,
+}
+
+/// What a loaded block knows about its entries, in key order: where each
+/// starts, and four bytes of each key taken just past the prefix all its keys
+/// share (zero-padded), so a point lookup binary-searches one small array
+/// and reads a key from the block only to confirm the match.
+#[derive(Debug, Default)]
+pub struct BlockIndex {
+    /// Entry offsets, then the entries' key prefixes: `2 * n` slots.
+    slots: Box<[u32]>,
+    /// Length of the prefix every key of the block shares.
+    common: u32,
+}
+
+impl BlockIndex {
+    /// An index from entry offsets and key prefixes (same length).
+    pub fn new(offsets: &[u32], prefixes: &[u32], common: u32) -> Self {
+        debug_assert_eq!(offsets.len(), prefixes.len());
+        let slots = offsets.iter().chain(prefixes).copied().collect();
+        BlockIndex { slots, common }
+    }
 }
 
 /// Where a block's bytes live.
@@ -37,25 +57,38 @@ enum BlockBytes {
 
 impl BlockData {
     /// A block read into memory.
-    pub fn owned(bytes: Box<[u8]>, entries: Box<[u32]>) -> Self {
+    pub fn owned(bytes: Box<[u8]>, index: BlockIndex) -> Self {
         BlockData {
             bytes: BlockBytes::Owned(bytes),
-            entries,
+            index,
         }
     }
 
     /// A block inside a mapped file; `None` when the range is outside it.
-    pub fn mapped(
-        map: Arc<Mapping>,
-        start: usize,
-        len: usize,
-        entries: Box<[u32]>,
-    ) -> Option<Self> {
+    pub fn mapped(map: Arc<Mapping>, start: usize, len: usize, index: BlockIndex) -> Option<Self> {
         map.get(start..start.checked_add(len)?)?;
         Some(BlockData {
             bytes: BlockBytes::Mapped { map, start, len },
-            entries,
+            index,
         })
+    }
+
+    /// Offset of each entry in `bytes`, in key order.
+    #[inline]
+    pub fn entries(&self) -> &[u32] {
+        &self.index.slots[..self.index.slots.len() / 2]
+    }
+
+    /// Each entry's key prefix (see [`BlockIndex`]), in key order.
+    #[inline]
+    pub fn key_prefixes(&self) -> &[u32] {
+        &self.index.slots[self.index.slots.len() / 2..]
+    }
+
+    /// Length of the prefix every key of the block shares.
+    #[inline]
+    pub fn common_prefix_len(&self) -> usize {
+        self.index.common as usize
     }
 
     /// The block's entries followed by its entry-count trailer.
@@ -74,7 +107,7 @@ impl BlockData {
             BlockBytes::Owned(b) => b.len(),
             BlockBytes::Mapped { .. } => 0,
         };
-        own + 4 * self.entries.len()
+        own + 4 * self.index.slots.len()
     }
 }
 
@@ -107,7 +140,7 @@ impl BlockCache {
     /// weigh only their entry offsets, so many more fit).
     pub fn new(capacity_bytes: u64, block_size: usize, mapped: bool) -> Self {
         let weight = if mapped {
-            (block_size / 32).max(64) // ~one u32 offset per 128-byte entry + bookkeeping
+            (block_size / 16).max(64) // ~two u32s per 128-byte entry + bookkeeping
         } else {
             block_size.max(64)
         };
@@ -141,7 +174,10 @@ mod tests {
     fn holds_blocks_and_stays_within_capacity() {
         let cache = BlockCache::new(64 << 10, 4096, false);
         let block = |n: usize| -> Block {
-            Arc::new(BlockData::owned(vec![7u8; n].into(), vec![0u32; 4].into()))
+            Arc::new(BlockData::owned(
+                vec![7u8; n].into(),
+                BlockIndex::new(&[0; 4], &[0; 4], 0),
+            ))
         };
         let b = block(4096);
         cache.insert(1, 0, Arc::clone(&b));

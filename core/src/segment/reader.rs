@@ -9,7 +9,7 @@ use super::{
     file_name, Record, SegmentMeta, ENTRY_HEADER_LEN, FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, MAGIC,
     VERSION,
 };
-use crate::cache::{Block, BlockCache, BlockData};
+use crate::cache::{Block, BlockCache, BlockData, BlockIndex};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
 use crate::storage::{FsStorage, Mapping, ReadableFile, Storage};
@@ -341,8 +341,8 @@ impl SegmentReader {
                     .and_then(|end| map.get(start..end))
                     .ok_or_else(|| corrupt("block runs past the end of the file".into()))?;
                 check_block_crc(raw).map_err(corrupt)?;
-                let entries = entry_offsets(&raw[..body_len]).map_err(corrupt)?;
-                BlockData::mapped(Arc::clone(map), start, body_len, entries.into())
+                let index = block_index(&raw[..body_len]).map_err(corrupt)?;
+                BlockData::mapped(Arc::clone(map), start, body_len, index)
                     .ok_or_else(|| corrupt("block runs past the end of the file".into()))?
             }
             None => {
@@ -352,8 +352,8 @@ impl SegmentReader {
                 })?;
                 check_block_crc(&buf).map_err(corrupt)?;
                 buf.truncate(buf.len() - 4);
-                let entries = entry_offsets(&buf).map_err(corrupt)?;
-                BlockData::owned(buf.into(), entries.into())
+                let index = block_index(&buf).map_err(corrupt)?;
+                BlockData::owned(buf.into(), index)
             }
         };
         Ok(Arc::new(block))
@@ -537,7 +537,7 @@ impl SegmentIter {
     pub fn next_found(&mut self) -> Result<Option<Found>> {
         loop {
             if let Some(block) = &self.block {
-                if let Some(&off) = block.entries.get(self.pos) {
+                if let Some(&off) = block.entries().get(self.pos) {
                     let found = Found::at(Arc::clone(block), off).map_err(|m| {
                         let at = self.seg.index[self.next_block - 1].offset;
                         Error::corruption(self.seg.path.clone(), at, m)
@@ -642,6 +642,38 @@ fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
     Ok(entries)
 }
 
+/// The entry offsets and key prefixes of a checked block (see [`BlockIndex`]).
+fn block_index(block: &[u8]) -> Result<BlockIndex, String> {
+    let offsets = entry_offsets(block)?;
+    let (body, _) = split_block(block)?;
+    let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+        return Ok(BlockIndex::default());
+    };
+    let (a, b) = (
+        entry_key(body, first as usize)?,
+        entry_key(body, last as usize)?,
+    );
+    // Sorted keys: what the first and last share, all share.
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let prefixes = offsets
+        .iter()
+        .map(|&off| Ok(key_prefix(entry_key(body, off as usize)?, common)))
+        .collect::<Result<Vec<u32>, String>>()?;
+    Ok(BlockIndex::new(&offsets, &prefixes, common as u32))
+}
+
+/// Four bytes of `key` from `at`, big-endian and zero-padded: ordered as
+/// the keys are, among keys that share their first `at` bytes.
+#[inline]
+fn key_prefix(key: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    if let Some(tail) = key.get(at..) {
+        let n = tail.len().min(4);
+        b[..n].copy_from_slice(&tail[..n]);
+    }
+    u32::from_be_bytes(b)
+}
+
 /// Checks a raw block (entries, count, CRC) against its CRC trailer.
 fn check_block_crc(raw: &[u8]) -> Result<(), String> {
     let Some(body_len) = raw.len().checked_sub(4) else {
@@ -706,12 +738,26 @@ fn decode_block(block: &[u8]) -> Result<Vec<Record>, String> {
 
 /// Where the value of `key` starts in `block`, with the entry's fields.
 fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<u32>, String> {
-    let i = first_at_or_after(block, key)?;
-    let Some(&off) = block.entries.get(i) else {
-        return Ok(None);
-    };
+    // Among keys with the block's common prefix, prefix order is key order
+    // (ties aside): the entries whose prefix equals the key's are the only
+    // candidates. A key without the common prefix matches none of them
+    // fully, so the final comparison rejects it.
+    let want = key_prefix(key, block.common_prefix_len());
+    let prefixes = block.key_prefixes();
     let (body, _) = split_block(block.bytes())?;
-    Ok((entry_key(body, off as usize)? == key).then_some(off))
+    let mut i = prefixes.partition_point(|&p| p < want);
+    while prefixes.get(i) == Some(&want) {
+        let off = block.entries()[i];
+        let k = entry_key(body, off as usize)?;
+        if k == key {
+            return Ok(Some(off));
+        }
+        if key_lt(key, k) {
+            break;
+        }
+        i += 1;
+    }
+    Ok(None)
 }
 
 /// The key of the entry at `pos` (only its length field is read).
@@ -729,10 +775,10 @@ fn entry_key(body: &[u8], pos: usize) -> Result<&[u8], String> {
 /// Index of the first entry of `block` whose key is >= `key`.
 fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
     let (body, _) = split_block(block.bytes())?;
-    let (mut lo, mut hi) = (0, block.entries.len());
+    let (mut lo, mut hi) = (0, block.entries().len());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if key_lt(entry_key(body, block.entries[mid] as usize)?, key) {
+        if key_lt(entry_key(body, block.entries()[mid] as usize)?, key) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -770,6 +816,57 @@ mod tests {
                 (key, e)
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Point lookups through the key-prefix search find every stored key
+        /// and nothing else, for keys that share long prefixes, are prefixes
+        /// of each other, hold zero bytes or differ only past four bytes.
+        #[test]
+        fn lookups_find_exactly_the_stored_keys(
+            raw in proptest::collection::btree_set(
+                proptest::collection::vec(proptest::prop_oneof![proptest::prelude::Just(0u8), proptest::prelude::Just(b'a'), proptest::prelude::Just(255u8), 0u8..4], 0..12),
+                1..120),
+            probes in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..12), 0..60),
+            block_size in proptest::prop_oneof![proptest::prelude::Just(64usize), proptest::prelude::Just(256), proptest::prelude::Just(4096)],
+            mmap: bool,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            // A shared leading prefix, so blocks have a long common prefix.
+            let keys: Vec<Vec<u8>> = raw.iter().map(|k| [b"prefix-".as_slice(), k].concat()).collect();
+            let es: Vec<(Vec<u8>, MemEntry)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let e = MemEntry {
+                        key: k.clone(),
+                        value: Some(vec![i as u8; i % 5]),
+                        op: Operation::Put,
+                        lsn: i as u64 + 1,
+                        timestamp: 0,
+                        ttl: 0,
+                    };
+                    (k.clone(), e)
+                })
+                .collect();
+            let opts = WriterOptions {
+                block_size,
+                ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
+            };
+            SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
+            let r = SegmentReader::open_with(&FsStorage, dir.path(), 1, mmap)
+                .unwrap()
+                .with_cache(Some(Arc::new(BlockCache::new(1 << 20, block_size, mmap))));
+            for (k, e) in &es {
+                proptest::prop_assert_eq!(r.get(k).unwrap(), Some(e.clone()));
+            }
+            for p in probes {
+                let k = [b"prefix-".as_slice(), &p].concat();
+                let want = es.iter().find(|(key, _)| *key == k).map(|(_, e)| e.clone());
+                proptest::prop_assert_eq!(r.get(&k).unwrap(), want);
+            }
+        }
     }
 
     #[test]
