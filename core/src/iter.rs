@@ -141,9 +141,7 @@ impl PartialOrd for Head {
 impl Ord for Head {
     // Key ascending, then LSN descending: the first of a key is its newest.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.item
-            .key()
-            .cmp(other.item.key())
+        crate::types::key_cmp(self.item.key(), other.item.key())
             .then_with(|| other.item.lsn().cmp(&self.item.lsn()))
     }
 }

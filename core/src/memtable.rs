@@ -23,9 +23,7 @@ struct VersionKey {
 
 impl Ord for VersionKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key
-            .cmp(&other.key)
-            .then_with(|| other.lsn.cmp(&self.lsn))
+        crate::types::key_cmp(&self.key, &other.key).then_with(|| other.lsn.cmp(&self.lsn))
     }
 }
 
