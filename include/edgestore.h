@@ -1173,7 +1173,8 @@ enum edgestore_status edgestore_iter_free(struct edgestore_iter *iter);
 /**
  * Creates options holding the defaults: durable sync, 4 MiB memtable, 4 MiB
  * segments, 3600 s cohort window, 64 MiB compaction budget, no background
- * compaction, system clock.
+ * compaction, 8 MiB block cache, memory-mapped segment reads on 64-bit
+ * targets (plain reads elsewhere), system clock.
  *
  * Ownership: the caller owns `*options_out` and frees it with
  * `edgestore_options_free()`. Errors: `EDGESTORE_INVALID_ARGUMENT` if
@@ -1228,6 +1229,30 @@ enum edgestore_status edgestore_options_set_cohort_window(struct edgestore_optio
  */
 enum edgestore_status edgestore_options_set_compaction_budget(struct edgestore_options *options,
                                                               uint64_t bytes);
+
+/**
+ * Sets the bytes of segment blocks kept in memory for reads (default 8 MiB);
+ * 0 disables the cache, so every read goes to the segment file (or its
+ * memory map). With memory-mapped reads the cache holds only each block's
+ * entry offsets (the bytes stay in the OS page cache), so the same budget
+ * covers about twenty times more data. Every value is accepted.
+ */
+enum edgestore_status edgestore_options_set_block_cache(struct edgestore_options *options,
+                                                        uint64_t bytes);
+
+/**
+ * Reads segment files through a read-only memory map (`enabled` 1, the
+ * default on 64-bit targets) or with `pread` (0, the default elsewhere). A
+ * mapped read costs no system call or copy; checksums are verified either
+ * way. The trade-off: with a map, an I/O error while reading a segment
+ * (e.g. a failing disk or SD card), or a segment file truncated by another
+ * program, raises SIGBUS in the process instead of returning `EDGESTORE_IO`
+ * (the engine itself never modifies a segment once written). Turn it off
+ * where the storage is expected to fail reads. Errors:
+ * `EDGESTORE_INVALID_ARGUMENT` if `enabled` is neither 0 nor 1.
+ */
+enum edgestore_status edgestore_options_set_mmap_reads(struct edgestore_options *options,
+                                                       uint32_t enabled);
 
 /**
  * Runs compaction on a background thread every `interval_ms` milliseconds;

@@ -47,7 +47,8 @@ fn positive(v: u64, what: &str) -> Result<u64, Fail> {
 
 /// Creates options holding the defaults: durable sync, 4 MiB memtable, 4 MiB
 /// segments, 3600 s cohort window, 64 MiB compaction budget, no background
-/// compaction, system clock.
+/// compaction, 8 MiB block cache, memory-mapped segment reads on 64-bit
+/// targets (plain reads elsewhere), system clock.
 ///
 /// Ownership: the caller owns `*options_out` and frees it with
 /// `edgestore_options_free()`. Errors: `EDGESTORE_INVALID_ARGUMENT` if
@@ -151,6 +152,50 @@ pub extern "C" fn edgestore_options_set_compaction_budget(
 ) -> edgestore_status {
     set("edgestore_options_set_compaction_budget", options, |o| {
         o.config.compaction_write_budget_bytes = bytes;
+        Ok(())
+    })
+}
+
+/// Sets the bytes of segment blocks kept in memory for reads (default 8 MiB);
+/// 0 disables the cache, so every read goes to the segment file (or its
+/// memory map). With memory-mapped reads the cache holds only each block's
+/// entry offsets (the bytes stay in the OS page cache), so the same budget
+/// covers about twenty times more data. Every value is accepted.
+#[no_mangle]
+pub extern "C" fn edgestore_options_set_block_cache(
+    options: *mut edgestore_options,
+    bytes: u64,
+) -> edgestore_status {
+    set("edgestore_options_set_block_cache", options, |o| {
+        o.config.block_cache_bytes = bytes;
+        Ok(())
+    })
+}
+
+/// Reads segment files through a read-only memory map (`enabled` 1, the
+/// default on 64-bit targets) or with `pread` (0, the default elsewhere). A
+/// mapped read costs no system call or copy; checksums are verified either
+/// way. The trade-off: with a map, an I/O error while reading a segment
+/// (e.g. a failing disk or SD card), or a segment file truncated by another
+/// program, raises SIGBUS in the process instead of returning `EDGESTORE_IO`
+/// (the engine itself never modifies a segment once written). Turn it off
+/// where the storage is expected to fail reads. Errors:
+/// `EDGESTORE_INVALID_ARGUMENT` if `enabled` is neither 0 nor 1.
+#[no_mangle]
+pub extern "C" fn edgestore_options_set_mmap_reads(
+    options: *mut edgestore_options,
+    enabled: u32,
+) -> edgestore_status {
+    set("edgestore_options_set_mmap_reads", options, |o| {
+        o.config.mmap_reads = match enabled {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(Fail::invalid(format!(
+                    "mmap reads is {other} (expected 0 or 1)"
+                )))
+            }
+        };
         Ok(())
     })
 }

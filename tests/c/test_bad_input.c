@@ -238,6 +238,8 @@ static void every_options_call(edgestore_options *o, edgestore_status want) {
     BAD(edgestore_options_set_cohort_window(o, 60), want);
     BAD(edgestore_options_set_compaction_budget(o, 1 << 20), want);
     BAD(edgestore_options_set_background_compaction(o, 10), want);
+    BAD(edgestore_options_set_block_cache(o, 1 << 20), want);
+    BAD(edgestore_options_set_mmap_reads(o, 0), want);
     BAD(edgestore_options_set_manual_clock(o, 0), want);
 }
 

@@ -121,6 +121,14 @@ int main(void) {
     CHECK_STATUS(edgestore_options_set_compaction_budget(NULL, 0), INV);
     CHECK_OK(edgestore_options_set_compaction_budget(opts, 0));
     CHECK_STATUS(edgestore_options_set_background_compaction(NULL, 10), INV);
+    CHECK_STATUS(edgestore_options_set_block_cache(NULL, 0), INV);
+    CHECK_OK(edgestore_options_set_block_cache(opts, 0));
+    CHECK_OK(edgestore_options_set_block_cache(opts, UINT64_MAX));
+    CHECK_STATUS(edgestore_options_set_mmap_reads(NULL, 1), INV);
+    CHECK_STATUS(edgestore_options_set_mmap_reads(opts, 2), INV);
+    CHECK_LAST_ERROR_HAS("mmap reads is 2 (expected 0 or 1)");
+    CHECK_OK(edgestore_options_set_mmap_reads(opts, 0));
+    CHECK_OK(edgestore_options_set_mmap_reads(opts, 1));
     CHECK_STATUS(edgestore_options_set_manual_clock(NULL, 0), INV);
     CHECK_STATUS(edgestore_options_set_manual_clock(opts, -1), INV);
     CHECK_OK(edgestore_options_set_memtable_size(opts, SIZE_MAX));

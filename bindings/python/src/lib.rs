@@ -1026,6 +1026,8 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
     memtable_size_bytes = None,
     segment_size_bytes = None,
     block_size_bytes = None,
+    block_cache_bytes = None,
+    mmap_reads = None,
     bloom_bits_per_key = None,
     cohort_window_secs = None,
     compaction_write_budget_bytes = None,
@@ -1042,6 +1044,8 @@ fn open(
     memtable_size_bytes: Option<i64>,
     segment_size_bytes: Option<i64>,
     block_size_bytes: Option<i64>,
+    block_cache_bytes: Option<i64>,
+    mmap_reads: Option<bool>,
     bloom_bits_per_key: Option<i64>,
     cohort_window_secs: Option<i64>,
     compaction_write_budget_bytes: Option<i64>,
@@ -1070,6 +1074,14 @@ fn open(
     }
     if let Some(v) = block_size_bytes {
         cfg.block_size_bytes = as_usize("block_size_bytes", v)?;
+    }
+    if let Some(v) = block_cache_bytes {
+        // 0 is valid: it turns the cache off.
+        cfg.block_cache_bytes = u64::try_from(v)
+            .map_err(|_| invalid(py, format!("block_cache_bytes must be >= 0, got {v}")))?;
+    }
+    if let Some(v) = mmap_reads {
+        cfg.mmap_reads = v;
     }
     if let Some(v) = bloom_bits_per_key {
         if !(0..=64).contains(&v) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import os
 import time
 from pathlib import Path
 
@@ -250,6 +251,8 @@ def test_open_options(db_path: Path) -> None:
         max_permanent_runs=2,
         max_permanent_space_amp=2.0,
         background_compaction_secs=0.05,
+        block_cache_bytes=256 * 1024,
+        mmap_reads=False,
     ) as db:
         for i in range(2000):
             db.put("ns", b"%05d" % i, b"x" * 64)
@@ -257,6 +260,58 @@ def test_open_options(db_path: Path) -> None:
         assert db.path == db_path
         assert "Database" in repr(db)
     assert "closed" in repr(db)
+
+
+def _mapped_segment_files(db_path: Path) -> int:
+    """Lines of /proc/self/maps naming a segment file of the database."""
+    prefix = os.path.realpath(db_path) + "/"
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return sum(1 for line in maps if prefix in line and ".seg" in line)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+@pytest.mark.parametrize("mmap_reads", [False, True])
+def test_mmap_reads(db_path: Path, mmap_reads: bool) -> None:
+    rows = [(b"%05d" % i, b"v" * 100) for i in range(300)]
+    with edgestore.open(db_path, block_cache_bytes=0, mmap_reads=mmap_reads) as db:
+        for key, value in rows:
+            db.put("ns", key, value)
+        db.flush_to_segments()
+        assert db.metrics().segments >= 1
+        assert db.get("ns", b"00007") == b"v" * 100
+        assert list(db.prefix("ns", b"")) == rows
+        assert (_mapped_segment_files(db_path) > 0) == mmap_reads
+    assert _mapped_segment_files(db_path) == 0
+    # Reopened the other way, the same files read the same.
+    with edgestore.open(db_path, block_cache_bytes=0, mmap_reads=not mmap_reads) as db:
+        assert list(db.prefix("ns", b"")) == rows
+        assert (_mapped_segment_files(db_path) > 0) == (not mmap_reads)
+
+
+@pytest.mark.parametrize("block_cache_bytes", [0, 1 << 20])
+def test_block_cache_bytes(db_path: Path, block_cache_bytes: int) -> None:
+    # A block read once is then served from the cache: damaging it on disk
+    # goes unnoticed with a cache and is a CorruptionError without one.
+    # (Plain reads, so the file rewritten in place is never mapped.)
+    value = b"cache-probe-value"
+    with edgestore.open(db_path, block_cache_bytes=block_cache_bytes, mmap_reads=False) as db:
+        db.put("c", b"k", value)
+        db.flush_to_segments()
+        assert db.get("c", b"k") == value
+        damaged = 0
+        for seg in db_path.glob("*.seg"):
+            at = seg.read_bytes().find(value)
+            if at >= 0:
+                with seg.open("r+b") as f:
+                    f.seek(at)
+                    f.write(b"C")
+                damaged += 1
+        assert damaged == 1
+        if block_cache_bytes:
+            assert db.get("c", b"k") == value
+        else:
+            with pytest.raises(edgestore.CorruptionError):
+                db.get("c", b"k")
 
 
 def test_context_manager_closes_on_exception(db_path: Path) -> None:

@@ -138,6 +138,13 @@ def test_bad_options(db_path: Path) -> None:
         edgestore.open(db_path, no_such_option=1)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         edgestore.open(db_path, memtable_size_bytes="big")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        edgestore.open(db_path, block_cache_bytes=1.5)  # type: ignore[arg-type]
+    for not_bool in (1, "yes"):
+        with pytest.raises(TypeError):
+            edgestore.open(db_path, mmap_reads=not_bool)  # type: ignore[arg-type]
+    with pytest.raises(edgestore.InvalidArgumentError, match="block_cache_bytes must be >= 0"):
+        edgestore.open(db_path, block_cache_bytes=-1)
     with pytest.raises(edgestore.InvalidArgumentError, match="sync"):
         edgestore.open(db_path, sync="sometimes")  # type: ignore[arg-type]
     for bad in (

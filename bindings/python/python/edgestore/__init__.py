@@ -112,6 +112,8 @@ def open(
     memtable_size_bytes: int | None = None,
     segment_size_bytes: int | None = None,
     block_size_bytes: int | None = None,
+    block_cache_bytes: int | None = None,
+    mmap_reads: bool | None = None,
     bloom_bits_per_key: int | None = None,
     cohort_window_secs: int | None = None,
     compaction_write_budget_bytes: int | None = None,
@@ -130,6 +132,14 @@ def open(
     * ``memtable_size_bytes`` (4 MiB): memtable size that triggers a flush.
     * ``segment_size_bytes`` (4 MiB): size cap of one segment file.
     * ``block_size_bytes`` (4 KiB), ``bloom_bits_per_key`` (10).
+    * ``block_cache_bytes`` (8 MiB): segment blocks kept in memory for reads;
+      0 turns the cache off.
+    * ``mmap_reads`` (``True`` on 64-bit platforms): read segment files
+      through a read-only memory map (no system call or copy per read)
+      instead of ``pread``. The cost: an I/O error while reading a segment,
+      or a segment file truncated by another program, raises SIGBUS, which
+      kills the process, instead of :class:`EdgestoreIOError`. Pass ``False``
+      where the storage is expected to fail reads.
     * ``cohort_window_secs`` (3600): width of a death-time cohort.
     * ``compaction_write_budget_bytes`` (64 MiB): most bytes one compaction
       cycle may write.
@@ -148,6 +158,8 @@ def open(
         memtable_size_bytes=memtable_size_bytes,
         segment_size_bytes=segment_size_bytes,
         block_size_bytes=block_size_bytes,
+        block_cache_bytes=block_cache_bytes,
+        mmap_reads=mmap_reads,
         bloom_bits_per_key=bloom_bits_per_key,
         cohort_window_secs=cohort_window_secs,
         compaction_write_budget_bytes=compaction_write_budget_bytes,

@@ -344,6 +344,8 @@ def open(
     memtable_size_bytes: int | None = None,
     segment_size_bytes: int | None = None,
     block_size_bytes: int | None = None,
+    block_cache_bytes: int | None = None,
+    mmap_reads: bool | None = None,
     bloom_bits_per_key: int | None = None,
     cohort_window_secs: int | None = None,
     compaction_write_budget_bytes: int | None = None,
