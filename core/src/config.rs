@@ -44,10 +44,13 @@ pub struct EdgestoreConfig {
     pub block_cache_bytes: u64,
     /// Read segments through a read-only memory map instead of `pread`
     /// (default on for 64-bit targets): a read costs no system call or copy,
-    /// and the block cache then holds only each block's entry offsets, so
-    /// its budget covers about twenty times more data (the bytes stay in the
-    /// OS page cache, counted there, as with LMDB). Checksums are still
-    /// verified when a block enters the cache. Two costs: an I/O error while
+    /// and the block cache then holds only each block's entry offsets and key
+    /// prefixes, so its budget covers about ten times more data (the bytes
+    /// stay in the OS page cache, counted there, as with LMDB). Checksums are
+    /// still verified when a block enters the cache; after that a cached
+    /// block is read from the map, so bytes changed in place by another
+    /// program go unnoticed until the block leaves the cache (the engine
+    /// itself never modifies a segment). Two costs: an I/O error while
     /// reading a mapped page raises SIGBUS instead of returning
     /// `Error::Io`, and so would a segment file truncated by another
     /// program (the engine never modifies a segment once written). Turn it
