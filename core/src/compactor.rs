@@ -252,6 +252,20 @@ impl Compactor {
         now_nanos: i64,
         pinned: &HashSet<u64>,
     ) -> Result<CompactionStats> {
+        self.compact_cycle_with(manifest, now_nanos, pinned, |_| {})
+    }
+
+    /// [`Compactor::compact_cycle`], calling `edited` after each manifest
+    /// edit (the drop of expired files, then each rewrite), so the engine
+    /// can show readers the smaller set of segments as soon as a job is done
+    /// rather than at the end of the cycle.
+    pub fn compact_cycle_with(
+        &self,
+        manifest: &mut Manifest,
+        now_nanos: i64,
+        pinned: &HashSet<u64>,
+        mut edited: impl FnMut(&Manifest),
+    ) -> Result<CompactionStats> {
         let mut stats = CompactionStats::default();
 
         // 1. Whole segments whose retention has passed: zero bytes written.
@@ -272,6 +286,7 @@ impl Compactor {
             stats.cohorts_collected += buckets.len() as u64;
             stats.segments_removed += ids.len() as u64;
             stats.bytes_reclaimed += bytes;
+            edited(manifest);
         }
 
         // 2 and 3. Rewrite jobs, each checked against the budget first. The
@@ -291,6 +306,7 @@ impl Compactor {
             self.merge(manifest, &job.inputs, now_nanos, out, &mut s)?;
             s.cohorts_collected = 1;
             stats.add(&s);
+            edited(manifest);
         }
         // Save the unused allowance only while a job waits for it, and no
         // more than that job needs: idle cycles bank nothing.
@@ -625,4 +641,69 @@ pub(crate) fn older_version_exists(
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::SegmentWriter;
+    use crate::types::{encode_key, MemEntry};
+
+    /// Writes segment `id` (its own run) with keys `k{id}-{j}`.
+    fn segment(dir: &std::path::Path, id: u64, ttl: u32, timestamp: i64) -> SegmentMeta {
+        let entries: Vec<(Vec<u8>, MemEntry)> = (0..20u64)
+            .map(|j| {
+                let key = encode_key(b"ns", format!("k{id:02}-{j:02}").as_bytes());
+                let e = MemEntry {
+                    key: key.clone(),
+                    value: Some(vec![id as u8; 16]),
+                    op: Operation::Put,
+                    lsn: id * 100 + j + 1,
+                    timestamp,
+                    ttl,
+                };
+                (key, e)
+            })
+            .collect();
+        SegmentWriter::new(dir.to_path_buf(), id, 3600)
+            .flush(&entries)
+            .unwrap()
+    }
+
+    /// The cycle reports each manifest edit as it happens: the drop of
+    /// expired files first, then each merge, with the manifest as it is
+    /// right after that edit.
+    #[test]
+    fn each_edit_is_reported_when_it_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = Manifest::open(&dir.path().join("manifest.mf")).unwrap();
+        let now = 10_000 * 1_000_000_000i64;
+        // One expired TTL segment, then six permanent runs (over the bound of 4).
+        manifest.add_segment(segment(dir.path(), 1, 1, 0)).unwrap();
+        for id in 2..8 {
+            manifest
+                .add_segment(segment(dir.path(), id, 0, now))
+                .unwrap();
+        }
+        let compactor = Compactor::new(dir.path().to_path_buf(), u64::MAX, 3600);
+        let mut seen: Vec<Vec<u64>> = Vec::new();
+        let stats = compactor
+            .compact_cycle_with(&mut manifest, now, &HashSet::new(), |m| {
+                seen.push(m.list_segments().iter().map(|s| s.segment_id).collect());
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], (2..8).collect::<Vec<u64>>(), "after the drop");
+        assert!(
+            seen[1].iter().all(|id| *id >= 8),
+            "after the merge: {seen:?}"
+        );
+        assert_eq!(stats.segments_removed, 7);
+        let after: Vec<u64> = manifest
+            .list_segments()
+            .iter()
+            .map(|s| s.segment_id)
+            .collect();
+        assert_eq!(seen[1], after);
+    }
 }

@@ -921,17 +921,31 @@ impl Inner {
         let mut manifest = lock(&self.maintenance);
         let now = self.config.clock.now_nanos();
         let pinned = self.pins.pinned();
-        let stats = self.compactor.compact_cycle(&mut manifest, now, &pinned);
+        let readers = |m: &Manifest| -> Result<Vec<_>> {
+            m.list_segments()
+                .iter()
+                .map(|s| self.compactor.reader(s.segment_id))
+                .collect()
+        };
+        // Readers see each finished job at once (fewer runs to look in).
+        let mut open_failed = None;
+        let stats =
+            self.compactor
+                .compact_cycle_with(&mut manifest, now, &pinned, |m| match readers(m) {
+                    Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
+                    Err(e) => {
+                        open_failed.get_or_insert(e);
+                    }
+                });
         // Install whatever the manifest now says, even after a failure part-way.
-        let segments: Result<Vec<_>> = manifest
-            .list_segments()
-            .iter()
-            .map(|s| self.compactor.reader(s.segment_id))
-            .collect();
-        let cur = self.current();
-        match segments {
-            Ok(segs) => self.install(Version::new(cur.mems.clone(), segs)),
+        match readers(&manifest) {
+            Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
             Err(e) => return self.poison(e),
+        }
+        if let Some(e) = open_failed {
+            // A segment the manifest names failed to open: what an install
+            // at the end of the cycle would have reported.
+            return self.poison(e);
         }
         let stats = match stats {
             Ok(s) => s,
