@@ -17,8 +17,9 @@ use crate::types::MemEntry;
 use crate::version::Version;
 
 /// Memtable entries copied per refill: small at first, since most scans read
-/// a few keys, doubling up to the maximum for long scans.
-const MEM_CHUNK_FIRST: usize = 8;
+/// a few keys and in a large database few of them come from the memtable,
+/// doubling up to the maximum for long scans.
+const MEM_CHUNK_FIRST: usize = 2;
 const MEM_CHUNK_MAX: usize = 256;
 
 enum Source {

@@ -775,7 +775,27 @@ fn entry_key(body: &[u8], pos: usize) -> Result<&[u8], String> {
 /// Index of the first entry of `block` whose key is >= `key`.
 fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
     let (body, _) = split_block(block.bytes())?;
-    let (mut lo, mut hi) = (0, block.entries().len());
+    let entries = block.entries();
+    let prefixes = block.key_prefixes();
+    let cp = block.common_prefix_len();
+    // Fast path: search the key prefixes, then step over equal prefixes
+    // with full keys. Valid when `key` starts with the block's common prefix,
+    // which the one key read here (the answer's, or the last) tells.
+    let want = key_prefix(key, cp);
+    let mut i = prefixes.partition_point(|&p| p < want);
+    if let Some(probe) = entries.get(i.min(entries.len().saturating_sub(1))) {
+        let k = entry_key(body, *probe as usize)?;
+        if key.len() >= cp && k.len() >= cp && key[..cp] == k[..cp] {
+            while i < entries.len()
+                && prefixes[i] == want
+                && key_lt(entry_key(body, entries[i] as usize)?, key)
+            {
+                i += 1;
+            }
+            return Ok(i);
+        }
+    }
+    let (mut lo, mut hi) = (0, entries.len());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if key_lt(entry_key(body, block.entries()[mid] as usize)?, key) {
@@ -855,16 +875,23 @@ mod tests {
                 ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
             };
             SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
-            let r = SegmentReader::open_with(&FsStorage, dir.path(), 1, mmap)
+            let r = Arc::new(SegmentReader::open_with(&FsStorage, dir.path(), 1, mmap)
                 .unwrap()
-                .with_cache(Some(Arc::new(BlockCache::new(1 << 20, block_size, mmap))));
+                .with_cache(Some(Arc::new(BlockCache::new(1 << 20, block_size, mmap)))));
             for (k, e) in &es {
                 proptest::prop_assert_eq!(r.get(k).unwrap(), Some(e.clone()));
             }
-            for p in probes {
-                let k = [b"prefix-".as_slice(), &p].concat();
+            let mut seeks: Vec<Vec<u8>> = probes.iter().map(|p| [b"prefix-".as_slice(), p].concat()).collect();
+            // Seeks also from keys outside the shared prefix, before and after it.
+            seeks.extend([b"".to_vec(), b"prefix".to_vec(), b"prefix.".to_vec(), b"prefiy".to_vec(), b"\xff".to_vec()]);
+            seeks.extend(keys.iter().cloned());
+            for k in seeks {
                 let want = es.iter().find(|(key, _)| *key == k).map(|(_, e)| e.clone());
                 proptest::prop_assert_eq!(r.get(&k).unwrap(), want);
+                // A seek lands on the first stored key >= k.
+                let first = es.iter().find(|(key, _)| *key >= k).map(|(key, _)| key.clone());
+                let got = r.iter_from(&k).next_record().unwrap().map(|rec| rec.entry.key);
+                proptest::prop_assert_eq!(got, first, "seek {:?}", k);
             }
         }
     }
