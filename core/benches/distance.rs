@@ -70,10 +70,70 @@ fn kernels(c: &mut Criterion) {
                         _ => continue,
                     };
                 }
+                #[cfg(feature = "simsimd")]
+                simsimd_side(&mut g, ty, l2, dim, &q, &f32s);
                 g.finish();
             }
         }
     }
+}
+
+#[cfg(feature = "simsimd")]
+fn simsimd_side(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    ty: &str,
+    l2: bool,
+    dim: usize,
+    q: &[f32],
+    f32s: &[f32],
+) {
+    use simsimd::SpatialSimilarity;
+    let run = |a: f64| a as f32;
+    match ty {
+        "f32" => g.bench_function("simsimd", |b| {
+            b.iter(|| {
+                let mut s = 0f32;
+                for y in f32s.chunks_exact(dim) {
+                    let (q, y) = (black_box(q), black_box(y));
+                    s += run(if l2 { f32::l2sq(q, y) } else { f32::dot(q, y) }.unwrap());
+                }
+                s
+            })
+        }),
+        "f16" => {
+            let qh: Vec<simsimd::f16> = q.iter().map(|&x| simsimd::f16(f32_to_f16(x))).collect();
+            let yh: Vec<simsimd::f16> = f32s.iter().map(|&x| simsimd::f16(f32_to_f16(x))).collect();
+            g.bench_function("simsimd-f16q", |b| {
+                b.iter(|| {
+                    let mut s = 0f32;
+                    for y in yh.chunks_exact(dim) {
+                        let (q, y) = (black_box(&qh[..]), black_box(y));
+                        s += run(if l2 {
+                            simsimd::f16::l2sq(q, y)
+                        } else {
+                            simsimd::f16::dot(q, y)
+                        }
+                        .unwrap());
+                    }
+                    s
+                })
+            })
+        }
+        _ => {
+            let qi: Vec<i8> = q.iter().map(|&x| (x * 127.0) as i8).collect();
+            let yi: Vec<i8> = f32s.iter().map(|&x| (x * 127.0) as i8).collect();
+            g.bench_function("simsimd-i8q", |b| {
+                b.iter(|| {
+                    let mut s = 0f32;
+                    for y in yi.chunks_exact(dim) {
+                        let (q, y) = (black_box(&qi[..]), black_box(y));
+                        s += run(if l2 { i8::l2sq(q, y) } else { i8::dot(q, y) }.unwrap());
+                    }
+                    s
+                })
+            })
+        }
+    };
 }
 
 criterion_group!(benches, kernels);
