@@ -1235,7 +1235,7 @@ enum edgestore_status edgestore_options_set_compaction_budget(struct edgestore_o
  * 0 disables the cache, so every read goes to the segment file (or its
  * memory map). With memory-mapped reads the cache holds only each block's
  * entry offsets and key prefixes (the bytes stay in the OS page cache), so
- * the same budget covers about ten times more data. Every value is accepted.
+ * the same budget covers about twenty times more data. Every value is accepted.
  */
 enum edgestore_status edgestore_options_set_block_cache(struct edgestore_options *options,
                                                         uint64_t bytes);

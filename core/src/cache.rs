@@ -22,23 +22,43 @@ pub struct BlockData {
 }
 
 /// What a loaded block knows about its entries, in key order: where each
-/// starts, and four bytes of each key taken just past the prefix all its keys
+/// starts, and two bytes of each key taken just past the prefix all its keys
 /// share (zero-padded), so a point lookup binary-searches one small array
-/// and reads a key from the block only to confirm the match.
+/// and reads a key from the block only to confirm the match. Four bytes an
+/// entry for blocks under 64 KiB (as much as the offsets alone took as
+/// `u32`s): the cache's budget is spent on covering more blocks.
 #[derive(Debug, Default)]
 pub struct BlockIndex {
-    /// Entry offsets, then the entries' key prefixes: `2 * n` slots.
-    slots: Box<[u32]>,
+    /// The entries' offsets (one `u16` each, or two, low half first, in a
+    /// block of 64 KiB or more), then their key prefixes.
+    slots: Box<[u16]>,
+    /// Number of entries.
+    n: u32,
+    /// Whether offsets take two slots.
+    wide: bool,
     /// Length of the prefix every key of the block shares.
     common: u32,
 }
 
 impl BlockIndex {
     /// An index from entry offsets and key prefixes (same length).
-    pub fn new(offsets: &[u32], prefixes: &[u32], common: u32) -> Self {
+    pub fn new(offsets: &[u32], prefixes: &[u16], common: u32) -> Self {
         debug_assert_eq!(offsets.len(), prefixes.len());
-        let slots = offsets.iter().chain(prefixes).copied().collect();
-        BlockIndex { slots, common }
+        let wide = offsets.iter().any(|&o| o > u16::MAX as u32);
+        let mut slots = Vec::with_capacity(offsets.len() * if wide { 3 } else { 2 });
+        for &o in offsets {
+            slots.push(o as u16);
+            if wide {
+                slots.push((o >> 16) as u16);
+            }
+        }
+        slots.extend_from_slice(prefixes);
+        BlockIndex {
+            slots: slots.into(),
+            n: offsets.len() as u32,
+            wide,
+            common,
+        }
     }
 }
 
@@ -73,16 +93,32 @@ impl BlockData {
         })
     }
 
-    /// Offset of each entry in `bytes`, in key order.
+    /// Number of entries.
     #[inline]
-    pub fn entries(&self) -> &[u32] {
-        &self.index.slots[..self.index.slots.len() / 2]
+    pub fn entry_count(&self) -> usize {
+        self.index.n as usize
+    }
+
+    /// Offset in `bytes` of entry `i` (in key order), if there is one.
+    #[inline]
+    pub fn entry(&self, i: usize) -> Option<u32> {
+        let ix = &self.index;
+        if i >= ix.n as usize {
+            return None;
+        }
+        Some(if ix.wide {
+            ix.slots[2 * i] as u32 | (ix.slots[2 * i + 1] as u32) << 16
+        } else {
+            ix.slots[i] as u32
+        })
     }
 
     /// Each entry's key prefix (see [`BlockIndex`]), in key order.
     #[inline]
-    pub fn key_prefixes(&self) -> &[u32] {
-        &self.index.slots[self.index.slots.len() / 2..]
+    pub fn key_prefixes(&self) -> &[u16] {
+        let ix = &self.index;
+        let start = ix.n as usize * if ix.wide { 2 } else { 1 };
+        &ix.slots[start..]
     }
 
     /// Length of the prefix every key of the block shares.
@@ -107,7 +143,7 @@ impl BlockData {
             BlockBytes::Owned(b) => b.len(),
             BlockBytes::Mapped { .. } => 0,
         };
-        own + 4 * self.index.slots.len()
+        own + 2 * self.index.slots.len()
     }
 }
 
@@ -140,7 +176,7 @@ impl BlockCache {
     /// weigh only their entry offsets, so many more fit).
     pub fn new(capacity_bytes: u64, block_size: usize, mapped: bool) -> Self {
         let weight = if mapped {
-            (block_size / 16).max(64) // ~two u32s per 128-byte entry + bookkeeping
+            (block_size / 32).max(64) // ~4 bytes per 128-byte entry + bookkeeping
         } else {
             block_size.max(64)
         };
@@ -188,5 +224,19 @@ mod tests {
             cache.insert(3, i, block(4096));
         }
         assert!(cache.used_bytes() <= 64 << 10, "{}", cache.used_bytes());
+    }
+
+    #[test]
+    fn offsets_past_64_kib_take_two_slots() {
+        for offsets in [vec![0u32, 7, 65_535], vec![0u32, 65_536, 1 << 23]] {
+            let prefixes: Vec<u16> = (0..offsets.len() as u16).map(|p| p * 3).collect();
+            let b = BlockData::owned(vec![0u8; 4].into(), BlockIndex::new(&offsets, &prefixes, 5));
+            assert_eq!(b.entry_count(), offsets.len());
+            let got: Vec<u32> = (0..offsets.len()).map(|i| b.entry(i).unwrap()).collect();
+            assert_eq!(got, offsets);
+            assert_eq!(b.entry(offsets.len()), None);
+            assert_eq!(b.key_prefixes(), prefixes.as_slice());
+            assert_eq!(b.common_prefix_len(), 5);
+        }
     }
 }

@@ -45,7 +45,7 @@ pub struct EdgestoreConfig {
     /// Read segments through a read-only memory map instead of `pread`
     /// (default on for 64-bit targets): a read costs no system call or copy,
     /// and the block cache then holds only each block's entry offsets and key
-    /// prefixes, so its budget covers about ten times more data (the bytes
+    /// prefixes, so its budget covers about twenty times more data (the bytes
     /// stay in the OS page cache, counted there, as with LMDB). Checksums are
     /// still verified when a block enters the cache; after that a cached
     /// block is read from the map, so bytes changed in place by another

@@ -160,7 +160,7 @@ pub extern "C" fn edgestore_options_set_compaction_budget(
 /// 0 disables the cache, so every read goes to the segment file (or its
 /// memory map). With memory-mapped reads the cache holds only each block's
 /// entry offsets and key prefixes (the bytes stay in the OS page cache), so
-/// the same budget covers about ten times more data. Every value is accepted.
+/// the same budget covers about twenty times more data. Every value is accepted.
 #[no_mangle]
 pub extern "C" fn edgestore_options_set_block_cache(
     options: *mut edgestore_options,

@@ -537,7 +537,7 @@ impl SegmentIter {
     pub fn next_found(&mut self) -> Result<Option<Found>> {
         loop {
             if let Some(block) = &self.block {
-                if let Some(&off) = block.entries().get(self.pos) {
+                if let Some(off) = block.entry(self.pos) {
                     let found = Found::at(Arc::clone(block), off).map_err(|m| {
                         let at = self.seg.index[self.next_block - 1].offset;
                         Error::corruption(self.seg.path.clone(), at, m)
@@ -658,20 +658,20 @@ fn block_index(block: &[u8]) -> Result<BlockIndex, String> {
     let prefixes = offsets
         .iter()
         .map(|&off| Ok(key_prefix(entry_key(body, off as usize)?, common)))
-        .collect::<Result<Vec<u32>, String>>()?;
+        .collect::<Result<Vec<u16>, String>>()?;
     Ok(BlockIndex::new(&offsets, &prefixes, common as u32))
 }
 
-/// Four bytes of `key` from `at`, big-endian and zero-padded: ordered as
-/// the keys are, among keys that share their first `at` bytes.
+/// Two bytes of `key` from `at`, big-endian and zero-padded: ordered as the
+/// keys are, among keys that share their first `at` bytes.
 #[inline]
-fn key_prefix(key: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
+fn key_prefix(key: &[u8], at: usize) -> u16 {
+    let mut b = [0u8; 2];
     if let Some(tail) = key.get(at..) {
-        let n = tail.len().min(4);
+        let n = tail.len().min(2);
         b[..n].copy_from_slice(&tail[..n]);
     }
-    u32::from_be_bytes(b)
+    u16::from_be_bytes(b)
 }
 
 /// Checks a raw block (entries, count, CRC) against its CRC trailer.
@@ -747,7 +747,7 @@ fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<u32>, String> {
     let (body, _) = split_block(block.bytes())?;
     let mut i = prefixes.partition_point(|&p| p < want);
     while prefixes.get(i) == Some(&want) {
-        let off = block.entries()[i];
+        let off = block.entry(i).ok_or("entry index past the block")?;
         let k = entry_key(body, off as usize)?;
         if k == key {
             return Ok(Some(off));
@@ -775,7 +775,8 @@ fn entry_key(body: &[u8], pos: usize) -> Result<&[u8], String> {
 /// Index of the first entry of `block` whose key is >= `key`.
 fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
     let (body, _) = split_block(block.bytes())?;
-    let entries = block.entries();
+    let n = block.entry_count();
+    let at = |i: usize| block.entry(i).ok_or("entry index past the block");
     let prefixes = block.key_prefixes();
     let cp = block.common_prefix_len();
     // Fast path: search the key prefixes, then step over equal prefixes
@@ -783,22 +784,19 @@ fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
     // which the one key read here (the answer's, or the last) tells.
     let want = key_prefix(key, cp);
     let mut i = prefixes.partition_point(|&p| p < want);
-    if let Some(probe) = entries.get(i.min(entries.len().saturating_sub(1))) {
-        let k = entry_key(body, *probe as usize)?;
+    if let Some(probe) = block.entry(i.min(n.saturating_sub(1))) {
+        let k = entry_key(body, probe as usize)?;
         if key.len() >= cp && k.len() >= cp && key[..cp] == k[..cp] {
-            while i < entries.len()
-                && prefixes[i] == want
-                && key_lt(entry_key(body, entries[i] as usize)?, key)
-            {
+            while i < n && prefixes[i] == want && key_lt(entry_key(body, at(i)? as usize)?, key) {
                 i += 1;
             }
             return Ok(i);
         }
     }
-    let (mut lo, mut hi) = (0, entries.len());
+    let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if key_lt(entry_key(body, block.entries()[mid] as usize)?, key) {
+        if key_lt(entry_key(body, at(mid)? as usize)?, key) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -893,6 +891,47 @@ mod tests {
                 let got = r.iter_from(&k).next_record().unwrap().map(|rec| rec.entry.key);
                 proptest::prop_assert_eq!(got, first, "seek {:?}", k);
             }
+        }
+    }
+
+    /// Blocks past 64 KiB keep wide entry offsets; lookups and seeks work
+    /// the same in them, read both ways.
+    #[test]
+    fn large_blocks_are_searched_like_small_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let es: Vec<(Vec<u8>, MemEntry)> = (0..3000u32)
+            .map(|i| {
+                let key = encode_key(b"ns", format!("key-{i:06}").as_bytes());
+                let e = MemEntry {
+                    key: key.clone(),
+                    value: Some(vec![i as u8; 60]),
+                    op: Operation::Put,
+                    lsn: i as u64 + 1,
+                    timestamp: 0,
+                    ttl: 0,
+                };
+                (key, e)
+            })
+            .collect();
+        let opts = WriterOptions {
+            block_size: 256 << 10,
+            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
+        };
+        SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
+        for mmap in [false, true] {
+            let r = Arc::new(
+                SegmentReader::open_with(&FsStorage, dir.path(), 1, mmap)
+                    .unwrap()
+                    .with_cache(Some(Arc::new(BlockCache::new(4 << 20, 256 << 10, mmap)))),
+            );
+            assert!(r.index.len() <= 2, "one or two blocks of 256 KiB");
+            for (i, (k, e)) in es.iter().enumerate().step_by(7) {
+                assert_eq!(r.get(k).unwrap().as_ref(), Some(e));
+                let first = r.iter_from(k).next_record().unwrap().unwrap();
+                assert_eq!(&first.entry.key, k, "seek {i}");
+            }
+            let absent = encode_key(b"ns", b"key-001500x");
+            assert_eq!(r.get(&absent).unwrap(), None);
         }
     }
 
