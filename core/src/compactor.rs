@@ -16,10 +16,7 @@
 //!    records that shadow permanent ones), universal-style: when it holds more
 //!    than `max_permanent_runs` runs, the newest runs of similar size are merged;
 //!    when (bytes in newer runs) / (bytes in the oldest run) exceeds
-//!    `max_permanent_space_amp`, all runs are merged; while such a full merge
-//!    waits for budget, the fewest newest runs that bring the count under the
-//!    bound are merged instead (within half a cycle's budget, so the full merge
-//!    still saves up). So a point read consults at
+//!    `max_permanent_space_amp`, all runs are merged. So a point read consults at
 //!    most `max_permanent_runs` permanent segments (plus one per TTL segment whose
 //!    key range and Bloom filter admit the key), and permanent space
 //!    amplification stays below `1 + max_permanent_space_amp` after each cycle
@@ -297,24 +294,12 @@ impl Compactor {
         let mut saved = self.saved_budget.lock().unwrap_or_else(|p| p.into_inner());
         let allowance = self.write_budget_bytes.saturating_add(*saved);
         let mut largest_deferred = 0u64;
-        for mut job in self.plan(manifest, now_nanos, pinned) {
+        for job in self.plan(manifest, now_nanos, pinned) {
             let need = job.estimated_output;
             if stats.bytes_written.saturating_add(need) > allowance {
                 stats.jobs_deferred += 1;
                 largest_deferred = largest_deferred.max(need);
-                // Run the cheaper alternative now if it fits in half a
-                // cycle's budget (so the deferred job still saves at least
-                // the other half each cycle and runs in the end).
-                match job.fallback.take() {
-                    Some(f)
-                        if f.estimated_output <= self.write_budget_bytes / 2
-                            && stats.bytes_written.saturating_add(f.estimated_output)
-                                <= allowance =>
-                    {
-                        job = *f;
-                    }
-                    _ => continue,
-                }
+                continue;
             }
             let out = manifest.allocate_segment_id();
             let mut s = CompactionStats::default();
@@ -371,19 +356,12 @@ impl Compactor {
             }
             let size: u64 = c.segment_ids.iter().map(|id| metas[id].file_size).sum();
             if c.cohort_bucket == PERMANENT_COHORT {
-                let job = |inputs: Vec<u64>| Job {
-                    estimated_output: inputs.iter().map(|id| metas[id].file_size).sum(),
-                    inputs,
-                    fallback: None,
-                };
-                let (full, newest) = self.permanent_merge(&c, &metas);
-                match (full, newest) {
-                    (Some(f), n) => jobs.push(Job {
-                        fallback: n.map(|n| Box::new(job(n))),
-                        ..job(f)
-                    }),
-                    (None, Some(n)) => jobs.push(job(n)),
-                    (None, None) => {}
+                if let Some(inputs) = self.permanent_merge(&c, &metas) {
+                    let size: u64 = inputs.iter().map(|id| metas[id].file_size).sum();
+                    jobs.push(Job {
+                        inputs,
+                        estimated_output: size,
+                    });
                 }
                 continue;
             }
@@ -397,24 +375,18 @@ impl Compactor {
                 jobs.push(Job {
                     inputs: c.segment_ids.clone(),
                     estimated_output: est,
-                    fallback: None,
                 });
             }
         }
         jobs
     }
 
-    /// Chooses permanent runs to merge, if the policy asks for a merge: a
-    /// full merge when space amplification is over the bound, and a merge of
-    /// the newest runs when there are too many runs. Both may be asked for;
-    /// the full merge is preferred and the other runs when it must wait for
-    /// budget, so reads never look in more runs than the bound allows while a
-    /// large merge saves up.
+    /// Chooses permanent runs to merge, if the policy asks for a merge.
     fn permanent_merge(
         &self,
         c: &CohortInfo,
         metas: &HashMap<u64, &SegmentMeta>,
-    ) -> (Option<Vec<u64>>, Option<Vec<u64>>) {
+    ) -> Option<Vec<u64>> {
         let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
         for id in &c.segment_ids {
             let m = metas[id];
@@ -426,22 +398,13 @@ impl Compactor {
         let mut runs: Vec<Run> = runs.into_values().collect();
         runs.sort_by_key(|r| std::cmp::Reverse(r.max_lsn)); // newest first
         if runs.len() < 2 {
-            return (None, None);
+            return None;
         }
-        let ids = |picked: &[Run]| -> Vec<u64> {
-            picked.iter().flat_map(|r| r.ids.iter().copied()).collect()
-        };
         let oldest = runs.last().map_or(0, |r| r.bytes).max(1);
         let newer: u64 = runs[..runs.len() - 1].iter().map(|r| r.bytes).sum();
-        let full = (newer as f64 > self.policy.max_permanent_space_amp * oldest as f64)
-            .then(|| ids(&runs));
-        let least = runs.len().saturating_sub(self.policy.max_permanent_runs) + 1;
-        let newest = (runs.len() > self.policy.max_permanent_runs).then(|| {
-            if full.is_some() {
-                // The fallback of a full merge: the fewest newest runs that
-                // get under the bound.
-                return ids(&runs[..least]);
-            }
+        let picked: &[Run] = if newer as f64 > self.policy.max_permanent_space_amp * oldest as f64 {
+            &runs
+        } else if runs.len() > self.policy.max_permanent_runs {
             // Newest runs of similar size; at least enough to get under the bound.
             let mut n = 1;
             let mut sum = runs[0].bytes;
@@ -449,11 +412,12 @@ impl Compactor {
                 sum += runs[n].bytes;
                 n += 1;
             }
-            ids(&runs[..n.max(least)])
-        });
-        // The same merge twice is no alternative.
-        let newest = newest.filter(|n| full.as_ref().is_none_or(|f| f.len() != n.len()));
-        (full, newest)
+            n = n.max(runs.len() - self.policy.max_permanent_runs + 1);
+            &runs[..n]
+        } else {
+            return None;
+        };
+        Some(picked.iter().flat_map(|r| r.ids.iter().copied()).collect())
     }
 
     fn delete_files(&self, ids: &[u64]) -> Result<()> {
@@ -645,9 +609,6 @@ struct Run {
 struct Job {
     inputs: Vec<u64>,
     estimated_output: u64,
-    /// A cheaper job to run instead when this one does not fit the budget
-    /// (a merge of the newest runs while a full merge saves up for itself).
-    fallback: Option<Box<Job>>,
 }
 
 /// Records of `s` dead at `now`, assuming death times spread evenly over the
@@ -690,14 +651,9 @@ mod tests {
 
     /// Writes segment `id` (its own run) with keys `k{id}-{j}`.
     fn segment(dir: &std::path::Path, id: u64, ttl: u32, timestamp: i64) -> SegmentMeta {
-        segment_of(dir, id, ttl, timestamp, 20)
-    }
-
-    /// Writes segment `id` (its own run) with `n` keys `k{id}-{j}`.
-    fn segment_of(dir: &std::path::Path, id: u64, ttl: u32, timestamp: i64, n: u64) -> SegmentMeta {
-        let entries: Vec<(Vec<u8>, MemEntry)> = (0..n)
+        let entries: Vec<(Vec<u8>, MemEntry)> = (0..20u64)
             .map(|j| {
-                let key = encode_key(b"ns", format!("k{id:02}-{j:04}").as_bytes());
+                let key = encode_key(b"ns", format!("k{id:02}-{j:02}").as_bytes());
                 let e = MemEntry {
                     key: key.clone(),
                     value: Some(vec![id as u8; 16]),
@@ -712,51 +668,6 @@ mod tests {
         SegmentWriter::new(dir.to_path_buf(), id, 3600)
             .flush(&entries)
             .unwrap()
-    }
-
-    /// While a full merge waits for budget, the newest runs are merged so
-    /// reads look in at most `max_permanent_runs` runs; the full merge still
-    /// runs once enough budget is saved.
-    #[test]
-    fn newest_runs_merge_while_a_full_merge_saves_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut manifest = Manifest::open(&dir.path().join("manifest.mf")).unwrap();
-        let now = 10_000 * 1_000_000_000i64;
-        // One old run, then six small newer runs that, together, are larger
-        // than it (space amplification over 1: a full merge is due).
-        let mut sizes = Vec::new();
-        for id in 1..8 {
-            let m = segment_of(dir.path(), id, 0, now, if id == 1 { 200 } else { 40 });
-            sizes.push(m.file_size);
-            manifest.add_segment(m).unwrap();
-        }
-        let all: u64 = sizes.iter().sum();
-        // The four newest runs' merge fits in half the budget; the full
-        // merge does not fit at all.
-        let budget = 2 * sizes[3..].iter().sum::<u64>() + 1;
-        assert!(budget < all);
-        let compactor = Compactor::new(dir.path().to_path_buf(), budget, 3600);
-        let runs = |m: &Manifest| {
-            m.list_segments()
-                .iter()
-                .map(|s| s.run_id)
-                .collect::<HashSet<u64>>()
-                .len()
-        };
-        assert_eq!(runs(&manifest), 7);
-        let s1 = compactor
-            .compact_cycle(&mut manifest, now, &HashSet::new())
-            .unwrap();
-        assert_eq!(s1.jobs_deferred, 1, "the full merge waits");
-        assert!(s1.bytes_written > 0, "the newest runs were merged");
-        assert!(runs(&manifest) <= 4, "{} runs", runs(&manifest));
-        // Later cycles save up and run the full merge: one run.
-        for _ in 0..10 {
-            compactor
-                .compact_cycle(&mut manifest, now, &HashSet::new())
-                .unwrap();
-        }
-        assert_eq!(runs(&manifest), 1);
     }
 
     /// The cycle reports each manifest edit as it happens: the drop of
