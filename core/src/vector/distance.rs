@@ -272,6 +272,17 @@ mod x86 {
         sum
     }
 
+    /// The mask of the first `left` lanes of 16 (`left` in 1..=16): the
+    /// AVX-512 kernels' tail is one masked step.
+    #[inline]
+    fn first_lanes(left: usize) -> __mmask16 {
+        if left >= 16 {
+            0xffff
+        } else {
+            (1u16 << left) - 1
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     unsafe fn f32_avx512<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
@@ -303,11 +314,7 @@ mod x86 {
         while i < n {
             // Up to 16 remaining lanes; masked-off lanes are not read.
             let left = (n - i).min(16);
-            let m: __mmask16 = if left == 16 {
-                0xffff
-            } else {
-                (1u16 << left) - 1
-            };
+            let m = first_lanes(left);
             // SAFETY: the mask enables only lanes i .. i + left <= n, and
             // masked loads do not touch disabled lanes.
             let (x, y) = unsafe {
@@ -409,11 +416,7 @@ mod x86 {
         }
         while i < n {
             let left = (n - i).min(16);
-            let m: __mmask16 = if left == 16 {
-                0xffff
-            } else {
-                (1u16 << left) - 1
-            };
+            let m = first_lanes(left);
             // SAFETY: the mask enables only lanes i .. i + left <= n, and
             // masked loads do not touch disabled lanes.
             let (x, h) = unsafe {
@@ -472,11 +475,7 @@ mod x86 {
         }
         while i < n {
             let left = (n - i).min(16);
-            let m: __mmask16 = if left == 16 {
-                0xffff
-            } else {
-                (1u16 << left) - 1
-            };
+            let m = first_lanes(left);
             // SAFETY: the mask enables only lanes i .. i + left <= n, and
             // masked loads do not touch disabled lanes.
             let (x, q) = unsafe {
