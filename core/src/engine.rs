@@ -266,6 +266,7 @@ impl Engine {
             bloom_bits_per_key: config.bloom_bits_per_key,
             segment_size_bytes: config.segment_size_bytes,
             mmap_reads: config.mmap_reads,
+            format_version: segment::VERSION,
         };
         let policy = CompactionPolicy {
             partial_rewrite_dead_fraction: config.partial_rewrite_dead_fraction,

@@ -234,7 +234,19 @@ fn snapshot_reader(db: &Engine, sh: &Shared, id: usize) {
 
 fn maintenance(db: &Engine, sh: &Shared) -> (u64, u64) {
     let (mut flushes, mut compactions) = (0, 0);
-    while !sh.done.load(Ordering::SeqCst) {
+    // Until the workload ends, and on a loaded machine (where the workload
+    // may end before any merge was due) until a merge has rewritten
+    // something, for at most ten more seconds.
+    let mut ended: Option<std::time::Instant> = None;
+    loop {
+        if sh.done.load(Ordering::SeqCst) {
+            let since = *ended.get_or_insert_with(std::time::Instant::now);
+            if db.metrics().compaction_bytes_written > 0
+                || since.elapsed() > std::time::Duration::from_secs(10)
+            {
+                break;
+            }
+        }
         db.flush_to_segments().unwrap();
         flushes += 1;
         db.compact_once().unwrap();

@@ -32,7 +32,11 @@ use crate::types::MemEntry;
 
 pub(crate) const MAGIC: &[u8; 8] = b"EDGSEG\0\x01";
 pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"EDGSEGFT";
-pub(crate) const VERSION: u32 = 1;
+/// Format version written: 2 (blocked Bloom filter). Version 1 files (the
+/// classic filter) are still read.
+pub(crate) const VERSION: u32 = 2;
+/// Oldest format version read.
+pub(crate) const MIN_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: u64 = 16;
 pub(crate) const FOOTER_LEN: u64 = 64;
 pub(crate) const ENTRY_HEADER_LEN: usize = 37;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::bloom::{key_hash, Bloom};
 use super::{
     file_name, Record, SegmentMeta, ENTRY_HEADER_LEN, FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, MAGIC,
-    VERSION,
+    MIN_VERSION, VERSION,
 };
 use crate::cache::{Block, BlockCache, BlockData, BlockIndex};
 use crate::codec::Decoder;
@@ -188,8 +188,12 @@ impl SegmentReader {
         if &header[0..8] != MAGIC {
             return Err(corrupt(0, "bad segment magic".into()));
         }
-        if u32::from_le_bytes(header[8..12].try_into().unwrap_or_default()) != VERSION {
-            return Err(corrupt(8, "unsupported segment format version".into()));
+        let version = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+        if !(MIN_VERSION..=VERSION).contains(&version) {
+            return Err(corrupt(
+                8,
+                format!("unsupported segment format version {version}"),
+            ));
         }
         let footer_off = len - FOOTER_LEN;
         let footer = read(footer_off, FOOTER_LEN)?;
@@ -273,7 +277,7 @@ impl SegmentReader {
             return Err(corrupt(index_off, "index is empty".into()));
         }
         let bloom_buf = section(bloom_off, bloom_len, "bloom")?;
-        let bloom = Bloom::decode(&bloom_buf)
+        let bloom = Bloom::decode(&bloom_buf, version)
             .ok_or_else(|| corrupt(bloom_off, "bad bloom filter".into()))?;
         Ok(SegmentReader {
             meta,
@@ -932,6 +936,46 @@ mod tests {
             }
             let absent = encode_key(b"ns", b"key-001500x");
             assert_eq!(r.get(&absent).unwrap(), None);
+        }
+    }
+
+    /// Segments written in format version 1 (the classic Bloom filter) are
+    /// read as before: every key found, absent keys not, verify passes.
+    #[test]
+    fn version_1_segments_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let es = entries(300);
+        let opts = WriterOptions {
+            format_version: 1,
+            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
+        };
+        SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
+        let raw = std::fs::read(dir.path().join(file_name(1))).unwrap();
+        assert_eq!(&raw[8..12], &1u32.to_le_bytes(), "written as version 1");
+        for mmap in [false, true] {
+            let r = SegmentReader::open_with(&FsStorage, dir.path(), 1, mmap).unwrap();
+            assert!(matches!(r.bloom, Bloom::Classic { .. }));
+            for (k, e) in &es {
+                assert_eq!(r.get(k).unwrap().as_ref(), Some(e));
+            }
+            assert_eq!(r.get(&encode_key(b"ns", b"k99999")).unwrap(), None);
+            assert_eq!(r.verify().unwrap(), 300);
+        }
+        // And a current segment is version 2 with the blocked filter.
+        SegmentWriter::with_options(WriterOptions::defaults(dir.path().to_path_buf(), 3600), 2)
+            .flush(&es)
+            .unwrap();
+        let r = SegmentReader::open(dir.path().to_path_buf(), 2).unwrap();
+        assert!(matches!(r.bloom, Bloom::Blocked { .. }));
+        // A version this code does not know is refused by name.
+        let mut bad = std::fs::read(dir.path().join(file_name(2))).unwrap();
+        bad[8..12].copy_from_slice(&3u32.to_le_bytes());
+        std::fs::write(dir.path().join(file_name(2)), &bad).unwrap();
+        match SegmentReader::open(dir.path().to_path_buf(), 2) {
+            Err(Error::Corruption { detail, .. }) => {
+                assert!(detail.contains("version 3"), "{detail}")
+            }
+            other => panic!("expected a version error, got {other:?}"),
         }
     }
 

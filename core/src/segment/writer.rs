@@ -23,6 +23,9 @@ pub(crate) struct WriterOptions {
     pub segment_size_bytes: u64,
     /// Open segments memory-mapped (see `EdgestoreConfig::mmap_reads`).
     pub mmap_reads: bool,
+    /// Segment format version to write (the current one; tests write
+    /// version 1 to check that older files stay readable).
+    pub format_version: u32,
 }
 
 impl WriterOptions {
@@ -35,6 +38,7 @@ impl WriterOptions {
             bloom_bits_per_key: 10,
             segment_size_bytes: 4 << 20,
             mmap_reads: false,
+            format_version: VERSION,
         }
     }
 }
@@ -229,7 +233,7 @@ fn write_file(
 
     let mut header = Vec::with_capacity(HEADER_LEN as usize);
     header.extend_from_slice(MAGIC);
-    put_u32(&mut header, VERSION);
+    put_u32(&mut header, opts.format_version);
     put_u32(&mut header, 0);
     append(&header, &mut offset)?;
 
@@ -304,7 +308,11 @@ fn write_file(
     };
     let (index_off, index_len) = put_section(index, &mut offset)?;
     let mut bloom = Vec::new();
-    Bloom::build(&hashes, opts.bloom_bits_per_key).encode(&mut bloom);
+    match opts.format_version {
+        1 => Bloom::build_classic(&hashes, opts.bloom_bits_per_key),
+        _ => Bloom::build(&hashes, opts.bloom_bits_per_key),
+    }
+    .encode(&mut bloom);
     let (bloom_off, bloom_len) = put_section(bloom, &mut offset)?;
     // The stored meta's file_size is the final size: meta and footer lengths
     // are known once the meta is encoded (its own length does not change).
@@ -321,7 +329,7 @@ fn write_file(
     ] {
         put_u64(&mut footer, v);
     }
-    put_u32(&mut footer, VERSION);
+    put_u32(&mut footer, opts.format_version);
     let crc = crc32fast::hash(&footer);
     put_u32(&mut footer, crc);
     footer.extend_from_slice(FOOTER_MAGIC);
