@@ -938,10 +938,15 @@ impl Inner {
                         open_failed.get_or_insert(e);
                     }
                 });
-        // Install whatever the manifest now says, even after a failure part-way.
-        match readers(&manifest) {
-            Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
-            Err(e) => return self.poison(e),
+        // A cycle that failed part-way may have edited the manifest after its
+        // last report (a merge published, its inputs not yet deleted):
+        // install whatever the manifest now says. A cycle that succeeded
+        // reported every edit, already installed.
+        if stats.is_err() {
+            match readers(&manifest) {
+                Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
+                Err(e) => return self.poison(e),
+            }
         }
         if let Some(e) = open_failed {
             // A segment the manifest names failed to open: what an install

@@ -145,7 +145,7 @@ impl Version {
             let Some(s) = run.segment_for(key) else {
                 continue;
             };
-            if let Some(r) = s.lookup_hashed(key, hash)? {
+            if let Some(r) = s.lookup_covered(key, hash)? {
                 if best.as_ref().is_none_or(|b| r.lsn > b.lsn) {
                     best = Some(r);
                 }

@@ -305,13 +305,7 @@ impl SegmentReader {
 
     /// False when the segment certainly does not hold `key` (key range and Bloom filter).
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        self.may_contain_hashed(key, key_hash(key))
-    }
-
-    /// [`SegmentReader::may_contain`] with the key's hash computed once by
-    /// the caller (a point read probes every run with the same hash).
-    pub(crate) fn may_contain_hashed(&self, key: &[u8], hash: u64) -> bool {
-        self.meta.covers(key) && self.bloom.may_contain(hash)
+        self.meta.covers(key) && self.bloom.may_contain(key_hash(key))
     }
 
     /// Block `i`, from the cache or read and checked (then cached).
@@ -401,12 +395,17 @@ impl SegmentReader {
 
     /// The entry stored for `key`, read in place (no copy of key or value).
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Found>> {
-        self.lookup_hashed(key, key_hash(key))
+        if !self.meta.covers(key) {
+            return Ok(None);
+        }
+        self.lookup_covered(key, key_hash(key))
     }
 
-    /// [`SegmentReader::lookup`] with the key's hash computed by the caller.
-    pub(crate) fn lookup_hashed(&self, key: &[u8], hash: u64) -> Result<Option<Found>> {
-        if !self.may_contain_hashed(key, hash) {
+    /// [`SegmentReader::lookup`] for a key inside the segment's key range
+    /// (the caller checked it: a run finds the one segment that covers the
+    /// key), with the key's hash computed by the caller.
+    pub(crate) fn lookup_covered(&self, key: &[u8], hash: u64) -> Result<Option<Found>> {
+        if !self.bloom.may_contain(hash) {
             return Ok(None);
         }
         let i = self.block_for(key);
