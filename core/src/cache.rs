@@ -32,10 +32,9 @@ pub struct BlockIndex {
     /// The entries' offsets (one `u16` each, or two, low half first, in a
     /// block of 64 KiB or more), then their key prefixes.
     slots: Box<[u16]>,
-    /// Number of entries.
+    /// Number of entries (offsets take two slots each when
+    /// `slots.len() == 3 * n`).
     n: u32,
-    /// Whether offsets take two slots.
-    wide: bool,
     /// Length of the prefix every key of the block shares.
     common: u32,
 }
@@ -56,9 +55,14 @@ impl BlockIndex {
         BlockIndex {
             slots: slots.into(),
             n: offsets.len() as u32,
-            wide,
             common,
         }
+    }
+
+    /// Whether offsets take two slots.
+    #[inline]
+    fn wide(&self) -> bool {
+        self.slots.len() > 2 * self.n as usize
     }
 }
 
@@ -106,7 +110,7 @@ impl BlockData {
         if i >= ix.n as usize {
             return None;
         }
-        Some(if ix.wide {
+        Some(if ix.wide() {
             ix.slots[2 * i] as u32 | (ix.slots[2 * i + 1] as u32) << 16
         } else {
             ix.slots[i] as u32
@@ -117,7 +121,7 @@ impl BlockData {
     #[inline]
     pub fn key_prefixes(&self) -> &[u16] {
         let ix = &self.index;
-        let start = ix.n as usize * if ix.wide { 2 } else { 1 };
+        let start = ix.n as usize * if ix.wide() { 2 } else { 1 };
         &ix.slots[start..]
     }
 

@@ -125,7 +125,7 @@ impl ReadableFile for FsReadable {
 /// process's mappings; point reads and scans use the map.
 #[derive(Debug)]
 struct FsMapped {
-    file: File,
+    file: FsReadable,
     map: Arc<Mapping>,
 }
 
@@ -184,7 +184,7 @@ impl Storage for FsStorage {
         // (SIGBUS); that is documented with `EdgestoreConfig::mmap_reads`.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Arc::new(FsMapped {
-            file,
+            file: FsReadable(file),
             map: Arc::new(Mapping(map)),
         }))
     }

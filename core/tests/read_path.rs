@@ -18,19 +18,6 @@ use edgestore::segment::{SegmentReader, SegmentWriter};
 use edgestore::types::{MemEntry, Operation};
 use edgestore::{EdgestoreConfig, Engine, Error, ManualClock, SyncMode};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const NS: &[u8] = b"ns";
 const KEYS: u64 = 120;
 
@@ -74,23 +61,24 @@ fn reads_match_a_model_through_flush_compaction_and_ttl() {
             let dir = tempfile::tempdir().unwrap();
             let clock = ManualClock::new(T0);
             let mut db = Engine::open(small_config(dir.path(), &clock, cache)).unwrap();
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(cache) | 1);
+            let mut below = common::faults::rng(
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(cache) | 1,
+            );
             let mut model = Model::new();
             let mut snaps: Vec<(edgestore::Snapshot, Model, i64)> = Vec::new();
             let now = |c: &ManualClock| c.clone();
             let _ = now;
             let mut t = T0;
             for step in 0..1500u32 {
-                let k = key(rng.below(KEYS));
-                match rng.below(100) {
+                let k = key(below(KEYS));
+                match below(100) {
                     0..=44 => {
-                        let v =
-                            format!("v{step}-{}", "x".repeat(rng.below(40) as usize)).into_bytes();
+                        let v = format!("v{step}-{}", "x".repeat(below(40) as usize)).into_bytes();
                         db.put(NS, &k, &v).unwrap();
                         model.insert(k, (v, i64::MAX));
                     }
                     45..=64 => {
-                        let ttl = 1 + rng.below(20) as u32;
+                        let ttl = 1 + below(20) as u32;
                         let v = format!("t{step}").into_bytes();
                         db.put_with_ttl(NS, &k, &v, ttl).unwrap();
                         model.insert(k, (v, t + ttl as i64 * 1_000_000_000));
@@ -104,7 +92,7 @@ fn reads_match_a_model_through_flush_compaction_and_ttl() {
                         db.compact_once().unwrap();
                     }
                     90..=94 => {
-                        let s = rng.below(4);
+                        let s = below(4);
                         clock.advance_secs(s);
                         t += s as i64 * 1_000_000_000;
                     }
@@ -140,8 +128,8 @@ fn reads_match_a_model_through_flush_compaction_and_ttl() {
                     );
                 }
                 let all = live(&model, t);
-                let a = key(rng.below(KEYS + 2));
-                let b = key(rng.below(KEYS + 2));
+                let a = key(below(KEYS + 2));
+                let b = key(below(KEYS + 2));
                 let (a, b) = if a <= b { (a, b) } else { (b, a) };
                 let want: Vec<_> = all
                     .iter()
