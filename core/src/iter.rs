@@ -33,7 +33,11 @@ enum Source {
     /// A sorted run: its overlapping segments in key order, read one after
     /// the other (disjoint ranges, so no merge is needed inside a run).
     Run {
-        cur: SegmentIter,
+        /// `None` until the merge reaches the run's first key: a run that
+        /// starts after the range's start is not sought until then (see
+        /// [`Item::Pending`]), so a short scan over runs of disjoint key
+        /// ranges (time-ordered keys) seeks only the runs it reads.
+        cur: Option<SegmentIter>,
         /// The run's segments; `next` is the one to read after `cur`.
         segments: Arc<[Arc<SegmentReader>]>,
         next: usize,
@@ -66,14 +70,22 @@ impl Source {
                 segments,
                 next,
             } => loop {
-                match cur.next_found()? {
+                let Some(it) = cur else {
+                    // Sought on first use: every key of the run's first
+                    // overlapping segment is after `start`.
+                    let seg = &segments[*next];
+                    *cur = Some(seg.iter_from(start));
+                    *next += 1;
+                    continue;
+                };
+                match it.next_found()? {
                     Some(f) if end.is_none_or(|e| f.key() < e) => return Ok(Some(Item::Seg(f))),
                     Some(_) => return Ok(None),
                     None => match segments.get(*next) {
                         // Every key of a later segment is after `start`,
                         // and one starting at or past `end` yields nothing.
                         Some(seg) if end.is_none_or(|e| seg.meta.min_key.as_slice() < e) => {
-                            *cur = seg.iter_from(&[]);
+                            *it = seg.iter_from(&[]);
                             *next += 1;
                         }
                         _ => return Ok(None),
@@ -88,6 +100,12 @@ impl Source {
 enum Item {
     Mem(MemEntry),
     Seg(Found),
+    /// Stands in the merge for a run not sought yet, under the first key of
+    /// its first overlapping segment: no key of the run sorts before it. It
+    /// sorts before every version of that key (see [`Item::lsn`]), so it
+    /// reaches the top, and is replaced by the run's real first entry,
+    /// before any version of a key the run may hold is taken.
+    Pending(Arc<SegmentReader>),
 }
 
 impl Item {
@@ -96,6 +114,7 @@ impl Item {
         match self {
             Item::Mem(e) => &e.key,
             Item::Seg(f) => f.key(),
+            Item::Pending(s) => &s.meta.min_key,
         }
     }
 
@@ -104,6 +123,7 @@ impl Item {
         match self {
             Item::Mem(e) => e.lsn,
             Item::Seg(f) => f.lsn,
+            Item::Pending(_) => u64::MAX,
         }
     }
 
@@ -111,6 +131,7 @@ impl Item {
         match self {
             Item::Mem(e) => e.is_live_at(now_nanos),
             Item::Seg(f) => f.is_live_at(now_nanos),
+            Item::Pending(_) => false,
         }
     }
 
@@ -119,6 +140,7 @@ impl Item {
         match self {
             Item::Mem(e) => e.value.as_deref().unwrap_or_default(),
             Item::Seg(f) => f.value(),
+            Item::Pending(_) => &[],
         }
     }
 }
@@ -192,12 +214,18 @@ impl RangeIter {
                 exhausted: false,
             });
         }
+        let mut pending = Vec::new();
         for run in &version.runs {
             if let Some(first) = run.first_overlapping(&start, end.as_deref()) {
+                let seg = &run.segments[first];
+                let lazy = seg.meta.min_key.as_slice() > start.as_slice();
+                if lazy {
+                    pending.push((sources.len(), Arc::clone(seg)));
+                }
                 sources.push(Source::Run {
-                    cur: run.segments[first].iter_from(&start),
+                    cur: (!lazy).then(|| seg.iter_from(&start)),
                     segments: Arc::clone(&run.segments),
-                    next: first + 1,
+                    next: first + usize::from(!lazy),
                 });
             }
         }
@@ -213,8 +241,16 @@ impl RangeIter {
             current: None,
             _version: version,
         };
+        for (src, seg) in pending {
+            it.heap.push(Reverse(Head {
+                item: Item::Pending(seg),
+                src,
+            }));
+        }
         for i in 0..it.sources.len() {
-            it.advance(i)?;
+            if !matches!(it.sources[i], Source::Run { cur: None, .. }) {
+                it.advance(i)?;
+            }
         }
         Ok(it)
     }
@@ -231,6 +267,20 @@ impl RangeIter {
     /// Takes the smallest head and refills the heap from its source, with one
     /// sift instead of a pop and a push when the source has more.
     fn take_top(&mut self) -> Result<Option<Item>> {
+        // Seek the runs whose first key has come up.
+        while let Some(mut top) = self.heap.peek_mut() {
+            if !matches!(top.0.item, Item::Pending(_)) {
+                break;
+            }
+            let src = top.0.src;
+            match self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)? {
+                // Dropping `top` sifts the real entry into place.
+                Some(item) => top.0.item = item,
+                None => {
+                    PeekMut::pop(top);
+                }
+            }
+        }
         let Some(mut top) = self.heap.peek_mut() else {
             return Ok(None);
         };

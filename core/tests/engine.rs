@@ -155,6 +155,63 @@ fn last_writer_wins_across_segments_and_tombstones_hide_everything_older() {
     assert_eq!(db.get(b"ns", b"k").unwrap(), Some(b"v3".to_vec()));
 }
 
+/// Runs of disjoint key ranges (time-ordered keys flushed one after the
+/// other) are sought only when a scan reaches them; the newest version of a
+/// run's first key must still win, whichever run holds it, and a tombstone
+/// at a run's first key must still hide the older value.
+#[test]
+fn scans_over_runs_that_start_after_the_scan_start_see_the_newest_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    let key = |i: u32| format!("t{i:04}").into_bytes();
+    // Four runs: t0000-t0009, t0010-t0019, ...; each of them its own run.
+    for run in 0..4u32 {
+        for i in run * 10..run * 10 + 10 {
+            db.put(b"ns", &key(i), b"old").unwrap();
+        }
+        db.flush_to_segments().unwrap();
+    }
+    // Newer versions of the first keys of runs 2 and 3 in a newer run, and
+    // a tombstone over the first key of run 1 (t0010) in a newer run still.
+    db.put(b"ns", &key(20), b"new20").unwrap();
+    db.put(b"ns", &key(30), b"new30").unwrap();
+    db.flush_to_segments().unwrap();
+    db.delete(b"ns", &key(10)).unwrap();
+    db.flush_to_segments().unwrap();
+    db.put(b"ns", &key(31), b"mem31").unwrap(); // and one in the memtable
+    let want = |from: u32| -> Vec<(Vec<u8>, Vec<u8>)> {
+        (from..40)
+            .filter(|&i| i != 10)
+            .map(|i| {
+                let v: &[u8] = match i {
+                    20 => b"new20",
+                    30 => b"new30",
+                    31 => b"mem31",
+                    _ => b"old",
+                };
+                (key(i), v.to_vec())
+            })
+            .collect()
+    };
+    for from in [0, 5, 9, 10, 11, 19, 20, 25, 30, 31, 39] {
+        let got: Vec<_> = db
+            .scan(b"ns", &key(from), None)
+            .unwrap()
+            .collect::<edgestore::Result<_>>()
+            .unwrap();
+        assert_eq!(got, want(from), "scan from {from}");
+        let mut lent = db.scan(b"ns", &key(from), Some(&key(32))).unwrap();
+        let mut n = 0;
+        while let Some((k, v)) = lent.next_entry().unwrap() {
+            let w = &want(from)[n];
+            assert_eq!((k, v), (w.0.as_slice(), w.1.as_slice()), "from {from}");
+            n += 1;
+        }
+        assert_eq!(n, want(from).iter().filter(|(k, _)| *k < key(32)).count());
+    }
+}
+
 #[test]
 fn ttl_expiry_is_immediate_and_ttl_zero_is_forever() {
     let dir = tempfile::tempdir().unwrap();
