@@ -13,7 +13,7 @@ use crate::cache::{Block, BlockCache, BlockData, BlockIndex};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
 use crate::storage::{FsStorage, Mapping, ReadableFile, Storage};
-use crate::types::{key_lt, EntryRef, MemEntry, Operation};
+use crate::types::{key_cmp, key_lt, EntryRef, MemEntry, Operation};
 
 /// Where a data block is. Its last key is `index_keys[prev.key_end..key_end]`:
 /// all index keys sit in one buffer, so a binary search over the index walks
@@ -37,12 +37,31 @@ pub struct SegmentReader {
     map: Option<Arc<Mapping>>,
     index: Vec<IndexEntry>,
     index_keys: Vec<u8>,
+    /// Length of the prefix all index keys share.
+    fence_common: u32,
+    /// Per block, the eight bytes of its last key right after that shared
+    /// prefix, big-endian (zero-padded): a seek binary-searches this dense
+    /// array and compares whole keys only among blocks whose eight bytes
+    /// equal the key's.
+    fence: Box<[u64]>,
     bloom: Bloom,
     cache: Option<Arc<BlockCache>>,
     /// This open file's key in the block cache: unique in the process, so a
     /// cache shared by several databases (or a reopened segment) never serves
     /// another file's block.
     cache_id: u64,
+}
+
+/// The eight bytes of `key` from `at` as a big-endian word, zero-padded:
+/// ordering keys that share their first `at` bytes by this word never
+/// contradicts their byte order (equal words decide nothing).
+#[inline]
+fn word_at(key: &[u8], at: usize) -> u64 {
+    let tail = key.get(at..).unwrap_or_default();
+    let mut b = [0u8; 8];
+    let n = tail.len().min(8);
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
 }
 
 /// Source of [`SegmentReader::cache_id`]s.
@@ -276,6 +295,20 @@ impl SegmentReader {
         if index.is_empty() {
             return Err(corrupt(index_off, "index is empty".into()));
         }
+        // Sorted keys: what the first and last share, all share.
+        let first = &index_keys[..index[0].key_end as usize];
+        let last_start = index
+            .len()
+            .checked_sub(2)
+            .map_or(0, |i| index[i].key_end as usize);
+        let last = &index_keys[last_start..];
+        let common = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        let mut fence = Vec::with_capacity(index.len());
+        let mut start = 0usize;
+        for e in &index {
+            fence.push(word_at(&index_keys[start..e.key_end as usize], common));
+            start = e.key_end as usize;
+        }
         let bloom_buf = section(bloom_off, bloom_len, "bloom")?;
         let bloom = Bloom::decode(&bloom_buf, version)
             .ok_or_else(|| corrupt(bloom_off, "bad bloom filter".into()))?;
@@ -286,6 +319,8 @@ impl SegmentReader {
             map,
             index,
             index_keys,
+            fence_common: common as u32,
+            fence: fence.into(),
             bloom,
             cache: None,
             cache_id: NEXT_CACHE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -376,7 +411,21 @@ impl SegmentReader {
 
     /// Index of the first block whose last key is >= `key`.
     fn block_for(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.index.len());
+        let common = self.fence_common as usize;
+        let shared = &self.index_keys[..common];
+        // A key that differs within the shared prefix is before or after
+        // every block (a proper prefix of it sorts before them all).
+        match key_cmp(&key[..common.min(key.len())], shared) {
+            std::cmp::Ordering::Less => return 0,
+            std::cmp::Ordering::Greater => return self.index.len(),
+            std::cmp::Ordering::Equal => {}
+        }
+        // Blocks whose word is below the key's end before it, those whose
+        // word is above end after it; only equal words need whole keys.
+        let w = word_at(key, common);
+        let lo = self.fence.partition_point(|&f| f < w);
+        let hi = lo + self.fence[lo..].partition_point(|&f| f == w);
+        let (mut lo, mut hi) = (lo, hi);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if key_lt(self.last_key(mid), key) {
