@@ -1,5 +1,6 @@
 //! Criterion benchmarks: put in each sync mode, get from the memtable and from
-//! segments, and range scans. Run with `cargo bench -p edgestore --bench engine`.
+//! segments, range scans, and short scans over time-ordered runs. Run with
+//! `cargo bench -p edgestore --bench engine`.
 
 use std::time::Duration;
 
@@ -99,9 +100,45 @@ fn ranges(c: &mut Criterion) {
     g.finish();
 }
 
+/// Short scans over data written in key order (time-stamped readings, the
+/// usual shape of device data) and flushed in 32 parts: 32 sorted runs with
+/// disjoint key ranges, as the writes left them (no compaction). A scan reads
+/// the run holding its start key and, past its end, the next one.
+fn time_ordered(c: &mut Criterion) {
+    let mut g = c.benchmark_group("time-ordered");
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), SyncMode::Buffered);
+    let value = [7u8; 100];
+    for i in 0..N {
+        db.put(b"bench", &i.to_be_bytes(), &value).unwrap();
+        if (i + 1) % (N / 32) == 0 {
+            db.flush_to_segments().unwrap();
+        }
+    }
+    let len = 10usize;
+    g.throughput(Throughput::Elements(len as u64));
+    let mut i = 0u32;
+    g.bench_function(format!("scan-{len}"), |b| {
+        b.iter(|| {
+            i = (i + 7919) % (N - len as u32);
+            let mut it = db.scan(b"bench", &i.to_be_bytes(), None).unwrap();
+            let mut n = 0;
+            while let Some((k, v)) = it.next_entry().unwrap() {
+                black_box((k, v));
+                n += 1;
+                if n == len {
+                    break;
+                }
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = puts, gets, ranges
+    targets = puts, gets, ranges, time_ordered
 }
 criterion_main!(benches);
