@@ -769,13 +769,27 @@ impl Inner {
     fn flush_to_segments(&self) -> Result<()> {
         self.check_writable()?;
         let mut manifest = lock(&self.maintenance);
+        // 0. The slow part of a rotation, done while writers keep appending:
+        //    sync what the current WAL holds so far (megabytes in buffered
+        //    mode). The sync under the WAL lock below then covers only the
+        //    records appended meanwhile, and writers wait for that short one
+        //    alone. (The next WAL is still created under the lock, after the
+        //    full sync: open takes a WAL followed by a newer one as complete,
+        //    so no newer WAL may exist while this one has unsynced records.)
+        let current_wal = {
+            let w = lock(&self.wal);
+            if w.active.is_empty() {
+                return Ok(());
+            }
+            Arc::clone(&w.writer.file)
+        };
+        if let Err(e) = current_wal.sync_data() {
+            return self.poison(Error::io("syncing the WAL before rotation", e));
+        }
         // 1. Rotate: the memtable becomes immutable, a new WAL takes new writes.
         let (imm, new_wal_no) = {
             let mut synced = lock(&self.synced);
             let mut w = lock(&self.wal);
-            if w.active.is_empty() {
-                return Ok(());
-            }
             if let Err(e) = w.writer.file.sync_data() {
                 return self.poison(Error::io("syncing the WAL before rotation", e));
             }

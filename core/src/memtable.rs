@@ -14,16 +14,76 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::types::{EntryRef, MemEntry, Operation};
 
+/// Internal keys up to this many bytes are stored inside the skip-list node.
+const INLINE_KEY: usize = 38;
+
+/// An internal key as the skip list holds it: short keys (the common case)
+/// inside the node, so a comparison during a skip-list walk reads the node's
+/// own cache lines instead of following a pointer to a separate allocation
+/// (one cache miss fewer per step of an insert or a point read), and a
+/// point read builds its probe key without allocating.
+#[derive(Clone)]
+enum NodeKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl NodeKey {
+    fn new(key: &[u8]) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            NodeKey::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            NodeKey::Heap(key.into())
+        }
+    }
+
+    fn from_vec(key: Vec<u8>) -> Self {
+        if key.len() <= INLINE_KEY {
+            Self::new(&key)
+        } else {
+            NodeKey::Heap(key.into_boxed_slice())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            NodeKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            NodeKey::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
+
+impl PartialEq for NodeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for NodeKey {}
+
 /// Ordering key of the skip list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct VersionKey {
-    key: Vec<u8>,
+    key: NodeKey,
     lsn: u64,
 }
 
 impl Ord for VersionKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        crate::types::key_cmp(&self.key, &other.key).then_with(|| other.lsn.cmp(&self.lsn))
+        crate::types::key_cmp(self.key.as_slice(), other.key.as_slice())
+            .then_with(|| other.lsn.cmp(&self.lsn))
     }
 }
 
@@ -126,7 +186,7 @@ impl Memtable {
         self.filter.insert(&entry.key);
         self.map.insert(
             VersionKey {
-                key: entry.key,
+                key: NodeKey::from_vec(entry.key),
                 lsn: entry.lsn,
             },
             VersionValue {
@@ -171,11 +231,11 @@ impl Memtable {
             return None;
         }
         let probe = VersionKey {
-            key: key.to_vec(),
+            key: NodeKey::new(key),
             lsn: read_lsn,
         };
         let e = self.map.lower_bound(Bound::Included(&probe))?;
-        if e.key().key != key {
+        if e.key().key.as_slice() != key {
             return None;
         }
         let v = e.value();
@@ -202,11 +262,11 @@ impl Memtable {
         let lower = match after {
             // All versions of `after` sort before (after, 0); start past them.
             Some(a) => Bound::Excluded(VersionKey {
-                key: a.to_vec(),
+                key: NodeKey::new(a),
                 lsn: 0,
             }),
             None => Bound::Included(VersionKey {
-                key: start.to_vec(),
+                key: NodeKey::new(start),
                 lsn: u64::MAX,
             }),
         };
@@ -221,7 +281,7 @@ impl Memtable {
             if k.lsn > read_lsn {
                 continue;
             }
-            if out.last().is_some_and(|last| last.key == k.key) {
+            if out.last().is_some_and(|last| last.key == k.key.as_slice()) {
                 continue; // an older version of a key already taken
             }
             if out.len() == limit {
@@ -236,7 +296,10 @@ impl Memtable {
     pub fn newest_versions(&self) -> Vec<MemEntry> {
         let mut out: Vec<MemEntry> = Vec::with_capacity(self.map.len());
         for e in self.map.iter() {
-            if out.last().is_some_and(|last| last.key == e.key().key) {
+            if out
+                .last()
+                .is_some_and(|last| last.key == e.key().key.as_slice())
+            {
                 continue;
             }
             out.push(to_entry(e.key(), e.value()));
@@ -252,7 +315,7 @@ impl Memtable {
 
 fn to_entry(k: &VersionKey, v: &VersionValue) -> MemEntry {
     MemEntry {
-        key: k.key.clone(),
+        key: k.key.as_slice().to_vec(),
         value: v.value.clone(),
         op: v.op,
         lsn: k.lsn,
@@ -289,6 +352,36 @@ mod tests {
         let newest = m.newest_versions();
         assert_eq!(newest.len(), 2);
         assert_eq!(newest[0].lsn, 5);
+    }
+
+    #[test]
+    fn keys_inside_and_outside_the_node_sort_and_read_alike() {
+        let m = Memtable::new();
+        let keys: Vec<Vec<u8>> = vec![
+            b"k".to_vec(),
+            vec![b'k'; INLINE_KEY],
+            vec![b'k'; INLINE_KEY + 1],
+            vec![b'k'; 100],
+            [vec![b'k'; INLINE_KEY - 1], vec![b'l']].concat(),
+            [vec![b'k'; 100], vec![0]].concat(),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            m.insert(put(k, &[i as u8], i as u64 + 1));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(m.get(k, u64::MAX).unwrap().value.unwrap(), [i as u8]);
+        }
+        assert!(m.get(b"kk", u64::MAX).is_none());
+        assert!(m.get(&[b'k'; 99], u64::MAX).is_none());
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let got: Vec<Vec<u8>> = m.newest_versions().into_iter().map(|e| e.key).collect();
+        assert_eq!(got, sorted);
+        let chunk = m.scan_chunk(&keys[1], None, None, u64::MAX, 10);
+        assert_eq!(
+            chunk.len(),
+            sorted.iter().filter(|k| **k >= keys[1]).count()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::iter::RangeIter;
-use crate::types::{check_key, encode_key, ns_prefix_len, prefix_successor};
+use crate::types::{check_key, encode_key, ns_prefix_len, prefix_successor, with_encoded_key};
 use crate::version::Version;
 
 /// A consistent view: a version, the newest LSN it may see, and the instant
@@ -31,14 +31,13 @@ impl ReadView {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
         check_key(ns, key)?;
-        let ikey = encode_key(ns, key);
         let now = self.read_time;
-        Ok(self
-            .version
-            .get_with(&ikey, self.read_lsn, |e| {
+        Ok(with_encoded_key(ns, key, |ikey| {
+            self.version.get_with(ikey, self.read_lsn, |e| {
                 e.is_live_at(now).then(|| e.value.map(f)).flatten()
-            })?
-            .flatten())
+            })
+        })?
+        .flatten())
     }
 
     /// Streaming iterator over user keys in `[start, end)` (`end = None`: to the

@@ -144,6 +144,23 @@ pub fn encode_key(ns: &[u8], key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Calls `f` on [`encode_key`]`(ns, key)` built in a buffer on the stack when
+/// it is short (the common case), on the heap otherwise: a point read
+/// encodes its key once per call and this spares it an allocation.
+pub(crate) fn with_encoded_key<R>(ns: &[u8], key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const STACK: usize = 64;
+    let ns = &ns[..ns.len().min(MAX_NAMESPACE_LEN)];
+    let n = 1 + ns.len() + key.len();
+    if n > STACK {
+        return f(&encode_key(ns, key));
+    }
+    let mut buf = [0u8; STACK];
+    buf[0] = ns.len() as u8;
+    buf[1..1 + ns.len()].copy_from_slice(ns);
+    buf[1 + ns.len()..n].copy_from_slice(key);
+    f(&buf[..n])
+}
+
 /// Splits an internal key back into `(namespace, user key)`.
 pub fn decode_key(internal: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&len, rest) = internal.split_first()?;
@@ -227,6 +244,19 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_encoded_keys_match_encode_key() {
+        for (ns, key) in [
+            (&b""[..], &b""[..]),
+            (b"ns", b"k"),
+            (b"b", &[7u8; 62][..]),
+            (b"b", &[7u8; 63][..]),
+            (b"namespace", &[1u8; 200][..]),
+        ] {
+            with_encoded_key(ns, key, |k| assert_eq!(k, encode_key(ns, key)));
+        }
+    }
 
     #[test]
     fn encoding_keeps_user_key_order_within_namespace() {

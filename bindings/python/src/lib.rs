@@ -253,6 +253,52 @@ fn ttl_secs(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
     Ok(secs as u32)
 }
 
+/// Values up to this many bytes leave a point read through a stack buffer.
+const INLINE_VALUE: usize = 256;
+
+/// Where a point read puts the value while the GIL is released: the engine
+/// calls [`ValueBuf::fill`] on the value in place, and the `bytes` object is
+/// built from the copy once the GIL is held again. Small values (the common
+/// case) go through a buffer on the caller's stack, so a read allocates
+/// nothing besides the `bytes` object.
+struct ValueBuf {
+    inline: [u8; INLINE_VALUE],
+}
+
+/// What [`ValueBuf::fill`] kept: the length of a value in the inline buffer,
+/// or a larger value copied to the heap.
+enum Filled {
+    Inline(usize),
+    Heap(Vec<u8>),
+}
+
+impl ValueBuf {
+    fn new() -> Self {
+        ValueBuf {
+            inline: [0; INLINE_VALUE],
+        }
+    }
+
+    /// Copies `v` out of the engine (runs without the GIL).
+    fn fill(&mut self, v: &[u8]) -> Filled {
+        match self.inline.get_mut(..v.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(v);
+                Filled::Inline(v.len())
+            }
+            None => Filled::Heap(v.to_vec()),
+        }
+    }
+
+    /// The value as a Python `bytes`.
+    fn to_bytes<'py>(&self, py: Python<'py>, v: Filled) -> Bound<'py, PyBytes> {
+        match v {
+            Filled::Inline(n) => PyBytes::new(py, &self.inline[..n]),
+            Filled::Heap(h) => PyBytes::new(py, &h),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -574,10 +620,12 @@ impl Database {
         let ns = namespace(ns)?;
         let key = bytes_like(key, "key")?;
         let (ns, key) = (ns.as_slice(), key.as_slice());
-        match self.with_engine(py, |e| e.get(ns, key))? {
-            Some(v) => Ok(PyBytes::new(py, &v).into_any()),
-            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
-        }
+        let mut buf = ValueBuf::new();
+        let got = self.with_engine(py, |e| e.get_with(ns, key, |v| buf.fill(v)))?;
+        Ok(match got {
+            Some(v) => buf.to_bytes(py, v).into_any(),
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
     }
 
     /// Deletes `key` in `ns` (deleting a missing key is not an error).
@@ -922,10 +970,12 @@ impl Snapshot {
         let ns = namespace(ns)?;
         let key = bytes_like(key, "key")?;
         let (ns, key) = (ns.as_slice(), key.as_slice());
-        match self.with_snap(py, |s| s.get(ns, key))? {
-            Some(v) => Ok(PyBytes::new(py, &v).into_any()),
-            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
-        }
+        let mut buf = ValueBuf::new();
+        let got = self.with_snap(py, |s| s.get_with(ns, key, |v| buf.fill(v)))?;
+        Ok(match got {
+            Some(v) => buf.to_bytes(py, v).into_any(),
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
     }
 
     /// Lazy iterator of `(key, value)` for keys in `[start, end)` of `ns`.
