@@ -887,7 +887,8 @@ enum edgestore_status edgestore_batch_commit(struct edgestore_db *db,
  * Opens (creating if needed) the database directory `path`.
  *
  * `path` is a NUL-terminated file-system path; on POSIX any bytes are
- * accepted (not only UTF-8). `options` may be NULL for the defaults; it is
+ * accepted (not only UTF-8). `options` may be NULL for the defaults (those of
+ * `edgestore_options_new()`, background compaction included); it is
  * copied, so it may be freed right after. On success `*db_out` is a new handle
  * the caller must release with `edgestore_close()`.
  *
@@ -1172,9 +1173,13 @@ enum edgestore_status edgestore_iter_free(struct edgestore_iter *iter);
 
 /**
  * Creates options holding the defaults: durable sync, 4 MiB memtable, 4 MiB
- * segments, 3600 s cohort window, 64 MiB compaction budget, no background
- * compaction, 8 MiB block cache, memory-mapped segment reads on 64-bit
- * targets (plain reads elsewhere), system clock.
+ * segments, 3600 s cohort window, 64 MiB compaction budget, background
+ * compaction every 1000 ms (expired files are dropped and sorted runs merged
+ * without calling `edgestore_compact()`; turn it off with
+ * `edgestore_options_set_background_compaction(options, 0)`), 8 MiB block
+ * cache, memory-mapped segment reads on 64-bit targets (plain reads
+ * elsewhere), system clock. `edgestore_open()` with NULL options uses the
+ * same defaults.
  *
  * Ownership: the caller owns `*options_out` and frees it with
  * `edgestore_options_free()`. Errors: `EDGESTORE_INVALID_ARGUMENT` if
@@ -1255,8 +1260,11 @@ enum edgestore_status edgestore_options_set_mmap_reads(struct edgestore_options 
                                                        uint32_t enabled);
 
 /**
- * Runs compaction on a background thread every `interval_ms` milliseconds;
- * 0 turns it off (the default; then call `edgestore_compact()` yourself).
+ * Runs compaction on a background thread every `interval_ms` milliseconds
+ * (default 1000); 0 turns it off, and then expired files are only dropped and
+ * sorted runs only merged when you call `edgestore_compact()` yourself. Each
+ * cycle does what one `edgestore_compact()` call does, within the compaction
+ * budget; the thread is stopped and joined by `edgestore_close()`.
  */
 enum edgestore_status edgestore_options_set_background_compaction(struct edgestore_options *options,
                                                                   uint64_t interval_ms);

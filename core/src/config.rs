@@ -78,7 +78,10 @@ pub struct EdgestoreConfig {
     /// Space amplification allowed in the permanent cohort before a full merge,
     /// as (bytes in newer runs) / (bytes in the oldest run) (default 1.0).
     pub max_permanent_space_amp: f64,
-    /// Run compaction on a background thread at this interval (default off).
+    /// Run compaction on a background thread at this interval (default off
+    /// here, `None`: callers of the Rust API schedule `compact_once`
+    /// themselves or set this). The C (`edgestore_options_new`) and Python
+    /// (`edgestore.open`) front ends default to every 1 s.
     pub background_compaction: Option<Duration>,
     /// Write full memtables to segments on a background thread (default on),
     /// so a write does not wait for a flush; a writer flushes itself only

@@ -108,7 +108,8 @@ pub struct edgestore_verify_report {
 /// Opens (creating if needed) the database directory `path`.
 ///
 /// `path` is a NUL-terminated file-system path; on POSIX any bytes are
-/// accepted (not only UTF-8). `options` may be NULL for the defaults; it is
+/// accepted (not only UTF-8). `options` may be NULL for the defaults (those of
+/// `edgestore_options_new()`, background compaction included); it is
 /// copied, so it may be freed right after. On success `*db_out` is a new handle
 /// the caller must release with `edgestore_close()`.
 ///
@@ -131,7 +132,7 @@ pub unsafe extern "C" fn edgestore_open(
         // SAFETY: path is NULL (rejected) or NUL-terminated per the contract.
         let path = unsafe { args::path(path) }?;
         let (mut config, clock_start) = if options.is_null() {
-            (edgestore_core::EdgestoreConfig::new(""), None)
+            (crate::options::default_config(), None)
         } else {
             let o = OPTIONS.get(options, "options")?;
             let o = o.lock().unwrap_or_else(|p| p.into_inner());

@@ -21,6 +21,20 @@ pub(crate) struct Options {
 
 pub(crate) static OPTIONS: Registry<Mutex<Options>> = Registry::new(Kind::Options);
 
+/// How often the C front end compacts in the background unless told
+/// otherwise: an embedded store should drop expired data and merge sorted
+/// runs without the application having to schedule it.
+pub(crate) const DEFAULT_BACKGROUND_COMPACTION: Duration = Duration::from_millis(1000);
+
+/// The configuration `edgestore_options_new()` starts from and
+/// `edgestore_open()` uses when given NULL options: the core defaults, plus
+/// background compaction every second (the core's own default is off).
+pub(crate) fn default_config() -> EdgestoreConfig {
+    let mut config = EdgestoreConfig::new("");
+    config.background_compaction = Some(DEFAULT_BACKGROUND_COMPACTION);
+    config
+}
+
 fn lock(m: &Mutex<Options>) -> MutexGuard<'_, Options> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -46,9 +60,13 @@ fn positive(v: u64, what: &str) -> Result<u64, Fail> {
 }
 
 /// Creates options holding the defaults: durable sync, 4 MiB memtable, 4 MiB
-/// segments, 3600 s cohort window, 64 MiB compaction budget, no background
-/// compaction, 8 MiB block cache, memory-mapped segment reads on 64-bit
-/// targets (plain reads elsewhere), system clock.
+/// segments, 3600 s cohort window, 64 MiB compaction budget, background
+/// compaction every 1000 ms (expired files are dropped and sorted runs merged
+/// without calling `edgestore_compact()`; turn it off with
+/// `edgestore_options_set_background_compaction(options, 0)`), 8 MiB block
+/// cache, memory-mapped segment reads on 64-bit targets (plain reads
+/// elsewhere), system clock. `edgestore_open()` with NULL options uses the
+/// same defaults.
 ///
 /// Ownership: the caller owns `*options_out` and frees it with
 /// `edgestore_options_free()`. Errors: `EDGESTORE_INVALID_ARGUMENT` if
@@ -63,7 +81,7 @@ pub unsafe extern "C" fn edgestore_options_new(
     boundary("edgestore_options_new", || {
         args::out(options_out, "options_out")?;
         let handle = OPTIONS.insert(Mutex::new(Options {
-            config: EdgestoreConfig::new(""),
+            config: default_config(),
             manual_clock_start: None,
         }))?;
         // SAFETY: options_out was checked non-NULL; the caller guarantees it is writable.
@@ -200,8 +218,11 @@ pub extern "C" fn edgestore_options_set_mmap_reads(
     })
 }
 
-/// Runs compaction on a background thread every `interval_ms` milliseconds;
-/// 0 turns it off (the default; then call `edgestore_compact()` yourself).
+/// Runs compaction on a background thread every `interval_ms` milliseconds
+/// (default 1000); 0 turns it off, and then expired files are only dropped and
+/// sorted runs only merged when you call `edgestore_compact()` yourself. Each
+/// cycle does what one `edgestore_compact()` call does, within the compaction
+/// budget; the thread is stopped and joined by `edgestore_close()`.
 #[no_mangle]
 pub extern "C" fn edgestore_options_set_background_compaction(
     options: *mut edgestore_options,

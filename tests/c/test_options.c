@@ -1,8 +1,9 @@
 /* Options take effect: memtable size (automatic flushes), segment size (more
  * files), compaction budget (rewrites deferred), background compaction (expired
- * files dropped without calling edgestore_compact), sync modes, block cache
- * size and memory-mapped reads (on Linux, whether segment files appear in
- * /proc/self/maps). */
+ * files dropped without calling edgestore_compact, also with the default
+ * options and with NULL options, which compact every second), sync modes,
+ * block cache size and memory-mapped reads (on Linux, whether segment files
+ * appear in /proc/self/maps). */
 #include "test_util.h"
 
 #include <dirent.h>
@@ -115,12 +116,14 @@ int main(void) {
     char *p3 = path_join(dir, "background");
     char *p4 = path_join(dir, "durable");
     char *p5 = path_join(dir, "no-cache-no-mmap");
+    char *p6 = path_join(dir, "default-options");
+    char *p7 = path_join(dir, "null-options");
     /* The end of p5 as it appears in /proc/self/maps (the temporary
      * directory's own name, then the database's). */
     char *p5_tail = path_join(strrchr(dir, '/') + 1, "no-cache-no-mmap/");
     edgestore_options *o = NULL;
     edgestore_db *db;
-    edgestore_metrics m;
+    edgestore_metrics m, m0;
     edgestore_compaction_stats st;
     int i;
 
@@ -128,6 +131,7 @@ int main(void) {
     o = test_options(0);
     CHECK_OK(edgestore_options_set_memtable_size(o, 8 * 1024));
     CHECK_OK(edgestore_options_set_segment_size(o, 4 * 1024));
+    CHECK_OK(edgestore_options_set_background_compaction(o, 0)); /* counts the flushes' files */
     db = open_db(p1, o);
     CHECK_OK(edgestore_options_free(o));
     put_many(db, "auto", 300, 0);
@@ -141,6 +145,8 @@ int main(void) {
     /* A zero compaction budget: a permanent-cohort merge is deferred, nothing written. */
     o = test_options(1);
     CHECK_OK(edgestore_options_set_compaction_budget(o, 0));
+    /* Checks what each explicit compact did: no background cycle first. */
+    CHECK_OK(edgestore_options_set_background_compaction(o, 0));
     db = open_db(p2, o);
     CHECK_OK(edgestore_options_free(o));
     for (i = 0; i < 6; i++) {
@@ -179,6 +185,58 @@ int main(void) {
     CHECK(m.compaction_bytes_reclaimed > 0);
     expect_value(db, "bg", "bg-00000", NULL);
     CHECK_OK(edgestore_close(db)); /* stops and joins the background thread */
+
+    /* The default options compact in the background (every 1000 ms) without
+     * being asked: the expired cohort's files are dropped and the permanent
+     * cohort's runs (more than max_permanent_runs, 4) are merged. Only the
+     * manual clock and buffered sync differ from edgestore_options_new(). */
+    o = test_options(1);
+    CHECK_OK(edgestore_options_set_cohort_window(o, 60));
+    db = open_db(p6, o);
+    CHECK_OK(edgestore_options_free(o));
+    put_many(db, "gone", 50, 30);
+    CHECK_OK(edgestore_flush_to_segments(db));
+    for (i = 0; i < 6; i++) {
+        put_many(db, "perm", 20, 0);
+        CHECK_OK(edgestore_flush_to_segments(db));
+    }
+    CHECK_OK(edgestore_get_metrics(db, &m0)); /* 7 runs, unless a cycle already ran */
+    CHECK_OK(edgestore_advance_clock(db, 600));
+    for (i = 0; i < 1000; i++) { /* up to 10 s, also under valgrind */
+        CHECK_OK(edgestore_get_metrics(db, &m));
+        if (m.compaction_bytes_reclaimed > 0 && m.compaction_bytes_written > 0 && m.segments <= 4)
+            break;
+        sleep_ms(10);
+    }
+    printf("default options: segments %llu -> %llu after %d ms, %llu compactions, "
+           "%llu bytes reclaimed, %llu bytes written\n",
+           (unsigned long long)m0.segments, (unsigned long long)m.segments, i * 10,
+           (unsigned long long)m.compactions, (unsigned long long)m.compaction_bytes_reclaimed,
+           (unsigned long long)m.compaction_bytes_written);
+    CHECK(m.compactions >= 1);
+    CHECK(m.compaction_bytes_reclaimed > 0); /* the expired files were dropped */
+    CHECK(m.compaction_bytes_written > 0);   /* the permanent runs were merged */
+    CHECK(m.segments <= 4);
+    expect_value(db, "gone", "gone-00000", NULL);
+    check_many(db, "perm", 20);
+    CHECK_OK(edgestore_close(db));
+
+    /* NULL options are the same defaults: runs are merged without a compact call. */
+    db = open_db(p7, NULL);
+    for (i = 0; i < 6; i++) {
+        put_many(db, "perm", 20, 0);
+        CHECK_OK(edgestore_flush_to_segments(db));
+    }
+    for (i = 0; i < 1000; i++) {
+        CHECK_OK(edgestore_get_metrics(db, &m));
+        if (m.compaction_bytes_written > 0 && m.segments <= 4) break;
+        sleep_ms(10);
+    }
+    CHECK(m.compactions >= 1);
+    CHECK(m.compaction_bytes_written > 0);
+    CHECK(m.segments <= 4);
+    check_many(db, "perm", 20);
+    CHECK_OK(edgestore_close(db));
 
     /* Durable mode syncs every write; the buffered-mode flush barrier is a no-op here. */
     o = NULL;
@@ -288,6 +346,8 @@ int main(void) {
     free(p3);
     free(p4);
     free(p5);
+    free(p6);
+    free(p7);
     free(p5_tail);
     free(dir);
     printf("test_options: ok\n");

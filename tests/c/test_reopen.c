@@ -92,6 +92,8 @@ int main(void) {
     CHECK_OK(edgestore_options_set_sync_mode(opts, EDGESTORE_SYNC_BUFFERED));
     CHECK_OK(edgestore_options_set_manual_clock(opts, INT64_C(1700000000000000000)));
     CHECK_OK(edgestore_options_set_cohort_window(opts, 60));
+    /* The explicit compact below must be the one that drops the expired file. */
+    CHECK_OK(edgestore_options_set_background_compaction(opts, 0));
     db = open_db(path, opts);
     CHECK_OK(edgestore_put(db, B("buf"), B("a"), B("A")));
     CHECK_OK(edgestore_put_with_ttl(db, B("buf"), B("ttl"), B("T"), 30));
