@@ -76,7 +76,8 @@ int main(int argc, char **argv) {
     if (st != EDGESTORE_DONE) check(st, "iter_next");
     check(edgestore_iter_free(it), "iter_free");
 
-    /* Write the memtable out and run a compaction cycle. */
+    /* Write the memtable out and run a compaction cycle now. (Not needed for
+     * upkeep: by default a background thread runs one every second.) */
     check(edgestore_flush_to_segments(db), "flush_to_segments");
     check(edgestore_compact(db, &stats), "compact");
     printf("compaction: %llu cohorts collected, %llu segments removed, %llu bytes written\n",
