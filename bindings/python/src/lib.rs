@@ -1084,8 +1084,16 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
     partial_rewrite_dead_fraction = None,
     max_permanent_runs = None,
     max_permanent_space_amp = None,
-    background_compaction_secs = None,
-))]
+    background_compaction_secs = Some(1.0),
+),
+// Spelled out because PyO3 renders the non-literal `Some(1.0)` as `...`;
+// mypy.stubtest checks this against the stub.
+text_signature = "(path, *, sync='durable', memtable_size_bytes=None, segment_size_bytes=None, \
+    block_size_bytes=None, block_cache_bytes=None, mmap_reads=None, bloom_bits_per_key=None, \
+    cohort_window_secs=None, compaction_write_budget_bytes=None, \
+    partial_rewrite_dead_fraction=None, max_permanent_runs=None, max_permanent_space_amp=None, \
+    background_compaction_secs=1.0)"
+)]
 #[allow(clippy::too_many_arguments)]
 fn open(
     py: Python<'_>,
@@ -1157,15 +1165,18 @@ fn open(
     if let Some(v) = max_permanent_space_amp {
         cfg.max_permanent_space_amp = v;
     }
-    if let Some(v) = background_compaction_secs {
-        if !(v.is_finite() && v > 0.0) {
+    // On by default (the signature's 1.0), unlike the core's config: None
+    // (passed explicitly) turns it off.
+    cfg.background_compaction = match background_compaction_secs {
+        None => None,
+        Some(v) if v.is_finite() && v > 0.0 => Some(Duration::from_secs_f64(v)),
+        Some(v) => {
             return Err(invalid(
                 py,
                 format!("background_compaction_secs must be a positive number, got {v}"),
-            ));
+            ))
         }
-        cfg.background_compaction = Some(Duration::from_secs_f64(v));
-    }
+    };
     let engine = py.detach(|| Engine::open(cfg)).py(py)?;
     Ok(Database {
         engine: RwLock::new(Some(engine)),

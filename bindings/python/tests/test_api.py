@@ -194,7 +194,10 @@ def test_snapshot_outlives_database_close(db_path: Path) -> None:
 
 
 def test_flush_compact_metrics_verify(db_path: Path) -> None:
-    with edgestore.open(db_path, sync="buffered", cohort_window_secs=1) as db:
+    # Checks what the explicit compact() did: no background cycle first.
+    with edgestore.open(
+        db_path, sync="buffered", cohort_window_secs=1, background_compaction_secs=None
+    ) as db:
         for i in range(200):
             db.put("ns", b"k%03d" % i, b"v" * 100, ttl=1)
         db.put("ns", b"keep", b"forever")
@@ -220,6 +223,48 @@ def test_flush_compact_metrics_verify(db_path: Path) -> None:
         assert db.metrics().compactions == 1
         assert list(db.range("ns")) == [(b"keep", b"forever")]
         db.verify()
+
+
+def test_default_options_compact_in_background(db_path: Path) -> None:
+    # No compact() call anywhere: by default a background cycle every second
+    # drops the expired cohort's files and merges the permanent cohort's
+    # runs down to max_permanent_runs (4).
+    with edgestore.open(db_path, sync="buffered", cohort_window_secs=1) as db:
+        for i in range(50):
+            db.put("ttl", b"k%03d" % i, b"v" * 100, ttl=1)
+        db.flush_to_segments()
+        for run in range(6):
+            for i in range(20):
+                db.put("perm", b"p%03d" % i, b"run%d" % run)
+            db.flush_to_segments()
+        deadline = time.monotonic() + 15
+        m = db.metrics()
+        while time.monotonic() < deadline:
+            m = db.metrics()
+            dropped, merged = m.compaction_bytes_reclaimed > 0, m.compaction_bytes_written > 0
+            if dropped and merged and m.segments <= 4:
+                break
+            time.sleep(0.05)
+        assert m.compactions >= 1, m
+        assert m.compaction_bytes_reclaimed > 0, m  # the expired files were dropped
+        assert m.compaction_bytes_written > 0, m  # the permanent runs were merged
+        assert m.segments <= 4, m
+        assert list(db.range("ttl")) == []
+        assert list(db.range("perm")) == [(b"p%03d" % i, b"run5") for i in range(20)]
+        db.verify()
+
+
+def test_background_compaction_none_turns_it_off(db_path: Path) -> None:
+    with edgestore.open(db_path, sync="buffered", background_compaction_secs=None) as db:
+        for run in range(6):
+            db.put("perm", b"k", b"run%d" % run)
+            db.flush_to_segments()
+        time.sleep(1.5)  # past the default 1 s interval
+        m = db.metrics()
+        assert m.compactions == 0, m
+        assert m.segments == 6, m
+        assert db.compact().segments_removed >= 2
+        assert db.metrics().segments <= 4
 
 
 def test_reopen_keeps_data(db_path: Path) -> None:

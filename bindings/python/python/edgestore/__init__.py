@@ -120,11 +120,12 @@ def open(
     partial_rewrite_dead_fraction: float | None = None,
     max_permanent_runs: int | None = None,
     max_permanent_space_amp: float | None = None,
-    background_compaction_secs: float | None = None,
+    background_compaction_secs: float | None = 1.0,
 ) -> Database:
     """Open (creating if needed) the database in directory ``path``.
 
-    Options (``None`` keeps the engine default):
+    Options (``None`` keeps the engine default, except for
+    ``background_compaction_secs``, where it turns background compaction off):
 
     * ``sync``: ``"durable"`` (default) returns from a write once it is
       fsynced; ``"buffered"`` once the OS has it (survives a process crash;
@@ -145,8 +146,11 @@ def open(
       cycle may write.
     * ``partial_rewrite_dead_fraction`` (0.5), ``max_permanent_runs`` (4),
       ``max_permanent_space_amp`` (1.0): merge policy.
-    * ``background_compaction_secs`` (off): run compaction on a background
-      thread at this interval.
+    * ``background_compaction_secs`` (1.0): run a compaction cycle on a
+      background thread at this interval, so expired segment files are
+      dropped and sorted runs merged (reads and scans stay fast) without
+      calling :meth:`Database.compact`. ``None`` turns it off; then only
+      :meth:`Database.compact` reclaims space or merges runs.
 
     An unknown option raises ``TypeError``; a bad value raises
     :class:`InvalidArgumentError`; a database held by another process or

@@ -352,5 +352,5 @@ def open(
     partial_rewrite_dead_fraction: float | None = None,
     max_permanent_runs: int | None = None,
     max_permanent_space_amp: float | None = None,
-    background_compaction_secs: float | None = None,
+    background_compaction_secs: float | None = 1.0,
 ) -> Database: ...
