@@ -158,6 +158,7 @@ def test_bad_options(db_path: Path) -> None:
         {"max_permanent_space_amp": 0.0},
         {"background_compaction_secs": -1.0},
         {"background_compaction_secs": float("nan")},
+        {"background_compaction_secs": 1e20},
     ):
         with pytest.raises(edgestore.InvalidArgumentError):
             edgestore.open(db_path, **bad)
