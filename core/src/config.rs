@@ -88,6 +88,15 @@ pub struct EdgestoreConfig {
     /// when a second memtable's worth is waiting. Off: the write that fills
     /// the memtable flushes it (deterministic, for tests that count I/O).
     pub background_flush: bool,
+    /// Obsolete WAL files kept for reuse as later WALs (default 1; 0 deletes
+    /// them, as before). A reused WAL is written over its old contents, so a
+    /// durable write `fdatasync`s blocks that are already allocated instead
+    /// of growing the file (on ext4 that skips a journal commit per write and
+    /// brings a durable write close to an in-place overwrite's cost). One is
+    /// enough in steady state (each flush retires one WAL, the next rotation
+    /// reuses it); each kept file costs its size on disk, and a file larger
+    /// than four memtables is deleted rather than kept.
+    pub wal_recycle_files: usize,
     /// Time source for TTLs (default: the system clock).
     pub clock: Arc<dyn Clock>,
     /// File-system access (default: the real file system).
@@ -113,6 +122,7 @@ impl EdgestoreConfig {
             max_permanent_space_amp: 1.0,
             background_compaction: None,
             background_flush: true,
+            wal_recycle_files: 1,
             clock: Arc::new(SystemClock),
             storage: Arc::new(FsStorage),
         }

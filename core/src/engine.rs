@@ -77,6 +77,9 @@ struct Inner {
     sync_peers: AtomicUsize,
     /// Opened vector collections (crate::vector); fed by the write path.
     vectors: crate::vector::Registry,
+    /// Numbers of obsolete WAL files (below the durable manifest's log
+    /// number) kept for reuse as the next WAL. Locked after `wal`.
+    wal_pool: Mutex<Vec<u64>>,
 }
 
 /// What [`Engine::verify`] checked.
@@ -190,6 +193,57 @@ impl Drop for WriterCount<'_> {
     }
 }
 
+/// Starts WAL number `no`: reuses the newest obsolete file in `pool` if there
+/// is one (see [`WalWriter::recycle`]), else creates a new file.
+fn start_wal(storage: &dyn Storage, dir: &Path, pool: &mut Vec<u64>, no: u64) -> Result<WalWriter> {
+    if let Some(old) = pool.pop() {
+        if let Some(w) = WalWriter::recycle(storage, dir, old, no)? {
+            return Ok(w);
+        }
+        // The storage cannot overwrite in place: nothing will be reused.
+        for n in std::iter::once(old).chain(std::mem::take(pool)) {
+            let p = dir.join(wal::file_name(n));
+            storage
+                .remove_file(&p)
+                .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+        }
+    }
+    WalWriter::create(storage, dir, no)
+}
+
+/// Keeps the obsolete WAL files `nos` in `pool` for reuse while it has room
+/// (`config.wal_recycle_files`) and they are no larger than four memtables;
+/// removes the others. The manifest that made them obsolete must be durable.
+fn retire_wals(
+    storage: &dyn Storage,
+    dir: &Path,
+    config: &EdgestoreConfig,
+    pool: &mut Vec<u64>,
+    nos: &[u64],
+) -> Result<()> {
+    let limit = (config.memtable_size_bytes as u64).saturating_mul(4);
+    for &no in nos {
+        if pool.contains(&no) {
+            continue;
+        }
+        let p = dir.join(wal::file_name(no));
+        if pool.len() < config.wal_recycle_files {
+            let len = storage
+                .open_read(&p)
+                .and_then(|f| f.len())
+                .map_err(|e| Error::io(format!("reading the size of {}", p.display()), e))?;
+            if len <= limit {
+                pool.push(no);
+                continue;
+            }
+        }
+        storage
+            .remove_file(&p)
+            .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its state consistent before anything that
     // can panic, so a poisoned lock is still safe to use.
@@ -225,10 +279,15 @@ impl Engine {
             .collect();
         let mut wal_nos = Vec::new();
         let mut orphans = Vec::new();
+        // WAL files the manifest no longer needs: reused or removed.
+        let mut obsolete_wals = Vec::new();
         for name in &names {
             let orphan = match (segment::parse_file_name(name), wal::parse_file_name(name)) {
                 (Some(id), _) => !live.contains(&id),
-                (_, Some(no)) if no < manifest.log_number() => true,
+                (_, Some(no)) if no < manifest.log_number() => {
+                    obsolete_wals.push(no);
+                    false
+                }
                 (_, Some(no)) => {
                     wal_nos.push(no);
                     false
@@ -239,17 +298,26 @@ impl Engine {
                 orphans.push(dir.join(name));
             }
         }
-        if !orphans.is_empty() {
+        let mut wal_pool = Vec::new();
+        if !orphans.is_empty() || !obsolete_wals.is_empty() {
             // The manifest just read may be visible but not yet durable (its
             // rename's directory sync failed or never ran): make it durable
-            // before deleting files on its word, or a power loss could bring
-            // back an older manifest that still needs them.
+            // before deleting or reusing files on its word, or a power loss
+            // could bring back an older manifest that still needs them.
             let sync = || {
                 storage
                     .sync_dir(&dir)
                     .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
             };
             sync()?;
+            obsolete_wals.sort_unstable();
+            retire_wals(
+                storage.as_ref(),
+                &dir,
+                &config,
+                &mut wal_pool,
+                &obsolete_wals,
+            )?;
             for path in &orphans {
                 storage
                     .remove_file(path)
@@ -347,7 +415,7 @@ impl Engine {
             .unwrap_or(0)
             .max(manifest.log_number())
             + 1;
-        let writer = WalWriter::create(storage.as_ref(), &dir, next_wal)?;
+        let writer = start_wal(storage.as_ref(), &dir, &mut wal_pool, next_wal)?;
         if manifest.log_number() == 0 {
             // A new database: every WAL from the first one on is needed.
             manifest.apply(ManifestEdit {
@@ -392,6 +460,7 @@ impl Engine {
             appends: AtomicU64::new(0),
             sync_peers: AtomicUsize::new(0),
             poisoned: Mutex::new(None),
+            wal_pool: Mutex::new(wal_pool),
             config,
         });
         if replayed {
@@ -631,7 +700,7 @@ impl Inner {
             self.check_writable()?;
             let first = w.next_lsn;
             let ts = self.config.clock.now_nanos();
-            let record = wal::encode_record(first, ts, &batch.ops);
+            let record = wal::encode_record(w.writer.no, first, ts, &batch.ops);
             if let Err(e) = w.writer.append(&record) {
                 // Part of the record may be on disk; appending after it would
                 // turn a torn tail into mid-log corruption.
@@ -790,11 +859,20 @@ impl Inner {
         let (imm, new_wal_no) = {
             let mut synced = lock(&self.synced);
             let mut w = lock(&self.wal);
+            // The end-of-log marker: replay of a rotated WAL stops there
+            // (what follows in a reused file is stale).
+            let marker = wal::end_marker(w.writer.no);
+            if let Err(e) = w.writer.append(&marker) {
+                return self.poison(e);
+            }
             if let Err(e) = w.writer.file.sync_data() {
                 return self.poison(Error::io("syncing the WAL before rotation", e));
             }
-            let writer = match WalWriter::create(self.storage.as_ref(), &self.dir, w.writer.no + 1)
-            {
+            let next = {
+                let mut pool = lock(&self.wal_pool);
+                start_wal(self.storage.as_ref(), &self.dir, &mut pool, w.writer.no + 1)
+            };
+            let writer = match next {
                 Ok(wr) => wr,
                 Err(e) => return self.poison(e),
             };
@@ -912,23 +990,27 @@ impl Inner {
         Counters::add(&self.counters.flushes, 1);
         Counters::add(&self.counters.flush_bytes, bytes);
 
-        // The manifest no longer needs older WAL files; a crash before they
-        // are gone is harmless (open deletes them).
+        // The (durable) manifest no longer needs older WAL files: keep some
+        // for reuse, remove the rest. A crash before they are gone is
+        // harmless (open reuses or deletes them).
         let names = self
             .storage
             .list_dir(&self.dir)
             .map_err(|e| Error::io("listing WAL files", e))?;
-        for no in names
+        let mut old: Vec<u64> = names
             .iter()
             .filter_map(|n| wal::parse_file_name(n))
             .filter(|&no| no < new_wal_no)
-        {
-            let p = self.dir.join(wal::file_name(no));
-            self.storage
-                .remove_file(&p)
-                .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
-        }
-        Ok(())
+            .collect();
+        old.sort_unstable();
+        let mut pool = lock(&self.wal_pool);
+        retire_wals(
+            self.storage.as_ref(),
+            &self.dir,
+            &self.config,
+            &mut pool,
+            &old,
+        )
     }
 
     fn compact_once(&self) -> Result<CompactionStats> {
@@ -1004,7 +1086,7 @@ impl Inner {
     fn verify(&self) -> Result<VerifyReport> {
         self.check_open()?;
         // Hold maintenance so no WAL file is retired while we read it.
-        let _m = lock(&self.maintenance);
+        let m = lock(&self.maintenance);
         let mut report = VerifyReport::default();
         for s in &self.current().segments {
             report.segment_records += s.verify()?;
@@ -1014,9 +1096,11 @@ impl Inner {
             .storage
             .list_dir(&self.dir)
             .map_err(|e| Error::io("listing WAL files", e))?;
+        // Obsolete files kept for reuse are not part of the log.
         let mut nos: Vec<u64> = names
             .iter()
             .filter_map(|n| wal::parse_file_name(n))
+            .filter(|&no| no >= m.log_number())
             .collect();
         nos.sort_unstable();
         for (i, no) in nos.iter().enumerate() {

@@ -27,6 +27,11 @@
 //! persists zeros in their place. An engine that retries the sync "as if nothing
 //! happened" therefore loses data in the crash images, where tests can see it.
 //!
+//! Files opened with `open_overwrite` are written in place from offset 0: the
+//! model keeps each file's durable bytes apart from the bytes handed over, so
+//! a crash image shows the old contents wherever an overwrite did not reach
+//! the disk.
+//!
 //! Simplifications: directories themselves (`create_dir_all`) are durable at
 //! once; `create` on an existing name makes a new file that replaces the old
 //! entry (like writing a new file and renaming it over the old one, rather than
@@ -169,6 +174,7 @@ enum Op {
     CreateDirAll,
     Create,
     OpenRead,
+    OpenOverwrite,
     Rename,
     Remove,
     SyncDir,
@@ -188,6 +194,7 @@ impl Op {
             Op::CreateDirAll => "create_dir_all",
             Op::Create => "create",
             Op::OpenRead => "open_read",
+            Op::OpenOverwrite => "open_overwrite",
             Op::Rename => "rename",
             Op::Remove => "remove_file",
             Op::SyncDir => "sync_dir",
@@ -246,7 +253,23 @@ impl Rng {
 struct Write {
     seq: u64,
     start: usize,
-    end: usize,
+    /// The bytes written at `start` (a later write may overwrite them in `data`).
+    bytes: Vec<u8>,
+}
+
+impl Write {
+    fn end(&self) -> usize {
+        self.start + self.bytes.len()
+    }
+
+    /// Puts `bytes` (this write's, or a torn version of them) into `data`.
+    fn apply(&self, data: &mut Vec<u8>, bytes: &[u8]) {
+        let end = self.start + bytes.len();
+        if data.len() < end {
+            data.resize(end, 0);
+        }
+        data[self.start..end].copy_from_slice(bytes);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -255,29 +278,30 @@ struct Inode {
     name: String,
     /// Bytes handed over (what reads see).
     data: Vec<u8>,
-    /// Length of the durable prefix.
-    synced: usize,
-    /// Appends since the last sync, in order.
+    /// What is on stable storage. Where a failed sync dropped writes, it keeps
+    /// the old bytes (zeros past the old end) even after a later sync.
+    durable: Vec<u8>,
+    /// Writes since the last sync, in order.
     pending: Vec<Write>,
-    /// Ranges whose write-back was dropped by a failed sync: zeros on disk.
-    lost: Vec<(usize, usize)>,
 }
 
 impl Inode {
     fn fully_synced(&self) -> bool {
-        self.synced == self.data.len() && self.lost.is_empty()
+        self.pending.is_empty() && self.durable == self.data
     }
 
     /// What is on stable storage.
     fn durable_bytes(&self) -> Vec<u8> {
-        let mut out = self.data[..self.synced].to_vec();
-        for &(s, e) in &self.lost {
-            let e = e.min(out.len());
-            if s < e {
-                out[s..e].fill(0);
-            }
+        self.durable.clone()
+    }
+
+    /// A successful sync: the pending writes reach the disk; ranges dropped by
+    /// an earlier failed sync stay as they were (zeros past the old end).
+    fn sync(&mut self) {
+        self.durable.resize(self.data.len(), 0);
+        for w in std::mem::take(&mut self.pending) {
+            w.apply(&mut self.durable, &w.bytes);
         }
-        out
     }
 }
 
@@ -563,35 +587,27 @@ impl Disk {
             };
             let mut data = src.durable_bytes();
             let kept = keep_writes.get(&ino).copied().unwrap_or(0);
-            let put = |data: &mut Vec<u8>, w: &Write, bytes: &[u8]| {
-                if data.len() < w.end {
-                    data.resize(w.end, 0);
-                }
-                data[w.start..w.end].copy_from_slice(bytes);
-            };
             for w in &src.pending[..kept] {
-                put(&mut data, w, &src.data[w.start..w.end]);
+                w.apply(&mut data, &w.bytes);
             }
             if let Some((t_ino, k, garbage)) = torn {
                 if t_ino == ino {
                     let w = &src.pending[k];
-                    let len = w.end - w.start;
-                    let whole = rng.upto(len.saturating_sub(1));
-                    let mut bytes = src.data[w.start..w.end].to_vec();
+                    let whole = rng.upto(w.bytes.len().saturating_sub(1));
+                    let mut bytes = w.bytes.clone();
                     for b in &mut bytes[whole..] {
                         *b = if garbage { rng.next() as u8 } else { 0 };
                     }
-                    put(&mut data, w, &bytes);
+                    w.apply(&mut data, &bytes);
                 }
             }
             out.inodes.insert(
                 ino,
                 Inode {
                     name: src.name.clone(),
-                    synced: data.len(),
+                    durable: data.clone(),
                     data,
                     pending: Vec::new(),
-                    lost: Vec::new(),
                 },
             );
         }
@@ -931,8 +947,9 @@ impl FaultStorage {
         let mut found = Vec::new();
         if !inode.fully_synced() {
             found.push(format!(
-                "manifest renamed into place before its data is synced ({} of {} bytes durable)",
-                inode.synced,
+                "manifest renamed into place before its data is synced ({} writes pending, {} of {} bytes durable)",
+                inode.pending.len(),
+                inode.durable.len(),
                 inode.data.len()
             ));
         }
@@ -965,8 +982,9 @@ impl FaultStorage {
         }
     }
 
-    /// Lint: a file is about to be removed.
-    fn lint_remove(s: &mut Shared, dir: &Path, name: &str) {
+    /// Lint: a file is about to be removed, or (`what` = "overwritten") a WAL
+    /// reopened to be written over.
+    fn lint_remove(s: &mut Shared, dir: &Path, name: &str, what: &str) {
         let durable_manifest = s
             .disk
             .durable_file(dir, manifest::FILE_NAME)
@@ -979,12 +997,12 @@ impl FaultStorage {
             if durable_manifest.as_ref().is_some_and(|m| m.0.contains(&id)) {
                 Self::violation(
                     s,
-                    format!("segment {name} removed while the durable manifest references it"),
+                    format!("segment {name} {what} while the durable manifest references it"),
                 );
             } else if live_manifest.as_ref().is_some_and(|m| m.0.contains(&id)) {
                 Self::violation(
                     s,
-                    format!("segment {name} removed while the current manifest references it"),
+                    format!("segment {name} {what} while the current manifest references it"),
                 );
             }
         } else if let Some(no) = wal::parse_file_name(name) {
@@ -992,12 +1010,12 @@ impl FaultStorage {
             let has_records = s
                 .disk
                 .durable_file(dir, name)
-                .is_some_and(|b| wal_has_records(&b));
+                .is_some_and(|b| wal_has_records(name, &b));
             if no >= log_number && has_records {
                 Self::violation(
                     s,
                     format!(
-                        "WAL {name} removed while the durable manifest still needs it \
+                        "WAL {name} {what} while the durable manifest still needs it \
                          (log_number {log_number})"
                     ),
                 );
@@ -1010,8 +1028,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
-fn wal_has_records(bytes: &[u8]) -> bool {
-    match wal::replay_bytes(bytes, Path::new("lint.wal"), true) {
+/// Whether the WAL file `name` with these bytes holds a record (an unreadable
+/// header counts as holding one: the lint errs on the side of a violation).
+fn wal_has_records(name: &str, bytes: &[u8]) -> bool {
+    match wal::replay_bytes(bytes, Path::new(name), true) {
         Ok(r) => !r.batches.is_empty(),
         Err(_) => true,
     }
@@ -1026,7 +1046,7 @@ fn parse_manifest(bytes: &[u8]) -> Option<(Vec<u64>, u64)> {
     let ino = disk.create_file(&path, true).ok()?;
     let inode = disk.inodes.get_mut(&ino)?;
     inode.data = bytes.to_vec();
-    inode.synced = bytes.len();
+    inode.durable = bytes.to_vec();
     let storage = FaultStorage::from_disk(disk, 0);
     let m = Manifest::open_with(Arc::new(storage), &path).ok()?;
     Some((
@@ -1041,10 +1061,31 @@ struct FaultWritable {
     name: String,
     ino: u64,
     epoch: u64,
+    /// Where the next write goes (guarded by the storage's lock).
+    pos: std::sync::atomic::AtomicUsize,
+    /// Opened with `open_overwrite` (for labels).
+    overwrite: bool,
+    /// Whether a sync through this handle was attempted (for labels).
+    synced_once: std::sync::atomic::AtomicBool,
+}
+
+impl FaultWritable {
+    fn new(fs: &FaultStorage, path: &Path, ino: u64, epoch: u64, overwrite: bool) -> Self {
+        FaultWritable {
+            fs: fs.clone(),
+            name: name_of(path),
+            ino,
+            epoch,
+            pos: std::sync::atomic::AtomicUsize::new(0),
+            overwrite,
+            synced_once: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 impl WritableFile for FaultWritable {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
         let mut s = self.fs.lock();
         let res = self
             .fs
@@ -1058,13 +1099,14 @@ impl WritableFile for FaultWritable {
         if n > 0 {
             let seq = s.disk.next_seq();
             let inode = s.disk.inodes.get_mut(&self.ino).ok_or_else(stale_error)?;
-            let start = inode.data.len();
-            inode.data.extend_from_slice(&buf[..n]);
-            inode.pending.push(Write {
+            let w = Write {
                 seq,
-                start,
-                end: start + n,
-            });
+                start: self.pos.load(SeqCst),
+                bytes: buf[..n].to_vec(),
+            };
+            w.apply(&mut inode.data, &w.bytes);
+            self.pos.store(w.end(), SeqCst);
+            inode.pending.push(w);
         }
         res
     }
@@ -1080,10 +1122,13 @@ impl WritableFile for FaultWritable {
         let label = {
             let i = s.disk.inodes.get(&self.ino).ok_or_else(stale_error)?;
             let c = class(&i.name);
-            if c == "wal" && i.synced == 0 {
-                "sync_data wal header".to_string()
-            } else {
-                format!("sync_data {c}")
+            let first = !self
+                .synced_once
+                .swap(true, std::sync::atomic::Ordering::SeqCst);
+            match (c == "wal" && first, self.overwrite) {
+                (true, false) => "sync_data wal header".to_string(),
+                (true, true) => "sync_data wal recycled header".to_string(),
+                (false, _) => format!("sync_data {c}"),
             }
         };
         self.fs.point(&mut s, label)?;
@@ -1093,15 +1138,12 @@ impl WritableFile for FaultWritable {
         let inode = s.disk.inodes.get_mut(&self.ino).ok_or_else(stale_error)?;
         match res {
             Ok(()) => {
-                inode.synced = inode.data.len();
-                inode.pending.clear();
+                inode.sync();
                 Ok(())
             }
             Err(e) => {
                 // Linux: the dirty pages are marked clean and never written.
-                let lost: Vec<(usize, usize)> =
-                    inode.pending.drain(..).map(|w| (w.start, w.end)).collect();
-                inode.lost.extend(lost);
+                inode.pending.clear();
                 Err(e)
             }
         }
@@ -1180,12 +1222,20 @@ impl Storage for FaultStorage {
         let mut s = self.lock();
         self.begin(&mut s, Op::Create, None, &name_of(path))?;
         let ino = s.disk.create_file(path, false)?;
-        Ok(Arc::new(FaultWritable {
-            fs: self.clone(),
-            name: name_of(path),
-            ino,
-            epoch: s.epoch,
-        }))
+        Ok(Arc::new(FaultWritable::new(
+            self, path, ino, s.epoch, false,
+        )))
+    }
+
+    fn open_overwrite(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
+        let mut s = self.lock();
+        self.begin(&mut s, Op::OpenOverwrite, None, &name_of(path))?;
+        let ino = s.disk.lookup(path)?;
+        if s.lint {
+            let (d, n) = split(path)?;
+            Self::lint_remove(&mut s, &d, &n, "overwritten");
+        }
+        Ok(Arc::new(FaultWritable::new(self, path, ino, s.epoch, true)))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
@@ -1240,7 +1290,7 @@ impl Storage for FaultStorage {
         s.disk.lookup(path)?;
         let (d, n) = split(path)?;
         if s.lint {
-            Self::lint_remove(&mut s, &d, &n);
+            Self::lint_remove(&mut s, &d, &n, "removed");
         }
         s.disk.push_dir_op(&d, DirOp::Remove { name: n })
     }
@@ -1307,18 +1357,16 @@ impl Storage for FaultStorage {
         let ino = s.disk.lookup(path)?;
         let inode = s.disk.inodes.get_mut(&ino).ok_or_else(|| not_found(path))?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len < inode.data.len() {
-            inode.data.truncate(len);
-        } else {
-            inode.data.resize(len, 0);
+        inode.data.resize(len, 0);
+        // Cut and synced (sync_all): every pending write below the cut is
+        // durable; what a failed sync dropped stays as it was on disk.
+        inode.durable.resize(len, 0);
+        for w in std::mem::take(&mut inode.pending) {
+            if w.start < len {
+                let keep = (len - w.start).min(w.bytes.len());
+                w.apply(&mut inode.durable, &w.bytes[..keep]);
+            }
         }
-        // Cut and synced (sync_all): everything left is durable.
-        inode.synced = inode.data.len();
-        inode.pending.clear();
-        inode.lost.retain_mut(|r| {
-            r.1 = r.1.min(len);
-            r.0 < r.1
-        });
         Ok(())
     }
 
@@ -1595,7 +1643,7 @@ mod tests {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
             };
-            w.append(&wal::encode_record(no, 0, &[op])).unwrap();
+            w.append(&wal::encode_record(no, no, 0, &[op])).unwrap();
             w.file.sync_data().unwrap();
         };
         record(1);

@@ -9,12 +9,15 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A file being written sequentially. Methods take `&self` so that one thread
-/// can `sync_data` while another appends (group commit).
+/// A file being written sequentially, from its start ([`Storage::create`])
+/// or over its old contents ([`Storage::open_overwrite`]). Methods take
+/// `&self` so that one thread can `sync_data` while another appends (group
+/// commit).
 pub trait WritableFile: Send + Sync + Debug {
-    /// Appends `buf` at the end of the file (handed to the OS, not synced).
+    /// Writes `buf` at the write position and advances it (handed to the OS,
+    /// not synced). For a created file the position is its end.
     fn append(&self, buf: &[u8]) -> io::Result<()>;
-    /// Makes everything appended so far durable (`fdatasync`).
+    /// Makes everything written so far durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
 }
 
@@ -64,6 +67,18 @@ pub trait Storage: Send + Sync + Debug {
     /// [`Storage::open_read`].
     fn open_mapped(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         self.open_read(path)
+    }
+    /// Opens an existing file for writing from offset 0 without truncating it:
+    /// [`WritableFile::append`] then overwrites its bytes in order and, past
+    /// its old end, extends it (the engine reuses obsolete WAL files this
+    /// way). A storage that cannot overwrite in place returns
+    /// `ErrorKind::Unsupported`, the default, and the engine creates new
+    /// files instead.
+    fn open_overwrite(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("overwriting {} in place is not supported", path.display()),
+        ))
     }
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -168,6 +183,12 @@ impl Storage for FsStorage {
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         Ok(Arc::new(FsReadable(File::open(path)?)))
+    }
+
+    fn open_overwrite(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
+        // No O_APPEND, no truncation: writes start at offset 0 over the old bytes.
+        let f = OpenOptions::new().write(true).open(path)?;
+        Ok(Arc::new(FsWritable(f)))
     }
 
     fn open_mapped(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {

@@ -1,19 +1,56 @@
 //! Write-ahead log.
 //!
-//! File `NNNNNNNNNNNNNNNNNNNN.wal`: a 16-byte header (`EDGWAL\0\x01`, format
-//! version u32 LE, reserved u32) followed by records. Each record holds one
-//! whole write batch, so a batch is recovered entirely or not at all:
+//! File `NNNNNNNNNNNNNNNNNNNN.wal` (the WAL's number in 20 decimal digits).
+//! Version 2, written now, starts with a 24-byte header (`EDGWAL\0\x01`,
+//! format version u32 LE = 2, reserved u32 = 0, the WAL's number u64 LE)
+//! followed by records. Each record holds one whole write batch, so a batch is
+//! recovered entirely or not at all:
 //!
 //! ```text
-//! [len u32][!len u32][crc32 of payload u32][payload: len bytes]
+//! [len u32][!len u32][crc32 of (wal number u64 ‖ payload) u32][payload: len bytes]
 //! payload = [first_lsn u64][timestamp i64][count u32] count × op
 //! op      = [kind u8][ttl u32][key_len u32][key][value_len u32][value]
 //! ```
 //!
-//! On replay, a record that fails its checks in the last WAL file with no valid
-//! record after it is a torn tail: it and everything after it are cut off. A bad
-//! record followed by a valid one, or a bad record in an older (rotated, fully
-//! synced) file, is corruption and is reported.
+//! A record with `len = 0` is the end-of-log marker, appended (and synced)
+//! when the WAL is rotated. Version 1 files (16-byte header without the
+//! number, checksums over the payload alone, no end marker) are still read.
+//!
+//! # Recycling
+//!
+//! A WAL made obsolete by a flush may be kept (up to
+//! `EdgestoreConfig::wal_recycle_files`) and reused as a later WAL: its
+//! header is overwritten in place with the new number and synced while the
+//! file still has its old, obsolete name, then the file is renamed to the new
+//! number and the directory is synced, and only then is anything written to
+//! it acknowledged. Records are written from the end of the header over the
+//! old contents, so a durable write costs an `fdatasync` of blocks that are
+//! already allocated and written (no file size or extent change to journal)
+//! until the new log outgrows the old file. Because every checksum covers
+//! the WAL's number, a record left from the file's previous life never
+//! validates as a record of this one.
+//!
+//! # What is durable when
+//!
+//! * A WAL's header and its directory entry are durable before the first
+//!   record is appended (created files: header `fdatasync`, then directory
+//!   fsync; recycled files: header `fdatasync`, rename, directory fsync).
+//! * In durable sync mode a write is acknowledged after an `fdatasync` that
+//!   covers its record; in buffered mode after `write(2)`, and the engine's
+//!   `flush` is the barrier.
+//! * A rotated WAL ends with the end-of-log marker and is fully synced before
+//!   the next WAL takes writes.
+//!
+//! # Replay
+//!
+//! The log ends at the first record that does not validate (or at the end
+//! marker). In the last WAL file, if no record with the file's own number
+//! validates anywhere after that point, the rest is a torn tail or stale
+//! space from a previous life and is cut off; if one does, the bad record is
+//! corruption in the middle and is reported. In an older (rotated, fully
+//! synced) file a bad record before the end marker is corruption. Scanning
+//! ahead bounds every length by the bytes present and allocates nothing
+//! before a checksum matches.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,8 +61,14 @@ use crate::storage::{Storage, WritableFile};
 use crate::types::Operation;
 
 const MAGIC: &[u8; 8] = b"EDGWAL\0\x01";
-const VERSION: u32 = 1;
-pub(crate) const HEADER_LEN: u64 = 16;
+/// The format version written.
+const VERSION: u32 = 2;
+/// The first format version: no number in the header or checksums.
+const VERSION_1: u32 = 1;
+/// Header length of version 2 files (what the writer writes).
+pub(crate) const HEADER_LEN: u64 = 24;
+/// Header length of version 1 files.
+const HEADER_LEN_V1: usize = 16;
 const RECORD_HEADER_LEN: usize = 12;
 /// Bigger than the largest legal batch plus its framing.
 const MAX_RECORD_LEN: usize = crate::types::MAX_BATCH_BYTES + (64 << 20);
@@ -67,8 +110,52 @@ impl WalBatch {
     }
 }
 
-/// Frames a batch as one WAL record.
-pub(crate) fn encode_record(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+/// Which format a file's records follow: version 1 (checksum over the
+/// payload) or version 2 (checksum over the WAL's number and the payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generation {
+    V1,
+    V2(u64),
+}
+
+impl Generation {
+    fn crc(self, payload: &[u8]) -> u32 {
+        match self {
+            Generation::V1 => crc32fast::hash(payload),
+            Generation::V2(no) => {
+                let mut h = crc32fast::Hasher::new();
+                h.update(&no.to_le_bytes());
+                h.update(payload);
+                h.finalize()
+            }
+        }
+    }
+}
+
+fn frame(gen: Generation, mut out: Vec<u8>) -> Vec<u8> {
+    let len = (out.len() - RECORD_HEADER_LEN) as u32;
+    let crc = gen.crc(&out[RECORD_HEADER_LEN..]);
+    out[0..4].copy_from_slice(&len.to_le_bytes());
+    out[4..8].copy_from_slice(&(!len).to_le_bytes());
+    out[8..12].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Frames a batch as one record of WAL number `wal_no`.
+pub(crate) fn encode_record(wal_no: u64, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+    frame(
+        Generation::V2(wal_no),
+        encode_payload(first_lsn, timestamp, ops),
+    )
+}
+
+/// The end-of-log marker of WAL number `wal_no` (an empty record).
+pub(crate) fn end_marker(wal_no: u64) -> Vec<u8> {
+    frame(Generation::V2(wal_no), vec![0; RECORD_HEADER_LEN])
+}
+
+/// The record header space followed by the payload of a batch.
+fn encode_payload(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
     let payload_len: usize = 20
         + ops
             .iter()
@@ -85,11 +172,6 @@ pub(crate) fn encode_record(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Ve
         put_bytes(&mut out, &o.key);
         put_bytes(&mut out, &o.value);
     }
-    let len = (out.len() - RECORD_HEADER_LEN) as u32;
-    let crc = crc32fast::hash(&out[RECORD_HEADER_LEN..]);
-    out[0..4].copy_from_slice(&len.to_le_bytes());
-    out[4..8].copy_from_slice(&(!len).to_le_bytes());
-    out[8..12].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -132,9 +214,18 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<WalBatch, String> {
     })
 }
 
-/// Tries to read one valid record at `pos`; returns it and its framed length.
-fn record_at(data: &[u8], pos: usize) -> Option<(WalBatch, usize)> {
-    let hdr = data.get(pos..pos + RECORD_HEADER_LEN)?;
+/// A record that validated.
+enum Rec {
+    Batch(WalBatch),
+    /// The end-of-log marker (version 2 only).
+    End,
+}
+
+/// Tries to read one valid record of generation `gen` at `pos`; returns it and
+/// its framed length. Lengths are bounded by the bytes present: a garbage
+/// length field costs a failed slice, never an allocation.
+fn record_at(data: &[u8], pos: usize, gen: Generation) -> Option<(Rec, usize)> {
+    let hdr = data.get(pos..pos.checked_add(RECORD_HEADER_LEN)?)?;
     let len = u32::from_le_bytes(hdr[0..4].try_into().ok()?);
     let inv = u32::from_le_bytes(hdr[4..8].try_into().ok()?);
     if len != !inv || len as usize > MAX_RECORD_LEN {
@@ -143,20 +234,28 @@ fn record_at(data: &[u8], pos: usize) -> Option<(WalBatch, usize)> {
     let crc = u32::from_le_bytes(hdr[8..12].try_into().ok()?);
     let start = pos + RECORD_HEADER_LEN;
     let payload = data.get(start..start.checked_add(len as usize)?)?;
-    if crc32fast::hash(payload) != crc {
+    if gen.crc(payload) != crc {
         return None;
     }
-    let batch = decode_payload(payload).ok()?;
-    Some((batch, RECORD_HEADER_LEN + len as usize))
+    let rec = if len == 0 {
+        match gen {
+            Generation::V1 => return None,
+            Generation::V2(_) => Rec::End,
+        }
+    } else {
+        Rec::Batch(decode_payload(payload).ok()?)
+    };
+    Some((rec, RECORD_HEADER_LEN + len as usize))
 }
 
 /// What replaying one WAL file found.
 #[derive(Debug)]
 pub(crate) struct Replay {
     pub batches: Vec<WalBatch>,
-    /// Length of the valid prefix of the file.
+    /// Length of the valid prefix of the file (through the end marker, if any).
     pub valid_len: u64,
-    /// Whether bytes after `valid_len` were cut off (a torn tail).
+    /// Whether bytes after `valid_len` are to be cut off (a torn tail, or
+    /// stale space of a recycled file).
     pub torn: bool,
 }
 
@@ -169,39 +268,87 @@ pub(crate) fn replay(storage: &dyn Storage, path: &Path, is_last: bool) -> Resul
     replay_bytes(&data, path, is_last)
 }
 
-pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Replay> {
-    let header_ok = data.len() >= HEADER_LEN as usize
-        && &data[0..8] == MAGIC
-        && u32::from_le_bytes(data[8..12].try_into().unwrap_or([0; 4])) == VERSION;
-    if !header_ok {
-        // A crash between creating the file and syncing its header leaves a
-        // short, zeroed, partly written or garbage header in the newest WAL.
-        // Nothing in it was acknowledged: the header is synced before the
-        // first record is appended, so no valid record can follow it. A whole
-        // header of a newer format version is refused instead.
-        let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap_or([0; 4]));
-        let newer_format = data.len() >= HEADER_LEN as usize
-            && &data[0..8] == MAGIC
-            && word(8) > VERSION
-            && word(12) == 0;
-        if is_last && !newer_format && record_after(data, 0).is_none() {
-            return Ok(Replay {
-                batches: Vec::new(),
-                valid_len: 0,
-                torn: !data.is_empty(),
-            });
-        }
-        if newer_format {
-            return Err(Error::corruption(path, 8, "unsupported WAL format version"));
-        }
-        return Err(Error::corruption(path, 0, "bad WAL header"));
+fn word(data: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The header's generation and length, or why it is not a header.
+fn parse_header(
+    data: &[u8],
+    name_no: Option<u64>,
+) -> std::result::Result<(Generation, usize), &'static str> {
+    if data.len() < HEADER_LEN_V1 || &data[0..8] != MAGIC {
+        return Err("bad WAL header");
     }
-    let mut pos = HEADER_LEN as usize;
+    match word(data, 8) {
+        Some(VERSION_1) => Ok((Generation::V1, HEADER_LEN_V1)),
+        Some(VERSION) => {
+            let no = data
+                .get(16..24)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes);
+            match no {
+                Some(no) if word(data, 12) == Some(0) && name_no.is_none_or(|n| n == no) => {
+                    Ok((Generation::V2(no), HEADER_LEN as usize))
+                }
+                Some(_) if word(data, 12) == Some(0) => {
+                    Err("WAL header names another WAL number than the file name")
+                }
+                _ => Err("bad WAL header"),
+            }
+        }
+        _ => Err("bad WAL header"),
+    }
+}
+
+pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Replay> {
+    let name_no = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_file_name);
+    let (gen, header_len) = match parse_header(data, name_no) {
+        Ok(h) => h,
+        Err(why) => {
+            // A crash between creating the file and syncing its header leaves a
+            // short, zeroed, partly written or garbage header in the newest
+            // WAL. Nothing in it was acknowledged: the header is synced before
+            // the first record is appended, so no valid record (of either
+            // version; version 2 with the number of the file's name) can
+            // follow it. A whole header of a newer format version is refused
+            // instead.
+            let newer_format = data.len() >= HEADER_LEN_V1
+                && &data[0..8] == MAGIC
+                && word(data, 8).is_some_and(|v| v > VERSION)
+                && word(data, 12) == Some(0);
+            // The number a version 2 header names, if it is whole (records
+            // under it with a file name saying otherwise are corruption).
+            let header_no = (word(data, 8) == Some(VERSION))
+                .then(|| data.get(16..24)?.try_into().ok().map(u64::from_le_bytes))
+                .flatten();
+            let any_record = record_after(data, 0, Generation::V1).is_some()
+                || [name_no, header_no]
+                    .into_iter()
+                    .flatten()
+                    .any(|no| record_after(data, 0, Generation::V2(no)).is_some());
+            if is_last && !newer_format && !any_record {
+                return Ok(Replay {
+                    batches: Vec::new(),
+                    valid_len: 0,
+                    torn: !data.is_empty(),
+                });
+            }
+            if newer_format {
+                return Err(Error::corruption(path, 8, "unsupported WAL format version"));
+            }
+            return Err(Error::corruption(path, 0, why));
+        }
+    };
+    let mut pos = header_len;
     let mut batches = Vec::new();
     let mut last_lsn: Option<u64> = None;
     while pos < data.len() {
-        match record_at(data, pos) {
-            Some((batch, n)) => {
+        match record_at(data, pos, gen) {
+            Some((Rec::Batch(batch), n)) => {
                 if let Some(prev) = last_lsn {
                     if batch.first_lsn <= prev {
                         return Err(Error::corruption(
@@ -215,6 +362,22 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
                 batches.push(batch);
                 pos += n;
             }
+            Some((Rec::End, n)) => {
+                // Past the marker lies only stale space of a previous life.
+                let end = pos + n;
+                if let Some(at) = record_after(data, end, gen) {
+                    return Err(Error::corruption(
+                        path,
+                        at as u64,
+                        "valid WAL record after the end-of-log marker",
+                    ));
+                }
+                return Ok(Replay {
+                    batches,
+                    valid_len: end as u64,
+                    torn: end < data.len(),
+                });
+            }
             None => {
                 if !is_last {
                     return Err(Error::corruption(
@@ -223,7 +386,7 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
                         "bad WAL record in a rotated WAL file",
                     ));
                 }
-                if record_after(data, pos + 1).is_some() {
+                if record_after(data, pos + 1, gen).is_some() {
                     return Err(Error::corruption(
                         path,
                         pos as u64,
@@ -245,9 +408,20 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
     })
 }
 
-/// Finds a valid record starting at or after `from`.
-fn record_after(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&p| record_at(data, p).is_some())
+/// Finds a valid record of generation `gen` starting at or after `from`.
+fn record_after(data: &[u8], from: usize, gen: Generation) -> Option<usize> {
+    (from..data.len().saturating_sub(RECORD_HEADER_LEN - 1))
+        .find(|&p| record_at(data, p, gen).is_some())
+}
+
+/// The version 2 header of WAL number `no`.
+fn header(no: u64) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER_LEN as usize);
+    header.extend_from_slice(MAGIC);
+    put_u32(&mut header, VERSION);
+    put_u32(&mut header, 0);
+    put_u64(&mut header, no);
+    header
 }
 
 /// The WAL file being appended to.
@@ -256,7 +430,8 @@ pub(crate) struct WalWriter {
     pub file: Arc<dyn WritableFile>,
     pub no: u64,
     pub path: PathBuf,
-    /// Bytes appended so far, header included.
+    /// Bytes written so far in this WAL's life, header included (the write
+    /// position: a recycled file may hold stale bytes after it).
     pub offset: u64,
 }
 
@@ -269,11 +444,7 @@ impl WalWriter {
         let file = storage
             .create(&path)
             .map_err(|e| Error::io(ctx("creating"), e))?;
-        let mut header = Vec::with_capacity(HEADER_LEN as usize);
-        header.extend_from_slice(MAGIC);
-        put_u32(&mut header, VERSION);
-        put_u32(&mut header, 0);
-        file.append(&header)
+        file.append(&header(no))
             .map_err(|e| Error::io(ctx("writing header of"), e))?;
         file.sync_data().map_err(|e| Error::io(ctx("syncing"), e))?;
         storage
@@ -285,6 +456,54 @@ impl WalWriter {
             path,
             offset: HEADER_LEN,
         })
+    }
+
+    /// Reuses the obsolete WAL file `old_no` as WAL number `no` (`old_no` must
+    /// be below the durable manifest's log number, so nothing reads it any
+    /// more): overwrites its header in place and syncs it, renames the file
+    /// and syncs the directory. Records then overwrite the old ones from the
+    /// end of the header on.
+    ///
+    /// A crash before the rename is durable leaves the file under its old,
+    /// obsolete name (deleted or reused at open); after it, the file has its
+    /// new name and a durable header naming `no`, and stale records that fail
+    /// their checksums. Returns `None`, having touched nothing, when the
+    /// storage cannot overwrite files in place.
+    pub(crate) fn recycle(
+        storage: &dyn Storage,
+        dir: &Path,
+        old_no: u64,
+        no: u64,
+    ) -> Result<Option<Self>> {
+        let old = dir.join(file_name(old_no));
+        let path = dir.join(file_name(no));
+        let ctx = |what: &str| {
+            format!(
+                "{what} WAL {} (recycled as {})",
+                old.display(),
+                file_name(no)
+            )
+        };
+        let file = match storage.open_overwrite(&old) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(None),
+            Err(e) => return Err(Error::io(ctx("opening"), e)),
+        };
+        file.append(&header(no))
+            .map_err(|e| Error::io(ctx("writing header of"), e))?;
+        file.sync_data().map_err(|e| Error::io(ctx("syncing"), e))?;
+        storage
+            .rename(&old, &path)
+            .map_err(|e| Error::io(ctx("renaming"), e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io(ctx("syncing directory for"), e))?;
+        Ok(Some(WalWriter {
+            file,
+            no,
+            path,
+            offset: HEADER_LEN,
+        }))
     }
 
     /// Appends one framed record (handed to the OS, not synced).
@@ -311,10 +530,22 @@ mod tests {
         }
     }
 
+    /// A version 1 record (checksum over the payload alone), as edgestore
+    /// wrote before WAL recycling.
+    fn encode_record_v1(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+        frame(Generation::V1, encode_payload(first_lsn, timestamp, ops))
+    }
+
+    fn v1_header() -> Vec<u8> {
+        let mut h = MAGIC.to_vec();
+        h.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        h
+    }
+
     fn write_wal(dir: &Path, batches: &[(u64, Vec<WalOp>)]) -> PathBuf {
         let mut w = WalWriter::create(&FsStorage, dir, 1).unwrap();
         for (lsn, ops) in batches {
-            w.append(&encode_record(*lsn, 42, ops)).unwrap();
+            w.append(&encode_record(1, *lsn, 42, ops)).unwrap();
         }
         w.file.sync_data().unwrap();
         w.path.clone()
@@ -376,8 +607,8 @@ mod tests {
             for fill in [0u8, 0xA5] {
                 let mut d = header.clone();
                 d[keep..].fill(fill);
-                if d[..12] == header[..12] {
-                    continue; // magic and version intact: a valid header
+                if d == header {
+                    continue;
                 }
                 let r = replay_bytes(&d, &p, true).unwrap();
                 assert!(r.batches.is_empty() && r.valid_len == 0, "keep {keep}");
@@ -422,9 +653,8 @@ mod tests {
         // `last_lsn` (and the engine's next LSN) overflow.
         for (first, n) in [(u64::MAX, 1), (u64::MAX - 1, 2), (u64::MAX, 0)] {
             let ops: Vec<WalOp> = (0..n).map(|_| op(b"k", b"v")).collect();
-            let mut data = MAGIC.to_vec();
-            data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
-            data.extend_from_slice(&encode_record(first, 1, &ops));
+            let mut data = v1_header();
+            data.extend_from_slice(&encode_record_v1(first, 1, &ops));
             let p = Path::new("x.wal");
             let r = replay_bytes(&data, p, true).unwrap();
             assert!(r.batches.is_empty() && r.torn);
@@ -433,9 +663,8 @@ mod tests {
                 Err(Error::Corruption { .. })
             ));
         }
-        let ok = encode_record(u64::MAX - 2, 1, &[op(b"a", b""), op(b"b", b"")]);
-        let mut data = MAGIC.to_vec();
-        data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        let ok = encode_record_v1(u64::MAX - 2, 1, &[op(b"a", b""), op(b"b", b"")]);
+        let mut data = v1_header();
         data.extend_from_slice(&ok);
         let r = replay_bytes(&data, Path::new("x.wal"), false).unwrap();
         assert_eq!(r.batches[0].last_lsn(), u64::MAX - 1);
@@ -461,6 +690,180 @@ mod tests {
                 Err(Error::Corruption { .. }) => {}
                 Err(e) => panic!("unexpected error {e}"),
             }
+        }
+    }
+
+    /// WAL 1 with 30 large records and its end marker, recycled as WAL 2
+    /// holding `n` small records (synced, no marker). Returns the path of
+    /// WAL 2, its bytes, WAL 1's bytes, and where each new record starts.
+    fn recycled(dir: &Path, n: u64) -> (PathBuf, Vec<u8>, Vec<u8>, Vec<usize>) {
+        let mut w = WalWriter::create(&FsStorage, dir, 1).unwrap();
+        for i in 0..30u64 {
+            w.append(&encode_record(
+                1,
+                1 + i,
+                7,
+                &[op(format!("old{i}").as_bytes(), &[b'o'; 200])],
+            ))
+            .unwrap();
+        }
+        w.append(&end_marker(1)).unwrap();
+        w.file.sync_data().unwrap();
+        let old = std::fs::read(&w.path).unwrap();
+        drop(w);
+        let mut w = WalWriter::recycle(&FsStorage, dir, 1, 2).unwrap().unwrap();
+        assert!(!dir.join(file_name(1)).exists(), "renamed, not copied");
+        let mut starts = Vec::new();
+        for i in 0..n {
+            starts.push(w.offset as usize);
+            w.append(&encode_record(
+                2,
+                100 + i,
+                9,
+                &[op(format!("new{i}").as_bytes(), b"v")],
+            ))
+            .unwrap();
+        }
+        w.file.sync_data().unwrap();
+        let data = std::fs::read(&w.path).unwrap();
+        (w.path.clone(), data, old, starts)
+    }
+
+    #[test]
+    fn recycled_wal_with_longer_stale_content_replays_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, data, old, starts) = recycled(dir.path(), 2);
+        // Written over the old contents in place: the file did not grow.
+        assert_eq!(data.len(), old.len());
+        let end = starts[1] + encode_record(2, 101, 9, &[op(b"new1", b"v")]).len();
+        let r = replay(&FsStorage, &p, true).unwrap();
+        let keys: Vec<&[u8]> = r.batches.iter().map(|b| &b.ops[0].key[..]).collect();
+        assert_eq!(keys, [&b"new0"[..], b"new1"], "no stale record resurrected");
+        assert_eq!(r.valid_len as usize, end);
+        assert!(r.torn, "the stale rest is cut");
+        // Stale records of the old life fail their checksums under number 2
+        // everywhere in the file (they did validate as WAL 1).
+        for pos in end..data.len() {
+            assert!(
+                record_at(&data, pos, Generation::V2(2)).is_none(),
+                "at {pos}"
+            );
+        }
+        assert!((0..old.len()).any(|p| record_at(&old, p, Generation::V2(1)).is_some()));
+        // A rotated WAL ends with its marker; stale bytes after it are ignored.
+        assert!(matches!(
+            replay_bytes(&data, &p, false),
+            Err(Error::Corruption { .. })
+        ));
+        let mut with_marker = data[..end].to_vec();
+        with_marker.extend_from_slice(&end_marker(2));
+        let marker_end = with_marker.len();
+        with_marker.extend_from_slice(&data[marker_end..]);
+        let r = replay_bytes(&with_marker, &p, false).unwrap();
+        assert_eq!(r.batches.len(), 2);
+        assert_eq!(r.valid_len as usize, marker_end);
+        // A valid record of this WAL after its marker is corruption.
+        let mut after = with_marker[..marker_end].to_vec();
+        after.extend_from_slice(&encode_record(2, 200, 9, &[op(b"x", b"y")]));
+        assert!(matches!(
+            replay_bytes(&after, &p, false),
+            Err(Error::Corruption { .. })
+        ));
+        // The engine's open cuts the stale rest; then the file replays clean.
+        FsStorage.truncate(&p, r.valid_len).unwrap();
+    }
+
+    #[test]
+    fn torn_record_followed_by_stale_records_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, data, old, starts) = recycled(dir.path(), 3);
+        let third_end = starts[2] + encode_record(2, 102, 9, &[op(b"new2", b"v")]).len();
+        // Every way the third record's write may have been torn: a prefix
+        // reached the disk, the rest still holds the old file's bytes (or zeros).
+        for keep in 0..third_end - starts[2] {
+            for stale in [true, false] {
+                let mut d = data.clone();
+                let from = starts[2] + keep;
+                if stale {
+                    d[from..third_end].copy_from_slice(&old[from..third_end]);
+                } else {
+                    d[from..third_end].fill(0);
+                }
+                let r = replay_bytes(&d, &p, true).unwrap();
+                assert_eq!(r.batches.len(), 2, "keep {keep} stale {stale}");
+                assert_eq!(r.valid_len as usize, starts[2]);
+                assert!(r.torn);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_record_followed_by_a_current_record_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, data, _, starts) = recycled(dir.path(), 3);
+        let mut d = data.clone();
+        d[starts[1] + RECORD_HEADER_LEN + 3] ^= 0x08;
+        match replay_bytes(&d, &p, true) {
+            Err(Error::Corruption { offset, .. }) => assert_eq!(offset as usize, starts[1]),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // The same damage in the last record is a torn tail.
+        let mut d = data.clone();
+        d[starts[2] + RECORD_HEADER_LEN + 3] ^= 0x08;
+        assert_eq!(replay_bytes(&d, &p, true).unwrap().batches.len(), 2);
+    }
+
+    #[test]
+    fn version_1_files_still_replay() {
+        let mut data = v1_header();
+        data.extend_from_slice(&encode_record_v1(1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record_v1(2, 5, &[op(b"b", b"2")]));
+        let p = Path::new("00000000000000000003.wal");
+        let r = replay_bytes(&data, p, false).unwrap();
+        assert_eq!(r.batches.len(), 2);
+        assert_eq!(r.batches[1].ops[0].key, b"b");
+        assert!(!r.torn);
+        let cut = replay_bytes(&data[..data.len() - 2], p, true).unwrap();
+        assert_eq!((cut.batches.len(), cut.torn), (1, true));
+        // The versions' records do not validate under each other's rules.
+        let mut mixed = v1_header();
+        mixed.extend_from_slice(&encode_record(3, 1, 5, &[op(b"a", b"1")]));
+        assert!(replay_bytes(&mixed, p, true).unwrap().batches.is_empty());
+        let mut mixed = header(3);
+        mixed.extend_from_slice(&encode_record_v1(1, 5, &[op(b"a", b"1")]));
+        assert!(replay_bytes(&mixed, p, true).unwrap().batches.is_empty());
+    }
+
+    #[test]
+    fn header_number_must_match_the_file_name() {
+        let mut data = header(2);
+        data.extend_from_slice(&encode_record(2, 1, 5, &[op(b"a", b"1")]));
+        let name = |no: u64| PathBuf::from(file_name(no));
+        assert_eq!(
+            replay_bytes(&data, &name(2), false).unwrap().batches.len(),
+            1
+        );
+        // Under another name its records are not silently dropped.
+        for last in [true, false] {
+            assert!(matches!(
+                replay_bytes(&data, &name(3), last),
+                Err(Error::Corruption { offset: 0, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn garbage_lengths_in_stale_space_are_bounded() {
+        let mut data = header(1);
+        data.extend_from_slice(&encode_record(1, 1, 5, &[op(b"a", b"1")]));
+        let valid = data.len();
+        for len in [u32::MAX, MAX_RECORD_LEN as u32, 1 << 30, 64] {
+            let mut d = data.clone();
+            d.extend_from_slice(&len.to_le_bytes());
+            d.extend_from_slice(&(!len).to_le_bytes());
+            d.extend_from_slice(&[0xEE; 100]);
+            let r = replay_bytes(&d, Path::new(&file_name(1)), true).unwrap();
+            assert_eq!((r.batches.len(), r.valid_len as usize), (1, valid));
         }
     }
 }

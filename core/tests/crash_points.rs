@@ -303,6 +303,9 @@ const EXPECTED_POINTS: &[&str] = &[
     "sync_dir after remove tmp",
     "sync_dir after remove wal",
     "truncate wal",
+    "sync_data wal recycled header",
+    "rename wal -> wal",
+    "sync_dir after rename wal",
 ];
 
 /// One execution of a workload's steps against a storage.

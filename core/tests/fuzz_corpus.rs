@@ -66,16 +66,21 @@ fn regressions_replay_cleanly() {
     replay("regressions", 0);
 }
 
-/// Files written by a real engine session on in-memory storage: the WAL, a
-/// segment and the manifest.
+/// Files written by real engine sessions on in-memory storage: the WAL, a
+/// segment and the manifest. The WAL comes from a second database that never
+/// flushed, so it is WAL number 1, the file the `wal` target replays (a
+/// version 2 WAL's checksums cover its number).
 fn engine_files() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let storage = targets::MemStorage::default();
     let clock = ManualClock::new(1_000_000_000_000);
-    let mut c = EdgestoreConfig::new("/db");
-    c.storage = Arc::new(storage.clone());
-    c.clock = Arc::new(clock.clone());
-    c.block_size_bytes = 64;
-    let db = Engine::open(c).unwrap();
+    let config = |dir: &str| {
+        let mut c = EdgestoreConfig::new(dir);
+        c.storage = Arc::new(storage.clone());
+        c.clock = Arc::new(clock.clone());
+        c.block_size_bytes = 64;
+        c
+    };
+    let db = Engine::open(config("/db")).unwrap();
     for i in 0..6u32 {
         db.put_with_ttl(b"a", format!("k{i}").as_bytes(), b"value", i % 2)
             .unwrap();
@@ -85,15 +90,23 @@ fn engine_files() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     b.put(b"a", b"k1", b"new").unwrap();
     b.delete(b"bb", b"x").unwrap();
     b.put_with_ttl(b"bb", b"", b"ttl", 10).unwrap();
-    db.write(b).unwrap();
+    db.write(b.clone()).unwrap();
     db.delete(b"a", b"k2").unwrap();
-    let names = storage.list_dir(Path::new("/db")).unwrap();
-    let get = |suffix: &str| {
+    let fresh = Engine::open(config("/wal")).unwrap();
+    fresh.write(b).unwrap();
+    fresh.delete(b"a", b"k2").unwrap();
+    let get = |dir: &str, suffix: &str| {
+        let names = storage.list_dir(Path::new(dir)).unwrap();
         let name = names.iter().filter(|n| n.ends_with(suffix)).max().unwrap();
-        storage.file(&Path::new("/db").join(name)).unwrap()
+        storage.file(&Path::new(dir).join(name)).unwrap()
     };
-    let files = (get(".wal"), get(".seg"), get("manifest.mf"));
+    let files = (
+        get("/wal", ".wal"),
+        get("/db", ".seg"),
+        get("/db", "manifest.mf"),
+    );
     db.close().unwrap();
+    fresh.close().unwrap();
     files
 }
 

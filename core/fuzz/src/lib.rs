@@ -44,16 +44,23 @@ struct MemFile {
     data: RwLock<Vec<u8>>,
 }
 
+/// A file being written from `pos` on (0 when reopened to be overwritten).
 #[derive(Debug)]
-struct MemWritable(Arc<MemFile>);
+struct MemWritable {
+    file: Arc<MemFile>,
+    pos: Mutex<usize>,
+}
 
 impl WritableFile for MemWritable {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
-        self.0
-            .data
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
+        let mut pos = self.pos.lock().unwrap_or_else(|p| p.into_inner());
+        let mut data = self.file.data.write().unwrap_or_else(|p| p.into_inner());
+        let end = *pos + buf.len();
+        if data.len() < end {
+            data.resize(end, 0);
+        }
+        data[*pos..end].copy_from_slice(buf);
+        *pos = end;
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -162,6 +169,15 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    fn open_overwrite(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
+        let st = self.state();
+        let f = st.files.get(path).cloned().ok_or_else(|| not_found(path))?;
+        Ok(Arc::new(MemWritable {
+            file: f,
+            pos: Mutex::new(0),
+        }))
+    }
+
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
         let mut st = self.state();
         let dir = path.parent().unwrap_or(Path::new(""));
@@ -170,7 +186,10 @@ impl Storage for MemStorage {
         }
         let f = Arc::new(MemFile::default());
         st.files.insert(path.to_path_buf(), Arc::clone(&f));
-        Ok(Arc::new(MemWritable(f)))
+        Ok(Arc::new(MemWritable {
+            file: f,
+            pos: Mutex::new(0),
+        }))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
@@ -303,7 +322,9 @@ fn dump(db: &Engine, nss: &BTreeSet<Vec<u8>>) -> BTreeMap<(Vec<u8>, Vec<u8>), Ve
 // WAL.
 
 const WAL_MAGIC: &[u8; 8] = b"EDGWAL\0\x01";
+/// Header length of version 1 files; version 2 adds the WAL number (u64).
 const WAL_HEADER_LEN: usize = 16;
+const WAL_HEADER_LEN_V2: usize = 24;
 const WAL_RECORD_HEADER_LEN: usize = 12;
 /// The fixed clock of the WAL target, in nanoseconds.
 const WAL_NOW: i64 = 1_000_000_000_000;
@@ -313,16 +334,40 @@ type RefOp = (u8, u32, Vec<u8>, Vec<u8>);
 /// One decoded WAL batch: (first LSN, timestamp, ops).
 type RefBatch = (u64, i64, Vec<RefOp>);
 
+/// The record checksum: version 1 covers the payload, version 2 (`Some(no)`)
+/// the WAL's number (u64 LE) and then the payload.
+fn wal_crc(gen: Option<u64>, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if let Some(no) = gen {
+        h.update(&no.to_le_bytes());
+    }
+    h.update(payload);
+    h.finalize()
+}
+
+/// The record generation and header length a WAL header declares (version 2
+/// with the number it names), if it is a whole header of a known version.
+fn wal_header(data: &[u8]) -> Option<(Option<u64>, usize)> {
+    if data.len() < WAL_HEADER_LEN || &data[..8] != WAL_MAGIC {
+        return None;
+    }
+    match u32_at(data, 8)? {
+        1 => Some((None, WAL_HEADER_LEN)),
+        2 if u32_at(data, 12) == Some(0) => Some((Some(u64_at(data, 16)?), WAL_HEADER_LEN_V2)),
+        _ => None,
+    }
+}
+
 /// Recomputes `!len` and the CRC of every record whose payload fits.
 fn fix_wal(data: &mut [u8]) {
-    let mut pos = WAL_HEADER_LEN;
+    let (gen, mut pos) = wal_header(data).unwrap_or((None, WAL_HEADER_LEN));
     while let Some(len) = u32_at(data, pos) {
         let start = pos + WAL_RECORD_HEADER_LEN;
         let Some(end) = start.checked_add(len as usize).filter(|&e| e <= data.len()) else {
             return;
         };
         set_u32(data, pos + 4, !len);
-        let crc = crc32fast::hash(&data[start..end]);
+        let crc = wal_crc(gen, &data[start..end]);
         set_u32(data, pos + 8, crc);
         pos = end;
     }
@@ -357,7 +402,9 @@ fn ref_payload(p: &[u8]) -> Option<RefBatch> {
     Some((first_lsn, ts, ops))
 }
 
-fn ref_record(data: &[u8], pos: usize) -> Option<(RefBatch, usize)> {
+/// A valid record at `pos` under the checksum rule of `gen`: a batch, or
+/// `None` inside for a version 2 end-of-log marker (an empty record).
+fn ref_record(data: &[u8], pos: usize, gen: Option<u64>) -> Option<(Option<RefBatch>, usize)> {
     let len = u32_at(data, pos)?;
     let inv = u32_at(data, pos + 4)?;
     let crc = u32_at(data, pos + 8)?;
@@ -366,33 +413,46 @@ fn ref_record(data: &[u8], pos: usize) -> Option<(RefBatch, usize)> {
     }
     let start = pos + WAL_RECORD_HEADER_LEN;
     let payload = data.get(start..start.checked_add(len as usize)?)?;
-    if crc32fast::hash(payload) != crc {
+    if wal_crc(gen, payload) != crc {
         return None;
     }
-    Some((ref_payload(payload)?, WAL_RECORD_HEADER_LEN + len as usize))
+    let n = WAL_RECORD_HEADER_LEN + len as usize;
+    if len == 0 {
+        return gen.map(|_| (None, n));
+    }
+    Some((Some(ref_payload(payload)?), n))
 }
 
 /// What FORMAT.md says replaying `data` as the newest (`is_last`) or a
 /// rotated WAL must give: `None` for corruption, else the batches kept.
 fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
-    let header_ok =
-        data.len() >= WAL_HEADER_LEN && &data[..8] == WAL_MAGIC && u32_at(data, 8) == Some(1);
-    if !header_ok {
+    // The file is WAL number 1: a version 2 header must name 1.
+    let header = wal_header(data).filter(|h| h.0.is_none_or(|no| no == 1));
+    let Some((gen, header_len)) = header else {
         // The newest WAL with a bad header and no valid record anywhere was
         // being created at a crash (nothing in it was acknowledged), unless
         // its header is a whole one of a newer format.
         let newer_format = data.len() >= WAL_HEADER_LEN
             && &data[..8] == WAL_MAGIC
-            && u32_at(data, 8).is_some_and(|v| v > 1)
+            && u32_at(data, 8).is_some_and(|v| v > 2)
             && u32_at(data, 12) == Some(0);
-        let any_record = (0..data.len()).any(|p| ref_record(data, p).is_some());
+        // Records of version 1, of WAL 1, or of the number a header names.
+        let mut gens = vec![None, Some(1)];
+        gens.push(wal_header(data).and_then(|h| h.0));
+        let any_record =
+            (0..data.len()).any(|p| gens.iter().any(|&g| ref_record(data, p, g).is_some()));
         return (is_last && !newer_format && !any_record).then(Vec::new);
-    }
-    let mut pos = WAL_HEADER_LEN;
+    };
+    let mut pos = header_len;
     let mut out: Vec<RefBatch> = Vec::new();
     while pos < data.len() {
-        match ref_record(data, pos) {
-            Some((b, n)) => {
+        match ref_record(data, pos, gen) {
+            Some((None, n)) => {
+                // End-of-log marker: no valid record of this WAL may follow.
+                let later = (pos + n..data.len()).any(|p| ref_record(data, p, gen).is_some());
+                return (!later).then_some(out);
+            }
+            Some((Some(b), n)) => {
                 if let Some(prev) = out.last() {
                     let prev_last = prev.0 + (prev.2.len() as u64).saturating_sub(1);
                     if b.0 <= prev_last {
@@ -403,7 +463,7 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
                 pos += n;
             }
             None => {
-                let later = (pos + 1..data.len()).any(|p| ref_record(data, p).is_some());
+                let later = (pos + 1..data.len()).any(|p| ref_record(data, p, gen).is_some());
                 return (is_last && !later).then_some(out);
             }
         }
