@@ -469,7 +469,7 @@ impl Engine {
             // pages read back here may never reach the disk (an earlier process
             // whose fsync failed: Linux drops the dirty pages and a later fsync
             // succeeds without writing them).
-            inner.flush_to_segments()?;
+            inner.flush_replayed()?;
         }
         let mut threads = Threads::default();
         if let Some(every) = inner.config.background_compaction {
@@ -898,6 +898,31 @@ impl Inner {
             Ok(()) => Ok(()),
             // The memtable stays readable and in the WAL; the engine stops
             // taking writes until reopened, which replays it.
+            Err(e) => self.poison(e),
+        }
+    }
+
+    /// At open, before anything new is written: writes the replayed memtable
+    /// to segments and retires the WAL files it came from. The WAL started at
+    /// open holds none of it, so unlike [`Inner::flush_to_segments`] this does
+    /// not rotate: that WAL (a reused file when one was kept) stays the one
+    /// new writes go to, instead of a new file taking its place.
+    fn flush_replayed(&self) -> Result<()> {
+        let mut manifest = lock(&self.maintenance);
+        let (imm, wal_no) = {
+            let mut w = lock(&self.wal);
+            let imm = std::mem::replace(
+                &mut w.active,
+                Arc::new(Memtable::for_size(self.config.memtable_size_bytes)),
+            );
+            let cur = self.current();
+            let mut mems = vec![Arc::clone(&w.active)];
+            mems.extend(cur.mems.iter().cloned());
+            self.install(Version::new(mems, cur.segments.clone()));
+            (imm, w.writer.no)
+        };
+        match self.write_memtable(&mut manifest, &imm, wal_no) {
+            Ok(()) => Ok(()),
             Err(e) => self.poison(e),
         }
     }
