@@ -1167,20 +1167,21 @@ fn open(
     }
     // On by default (the signature's 1.0), unlike the core's config: None
     // (passed explicitly) turns it off.
-    cfg.background_compaction =
-        match background_compaction_secs {
-            None => None,
-            // Negative, NaN, infinite, too large for a Duration, or rounding to 0.
-            Some(v) => match Duration::try_from_secs_f64(v) {
-                Ok(d) if !d.is_zero() => Some(d),
-                _ => return Err(invalid(
+    cfg.background_compaction = match background_compaction_secs {
+        None => None,
+        // Negative, NaN, infinite, too large for a Duration, or rounding to 0.
+        Some(v) => match Duration::try_from_secs_f64(v) {
+            Ok(d) if !d.is_zero() => Some(d),
+            _ => {
+                return Err(invalid(
                     py,
                     format!(
                         "background_compaction_secs must be a positive number of seconds, got {v}"
                     ),
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     let engine = py.detach(|| Engine::open(cfg)).py(py)?;
     Ok(Database {
         engine: RwLock::new(Some(engine)),
