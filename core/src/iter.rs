@@ -35,7 +35,7 @@ enum Source {
     Run {
         /// `None` until the merge reaches the run's first key: a run that
         /// starts after the range's start is not sought until then (see
-        /// [`Item::Pending`]), so a short scan over runs of disjoint key
+        /// [`RangeIter::pending`]), so a short scan over runs of disjoint key
         /// ranges (time-ordered keys) seeks only the runs it reads.
         cur: Option<SegmentIter>,
         /// The run's segments; `next` is the one to read after `cur`.
@@ -100,12 +100,6 @@ impl Source {
 enum Item {
     Mem(MemEntry),
     Seg(Found),
-    /// Stands in the merge for a run not sought yet, under the first key of
-    /// its first overlapping segment: no key of the run sorts before it. It
-    /// sorts before every version of that key (see [`Item::lsn`]), so it
-    /// reaches the top, and is replaced by the run's real first entry,
-    /// before any version of a key the run may hold is taken.
-    Pending(Arc<SegmentReader>),
 }
 
 impl Item {
@@ -114,7 +108,6 @@ impl Item {
         match self {
             Item::Mem(e) => &e.key,
             Item::Seg(f) => f.key(),
-            Item::Pending(s) => &s.meta.min_key,
         }
     }
 
@@ -123,7 +116,6 @@ impl Item {
         match self {
             Item::Mem(e) => e.lsn,
             Item::Seg(f) => f.lsn,
-            Item::Pending(_) => u64::MAX,
         }
     }
 
@@ -131,7 +123,6 @@ impl Item {
         match self {
             Item::Mem(e) => e.is_live_at(now_nanos),
             Item::Seg(f) => f.is_live_at(now_nanos),
-            Item::Pending(_) => false,
         }
     }
 
@@ -140,7 +131,6 @@ impl Item {
         match self {
             Item::Mem(e) => e.value.as_deref().unwrap_or_default(),
             Item::Seg(f) => f.value(),
-            Item::Pending(_) => &[],
         }
     }
 }
@@ -169,6 +159,29 @@ impl Ord for Head {
     }
 }
 
+/// A run a scan has not sought yet, ordered by its first key.
+struct PendingRun {
+    first: Arc<SegmentReader>,
+    src: usize,
+}
+
+impl PartialEq for PendingRun {
+    fn eq(&self, other: &Self) -> bool {
+        self.first.meta.min_key == other.first.meta.min_key
+    }
+}
+impl Eq for PendingRun {}
+impl PartialOrd for PendingRun {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PendingRun {
+    fn cmp(&self, other: &Self) -> Ordering {
+        crate::types::key_cmp(&self.first.meta.min_key, &other.first.meta.min_key)
+    }
+}
+
 /// Iterator over `(user_key, value)` pairs of one namespace, in key order.
 /// Items are `Result`s: a read error ends the iteration after it is yielded.
 pub struct RangeIter {
@@ -180,6 +193,11 @@ pub struct RangeIter {
     read_time: i64,
     prefix_len: usize,
     failed: bool,
+    /// Runs not sought yet, by the first key of their first overlapping
+    /// segment (no key of the run sorts before it). A run is sought, and its
+    /// first entry joins the merge, before any head with a key at or past
+    /// that one is taken, so a version it holds of that key is never missed.
+    pending: BinaryHeap<Reverse<PendingRun>>,
     /// The item `next_entry` last lent out.
     current: Option<Item>,
     _version: Arc<Version>,
@@ -220,7 +238,10 @@ impl RangeIter {
                 let seg = &run.segments[first];
                 let lazy = seg.meta.min_key.as_slice() > start.as_slice();
                 if lazy {
-                    pending.push((sources.len(), Arc::clone(seg)));
+                    pending.push(Reverse(PendingRun {
+                        first: Arc::clone(seg),
+                        src: sources.len(),
+                    }));
                 }
                 sources.push(Source::Run {
                     cur: (!lazy).then(|| seg.iter_from(&start)),
@@ -238,15 +259,10 @@ impl RangeIter {
             read_time,
             prefix_len,
             failed: false,
+            pending: pending.into_iter().collect(),
             current: None,
             _version: version,
         };
-        for (src, seg) in pending {
-            it.heap.push(Reverse(Head {
-                item: Item::Pending(seg),
-                src,
-            }));
-        }
         for i in 0..it.sources.len() {
             if !matches!(it.sources[i], Source::Run { cur: None, .. }) {
                 it.advance(i)?;
@@ -268,18 +284,16 @@ impl RangeIter {
     /// sift instead of a pop and a push when the source has more.
     fn take_top(&mut self) -> Result<Option<Item>> {
         // Seek the runs whose first key has come up.
-        while let Some(mut top) = self.heap.peek_mut() {
-            if !matches!(top.0.item, Item::Pending(_)) {
+        while let Some(Reverse(p)) = self.pending.peek() {
+            let due = self.heap.peek().is_none_or(|Reverse(h)| {
+                crate::types::key_cmp(&p.first.meta.min_key, h.item.key()).is_le()
+            });
+            if !due {
                 break;
             }
-            let src = top.0.src;
-            match self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)? {
-                // Dropping `top` sifts the real entry into place.
-                Some(item) => top.0.item = item,
-                None => {
-                    PeekMut::pop(top);
-                }
-            }
+            let src = p.src;
+            self.pending.pop();
+            self.advance(src)?;
         }
         let Some(mut top) = self.heap.peek_mut() else {
             return Ok(None);
