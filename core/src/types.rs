@@ -187,6 +187,17 @@ pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
         }
         i += 8;
     }
+    if i < n && n >= 8 {
+        // The tail, as the last eight bytes of the common length: the bytes
+        // it shares with the words above are equal, so the first difference
+        // in it is the tail's (and no call to memcmp for a few bytes).
+        let x = u64::from_be_bytes(a[n - 8..n].try_into().unwrap_or_default());
+        let y = u64::from_be_bytes(b[n - 8..n].try_into().unwrap_or_default());
+        if x != y {
+            return x.cmp(&y);
+        }
+        return a.len().cmp(&b.len());
+    }
     a[i..].cmp(&b[i..])
 }
 
