@@ -436,9 +436,11 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
             && &data[..8] == WAL_MAGIC
             && u32_at(data, 8).is_some_and(|v| v > 2)
             && u32_at(data, 12) == Some(0);
-        // Records of version 1, of WAL 1, or of the number a header names.
+        // Records of version 1, of WAL 1, or of the number a version 2
+        // header names, even one whose reserved word is not 0: records that
+        // validate under it are not a crash's leftovers.
         let mut gens = vec![None, Some(1)];
-        gens.push(wal_header(data).and_then(|h| h.0));
+        gens.push((u32_at(data, 8) == Some(2)).then(|| u64_at(data, 16)).flatten());
         let any_record =
             (0..data.len()).any(|p| gens.iter().any(|&g| ref_record(data, p, g).is_some()));
         return (is_last && !newer_format && !any_record).then(Vec::new);
