@@ -440,7 +440,11 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
         // header names, even one whose reserved word is not 0: records that
         // validate under it are not a crash's leftovers.
         let mut gens = vec![None, Some(1)];
-        gens.push((u32_at(data, 8) == Some(2)).then(|| u64_at(data, 16)).flatten());
+        gens.push(
+            (u32_at(data, 8) == Some(2))
+                .then(|| u64_at(data, 16))
+                .flatten(),
+        );
         let any_record =
             (0..data.len()).any(|p| gens.iter().any(|&g| ref_record(data, p, g).is_some()));
         return (is_last && !newer_format && !any_record).then(Vec::new);
