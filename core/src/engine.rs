@@ -883,16 +883,8 @@ impl Inner {
             };
             self.synced_cv.notify_all();
             self.visible_lsn.fetch_max(w.last_lsn, Ordering::AcqRel);
-            let imm = std::mem::replace(
-                &mut w.active,
-                Arc::new(Memtable::for_size(self.config.memtable_size_bytes)),
-            );
             w.writer = writer;
-            let cur = self.current();
-            let mut mems = vec![Arc::clone(&w.active)];
-            mems.extend(cur.mems.iter().cloned());
-            self.install(Version::new(mems, cur.segments.clone()));
-            (imm, w.writer.no)
+            (self.seal_active(&mut w), w.writer.no)
         };
         match self.write_memtable(&mut manifest, &imm, new_wal_no) {
             Ok(()) => Ok(()),
@@ -900,6 +892,21 @@ impl Inner {
             // taking writes until reopened, which replays it.
             Err(e) => self.poison(e),
         }
+    }
+
+    /// Replaces the active memtable with an empty one and publishes a
+    /// version with the new one in front; returns the old one, now immutable
+    /// (readers still see it until its segments are published).
+    fn seal_active(&self, w: &mut WalState) -> Arc<Memtable> {
+        let imm = std::mem::replace(
+            &mut w.active,
+            Arc::new(Memtable::for_size(self.config.memtable_size_bytes)),
+        );
+        let cur = self.current();
+        let mut mems = vec![Arc::clone(&w.active)];
+        mems.extend(cur.mems.iter().cloned());
+        self.install(Version::new(mems, cur.segments.clone()));
+        imm
     }
 
     /// At open, before anything new is written: writes the replayed memtable
@@ -911,15 +918,7 @@ impl Inner {
         let mut manifest = lock(&self.maintenance);
         let (imm, wal_no) = {
             let mut w = lock(&self.wal);
-            let imm = std::mem::replace(
-                &mut w.active,
-                Arc::new(Memtable::for_size(self.config.memtable_size_bytes)),
-            );
-            let cur = self.current();
-            let mut mems = vec![Arc::clone(&w.active)];
-            mems.extend(cur.mems.iter().cloned());
-            self.install(Version::new(mems, cur.segments.clone()));
-            (imm, w.writer.no)
+            (self.seal_active(&mut w), w.writer.no)
         };
         match self.write_memtable(&mut manifest, &imm, wal_no) {
             Ok(()) => Ok(()),

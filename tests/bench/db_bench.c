@@ -989,6 +989,20 @@ static void do_puts(run *r, void *s, const uint32_t *order, uint64_t n, unsigned
     r->cur->user_bytes = n * (r->klen + r->vlen);
 }
 
+/* Phase w: open the store in `sub` in durable mode, S puts of generation
+ * `gen` in random order from one thread, close. */
+static void sync_puts_phase(run *r, int w, const char *sub, unsigned gen) {
+    phase_begin(r, w);
+    void *db = r->e->open(sub, 1);
+    void *s = r->e->session(db);
+    uint64_t t0 = now_ns();
+    do_puts(r, s, g_perm_fill, g_n.sync_writes, gen);
+    uint64_t t1 = now_ns();
+    r->e->session_free(s);
+    r->e->close(db);
+    phase_end(r, g_n.sync_writes, t0, t1, sub);
+}
+
 static void do_reads(run *r, void *s, uint64_t n, uint64_t seed, unsigned gen_lo, unsigned gen_hi) {
     uint8_t key[64], buf[512];
     uint64_t rs = seed;
@@ -1125,15 +1139,7 @@ static void run_engine(const engine *e, size_t klen, size_t vlen, const char *di
     /* fillsync: durable, S puts in random order, one thread. */
     path_join(sub, sizeof sub, dir, "fillsync");
     mkdir_or_die(sub);
-    phase_begin(r, W_FILLSYNC);
-    db = e->open(sub, 1);
-    s = e->session(db);
-    t0 = now_ns();
-    do_puts(r, s, g_perm_fill, g_n.sync_writes, 0);
-    t1 = now_ns();
-    e->session_free(s);
-    e->close(db);
-    phase_end(r, g_n.sync_writes, t0, t1, sub);
+    sync_puts_phase(r, W_FILLSYNC, sub, 0);
     rm_rf(sub);
 
     /* fillsync x2: durable, S puts in random order, two threads. */
@@ -1254,15 +1260,7 @@ static void run_engine(const engine *e, size_t klen, size_t vlen, const char *di
     /* fillsync reopen: the data set reopened in durable mode, S overwrites in
      * random order, one thread: durable writes of a store that has been in
      * use (fillsync measures a new store's first writes). */
-    phase_begin(r, W_SYNCREOPEN);
-    db = e->open(sub, 1);
-    s = e->session(db);
-    t0 = now_ns();
-    do_puts(r, s, g_perm_fill, g_n.sync_writes, 2);
-    t1 = now_ns();
-    e->session_free(s);
-    e->close(db);
-    phase_end(r, g_n.sync_writes, t0, t1, sub);
+    sync_puts_phase(r, W_SYNCREOPEN, sub, 2);
     res->final_disk = dir_disk_bytes(sub);
     res->total_write = io_write_bytes() - wb_start;
     res->ok = 1;
