@@ -700,7 +700,7 @@ impl Inner {
             self.check_writable()?;
             let first = w.next_lsn;
             let ts = self.config.clock.now_nanos();
-            let record = wal::encode_record(w.writer.no, first, ts, &batch.ops);
+            let record = w.writer.record(first, ts, &batch.ops);
             if let Err(e) = w.writer.append(&record) {
                 // Part of the record may be on disk; appending after it would
                 // turn a torn tail into mid-log corruption.
@@ -807,11 +807,22 @@ impl Inner {
             // Never retry a failed fsync: the kernel may have dropped the dirty pages.
             return self.poison(Error::io("syncing the WAL", e));
         }
+        self.note_synced(point);
         let peers = peers.max(self.durable_writers.load(Ordering::Relaxed));
         self.sync_peers.store(peers, Ordering::Relaxed);
         Counters::add(&self.counters.wal_syncs, 1);
         self.visible_lsn.fetch_max(last_lsn, Ordering::AcqRel);
         Ok(point)
+    }
+
+    /// Tells the WAL writer that `point` is durable, so the records it frames
+    /// from now on say so (replay tells a crash's hole in the log from
+    /// damage by it). A rotation may have moved on to a newer WAL meanwhile.
+    fn note_synced(&self, point: SyncPoint) {
+        let mut w = lock(&self.wal);
+        if w.writer.no == point.wal_no {
+            w.writer.mark_synced(point.offset);
+        }
     }
 
     /// Syncs everything appended so far. Once poisoned nothing can be synced:
@@ -845,16 +856,23 @@ impl Inner {
         //    alone. (The next WAL is still created under the lock, after the
         //    full sync: open takes a WAL followed by a newer one as complete,
         //    so no newer WAL may exist while this one has unsynced records.)
-        let current_wal = {
+        let (current_wal, point) = {
             let w = lock(&self.wal);
             if w.active.is_empty() {
                 return Ok(());
             }
-            Arc::clone(&w.writer.file)
+            (
+                Arc::clone(&w.writer.file),
+                SyncPoint {
+                    wal_no: w.writer.no,
+                    offset: w.writer.offset,
+                },
+            )
         };
         if let Err(e) = current_wal.sync_data() {
             return self.poison(Error::io("syncing the WAL before rotation", e));
         }
+        self.note_synced(point);
         // 1. Rotate: the memtable becomes immutable, a new WAL takes new writes.
         let (imm, new_wal_no) = {
             let mut synced = lock(&self.synced);

@@ -18,8 +18,9 @@
 //! into the image a power loss may leave, for each [`CrashMode`]:
 //! unsynced data dropped, a random prefix of it kept, the last kept write torn
 //! (its tail zeros or garbage), each file keeping or losing its own unsynced
-//! tail independently (writes and directory operations reordered), or unsynced directory
-//! entries forgotten while file data survives. Everything is deterministic from
+//! tail independently (writes and directory operations reordered), each
+//! unsynced write kept or lost on its own (holes inside a file), or unsynced
+//! directory entries forgotten while file data survives. Everything is deterministic from
 //! the seeds given.
 //!
 //! A failed `sync_data` behaves like Linux after an `fsync` error: the unsynced
@@ -130,6 +131,13 @@ pub enum CrashMode {
     /// directory operation survives or not independently (POSIX orders none of
     /// them), a rename as a whole.
     Reorder,
+    /// Each unsynced write survives or not on its own, so a file may keep a
+    /// later write and lose an earlier one: the lost range reads as what was
+    /// durable there before (zeros past the old end). This is what a power
+    /// loss leaves when the kernel writes dirty pages back in any order or a
+    /// disk reorders writes in its volatile cache. Directory operations as in
+    /// [`CrashMode::Reorder`].
+    Holes,
     /// All file data handed over survives, but no unsynced directory operation
     /// (create, rename, remove) does.
     ForgetDirOps,
@@ -137,13 +145,14 @@ pub enum CrashMode {
 
 impl CrashMode {
     /// Every mode, in a fixed order.
-    pub const ALL: [CrashMode; 7] = [
+    pub const ALL: [CrashMode; 8] = [
         CrashMode::DropUnsynced,
         CrashMode::KeepAll,
         CrashMode::Prefix,
         CrashMode::TornZeros,
         CrashMode::TornGarbage,
         CrashMode::Reorder,
+        CrashMode::Holes,
         CrashMode::ForgetDirOps,
     ];
 }
@@ -496,6 +505,8 @@ impl Disk {
         // How many pending writes each inode keeps, the torn write, and which
         // directory operations survive.
         let mut keep_writes: HashMap<u64, usize> = HashMap::new();
+        // Holes mode: which of each inode's pending writes survive.
+        let mut kept_writes: HashMap<u64, Vec<bool>> = HashMap::new();
         let mut torn: Option<(u64, usize, bool)> = None; // (ino, write index, garbage)
         let keep_op: Box<KeepOp>;
         match mode {
@@ -530,11 +541,15 @@ impl Disk {
                 }
                 keep_op = Box::new(move |_, _, seq| seq < threshold);
             }
-            CrashMode::Reorder => {
+            CrashMode::Reorder | CrashMode::Holes => {
                 let mut inos: Vec<u64> = self.inodes.keys().copied().collect();
                 inos.sort_unstable();
                 for ino in inos {
                     let n = self.inodes[&ino].pending.len();
+                    if mode == CrashMode::Holes {
+                        kept_writes.insert(ino, (0..n).map(|_| rng.below(2) == 0).collect());
+                        continue;
+                    }
                     let k = match rng.below(3) {
                         0 => 0,
                         1 => n,
@@ -586,9 +601,15 @@ impl Disk {
                 continue;
             };
             let mut data = src.durable_bytes();
-            let kept = keep_writes.get(&ino).copied().unwrap_or(0);
-            for w in &src.pending[..kept] {
-                w.apply(&mut data, &w.bytes);
+            if let Some(mask) = kept_writes.get(&ino) {
+                for (w, _) in src.pending.iter().zip(mask).filter(|(_, &keep)| keep) {
+                    w.apply(&mut data, &w.bytes);
+                }
+            } else {
+                let kept = keep_writes.get(&ino).copied().unwrap_or(0);
+                for w in &src.pending[..kept] {
+                    w.apply(&mut data, &w.bytes);
+                }
             }
             if let Some((t_ino, k, garbage)) = torn {
                 if t_ino == ino {
@@ -1467,6 +1488,7 @@ mod tests {
         let full_a = b"aaaabbbbccccdddd".to_vec();
         let full_b = b"AAAABBBBCCCCDDDD".to_vec();
         let mut saw_reorder = false;
+        let mut saw_hole = false;
         let mut saw_torn = [false; 2];
         for seed in 0..200 {
             // Prefix: a global prefix, so b never gets ahead of a by more than one write.
@@ -1479,6 +1501,19 @@ mod tests {
             let (ra, rb) = (read(&img, "a").unwrap(), read(&img, "b").unwrap());
             assert!(full_a.starts_with(&ra) && full_b.starts_with(&rb));
             saw_reorder |= rb.len() > ra.len() + 4;
+
+            // Holes: each 4-byte write is there whole or reads as zeros.
+            let img = st.image(CrashMode::Holes, seed);
+            for (got, full) in [
+                (read(&img, "a").unwrap(), &full_a),
+                (read(&img, "b").unwrap(), &full_b),
+            ] {
+                assert_eq!(got.len() % 4, 0);
+                for (g, f) in got.chunks(4).zip(full.chunks(4)) {
+                    assert!(g == f || g == [0; 4]);
+                }
+                saw_hole |= got.chunks(4).any(|c| c == [0; 4]);
+            }
 
             for (t, mode) in [CrashMode::TornZeros, CrashMode::TornGarbage]
                 .into_iter()
@@ -1499,7 +1534,7 @@ mod tests {
                 }
             }
         }
-        assert!(saw_reorder && saw_torn[0] && saw_torn[1]);
+        assert!(saw_reorder && saw_hole && saw_torn[0] && saw_torn[1]);
     }
 
     #[test]
@@ -1643,7 +1678,8 @@ mod tests {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
             };
-            w.append(&wal::encode_record(no, no, 0, &[op])).unwrap();
+            let rec = w.record(no, 0, &[op]);
+            w.append(&rec).unwrap();
             w.file.sync_data().unwrap();
         };
         record(1);

@@ -1,20 +1,24 @@
 //! Write-ahead log.
 //!
 //! File `NNNNNNNNNNNNNNNNNNNN.wal` (the WAL's number in 20 decimal digits).
-//! Version 2, written now, starts with a 24-byte header (`EDGWAL\0\x01`,
-//! format version u32 LE = 2, reserved u32 = 0, the WAL's number u64 LE)
+//! Version 3, written now, starts with a 24-byte header (`EDGWAL\0\x01`,
+//! format version u32 LE = 3, reserved u32 = 0, the WAL's number u64 LE)
 //! followed by records. Each record holds one whole write batch, so a batch is
 //! recovered entirely or not at all:
 //!
 //! ```text
 //! [len u32][!len u32][crc32 of (wal number u64 ‖ payload) u32][payload: len bytes]
-//! payload = [first_lsn u64][timestamp i64][count u32] count × op
+//! payload = [first_lsn u64][timestamp i64][synced_to u64][count u32] count × op
 //! op      = [kind u8][ttl u32][key_len u32][key][value_len u32][value]
 //! ```
 //!
-//! A record with `len = 0` is the end-of-log marker, appended (and synced)
-//! when the WAL is rotated. Version 1 files (16-byte header without the
-//! number, checksums over the payload alone, no end marker) are still read.
+//! `synced_to` is an offset in this WAL up to which the file was known to be
+//! on stable storage (an `fdatasync` covering it had returned) when the record
+//! was appended; never more than the record's own offset. A record with
+//! `len = 0` is the end-of-log marker, appended (and synced) when the WAL is
+//! rotated. Version 2 files (records without `synced_to`) and version 1 files
+//! (16-byte header without the number, checksums over the payload alone, no
+//! end marker) are still read.
 //!
 //! # Recycling
 //!
@@ -44,11 +48,23 @@
 //! # Replay
 //!
 //! The log ends at the first record that does not validate (or at the end
-//! marker). In the last WAL file, if no record with the file's own number
-//! validates anywhere after that point, the rest is a torn tail or stale
-//! space from a previous life and is cut off; if one does, the bad record is
-//! corruption in the middle and is reported. In an older (rotated, fully
-//! synced) file a bad record before the end marker is corruption. Scanning
+//! marker). In an older (rotated, fully synced) file a bad record before the
+//! end marker is corruption. In the last WAL file the bad record at offset
+//! `j` is where an unsynced tail begins, and the rest of the file is cut off
+//! (a torn write, stale space from a previous life, or a hole), unless a
+//! later record of the file's own number proves `j` was synced: one whose
+//! `synced_to` is past `j` (in version 1 and 2 files, which do not record it,
+//! any later valid record). Then the bad record is corruption in the middle
+//! and is reported.
+//!
+//! Why later records may validate after a bad one in a crash: the kernel
+//! writes dirty pages back in any order, and a disk may reorder writes in its
+//! volatile cache, so a power loss can keep a later unsynced page of the log
+//! and lose an earlier one. Nothing after the hole was acknowledged as
+//! durable (its `fdatasync` would have covered the hole too), so cutting
+//! there loses no durable write. The price: damage to the last records
+//! synced before the crash, with no later record to vouch for them, is
+//! indistinguishable from a hole and is cut rather than reported. Scanning
 //! ahead bounds every length by the bytes present and allocates nothing
 //! before a checksum matches.
 
@@ -62,10 +78,12 @@ use crate::types::Operation;
 
 const MAGIC: &[u8; 8] = b"EDGWAL\0\x01";
 /// The format version written.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// Records without `synced_to` (read, no longer written).
+const VERSION_2: u32 = 2;
 /// The first format version: no number in the header or checksums.
 const VERSION_1: u32 = 1;
-/// Header length of version 2 files (what the writer writes).
+/// Header length of version 2 and 3 files (what the writer writes).
 pub(crate) const HEADER_LEN: u64 = 24;
 /// Header length of version 1 files.
 const HEADER_LEN_V1: usize = 16;
@@ -111,18 +129,20 @@ impl WalBatch {
 }
 
 /// Which format a file's records follow: version 1 (checksum over the
-/// payload) or version 2 (checksum over the WAL's number and the payload).
+/// payload), version 2 (checksum over the WAL's number and the payload) or
+/// version 3 (as 2, and each payload says how far the WAL was synced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Generation {
     V1,
     V2(u64),
+    V3(u64),
 }
 
 impl Generation {
     fn crc(self, payload: &[u8]) -> u32 {
         match self {
             Generation::V1 => crc32fast::hash(payload),
-            Generation::V2(no) => {
+            Generation::V2(no) | Generation::V3(no) => {
                 let mut h = crc32fast::Hasher::new();
                 h.update(&no.to_le_bytes());
                 h.update(payload);
@@ -141,22 +161,36 @@ fn frame(gen: Generation, mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Frames a batch as one record of WAL number `wal_no`.
-pub(crate) fn encode_record(wal_no: u64, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+/// Frames a batch as one record of WAL number `wal_no`, appended when the
+/// WAL was durable up to offset `synced_to`.
+pub(crate) fn encode_record(
+    wal_no: u64,
+    synced_to: u64,
+    first_lsn: u64,
+    timestamp: i64,
+    ops: &[WalOp],
+) -> Vec<u8> {
     frame(
-        Generation::V2(wal_no),
-        encode_payload(first_lsn, timestamp, ops),
+        Generation::V3(wal_no),
+        encode_payload(first_lsn, timestamp, Some(synced_to), ops),
     )
 }
 
 /// The end-of-log marker of WAL number `wal_no` (an empty record).
 pub(crate) fn end_marker(wal_no: u64) -> Vec<u8> {
-    frame(Generation::V2(wal_no), vec![0; RECORD_HEADER_LEN])
+    frame(Generation::V3(wal_no), vec![0; RECORD_HEADER_LEN])
 }
 
-/// The record header space followed by the payload of a batch.
-fn encode_payload(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+/// The record header space followed by the payload of a batch (with
+/// `synced_to` in version 3).
+fn encode_payload(
+    first_lsn: u64,
+    timestamp: i64,
+    synced_to: Option<u64>,
+    ops: &[WalOp],
+) -> Vec<u8> {
     let payload_len: usize = 20
+        + synced_to.map_or(0, |_| 8)
         + ops
             .iter()
             .map(|o| 13 + o.key.len() + o.value.len())
@@ -165,6 +199,9 @@ fn encode_payload(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
     out.resize(RECORD_HEADER_LEN, 0);
     put_u64(&mut out, first_lsn);
     put_i64(&mut out, timestamp);
+    if let Some(s) = synced_to {
+        put_u64(&mut out, s);
+    }
     put_u32(&mut out, ops.len() as u32);
     for o in ops {
         put_u8(&mut out, o.op.to_byte());
@@ -175,10 +212,16 @@ fn encode_payload(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
     out
 }
 
-fn decode_payload(payload: &[u8]) -> std::result::Result<WalBatch, String> {
+/// Decodes a payload; `with_synced` for version 3 (which has `synced_to`,
+/// returned beside the batch).
+fn decode_payload(
+    payload: &[u8],
+    with_synced: bool,
+) -> std::result::Result<(WalBatch, Option<u64>), String> {
     let mut d = Decoder::new(payload);
     let first_lsn = d.u64()?;
     let timestamp = d.i64()?;
+    let synced_to = if with_synced { Some(d.u64()?) } else { None };
     let count = d.u32()? as usize;
     // The batch's last LSN must leave room for the next one (the engine
     // continues at last + 1): a larger one can only come from a damaged file.
@@ -207,18 +250,36 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<WalBatch, String> {
     if !d.is_empty() {
         return Err("trailing bytes in record".into());
     }
-    Ok(WalBatch {
-        first_lsn,
-        timestamp,
-        ops,
-    })
+    Ok((
+        WalBatch {
+            first_lsn,
+            timestamp,
+            ops,
+        },
+        synced_to,
+    ))
 }
 
 /// A record that validated.
 enum Rec {
-    Batch(WalBatch),
-    /// The end-of-log marker (version 2 only).
+    /// A batch, and how far the WAL was synced when it was appended (`None`:
+    /// not recorded, versions 1 and 2).
+    Batch(WalBatch, Option<u64>),
+    /// The end-of-log marker (versions 2 and 3).
     End,
+}
+
+impl Rec {
+    /// Whether this record, found after a bad one at `bad`, proves the bad
+    /// one's offset was synced (so a crash cannot explain it). Without a
+    /// recorded extent every later record counts; an end marker never does
+    /// (it is appended at rotation, before the sync that completes it).
+    fn vouches_for(&self, bad: usize) -> bool {
+        match self {
+            Rec::Batch(_, synced_to) => synced_to.is_none_or(|s| s > bad as u64),
+            Rec::End => false,
+        }
+    }
 }
 
 /// Tries to read one valid record of generation `gen` at `pos`; returns it and
@@ -240,10 +301,16 @@ fn record_at(data: &[u8], pos: usize, gen: Generation) -> Option<(Rec, usize)> {
     let rec = if len == 0 {
         match gen {
             Generation::V1 => return None,
-            Generation::V2(_) => Rec::End,
+            Generation::V2(_) | Generation::V3(_) => Rec::End,
         }
     } else {
-        Rec::Batch(decode_payload(payload).ok()?)
+        let (batch, synced_to) = decode_payload(payload, matches!(gen, Generation::V3(_))).ok()?;
+        // An extent past the record's own start was never written by a
+        // writer: only damage makes one.
+        if synced_to.is_some_and(|s| s > pos as u64) {
+            return None;
+        }
+        Rec::Batch(batch, synced_to)
     };
     Some((rec, RECORD_HEADER_LEN + len as usize))
 }
@@ -282,14 +349,19 @@ fn parse_header(
     }
     match word(data, 8) {
         Some(VERSION_1) => Ok((Generation::V1, HEADER_LEN_V1)),
-        Some(VERSION) => {
+        Some(version @ (VERSION_2 | VERSION)) => {
             let no = data
                 .get(16..24)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_le_bytes);
             match no {
                 Some(no) if word(data, 12) == Some(0) && name_no.is_none_or(|n| n == no) => {
-                    Ok((Generation::V2(no), HEADER_LEN as usize))
+                    let gen = if version == VERSION_2 {
+                        Generation::V2(no)
+                    } else {
+                        Generation::V3(no)
+                    };
+                    Ok((gen, HEADER_LEN as usize))
                 }
                 Some(_) if word(data, 12) == Some(0) => {
                     Err("WAL header names another WAL number than the file name")
@@ -320,16 +392,18 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
                 && &data[0..8] == MAGIC
                 && word(data, 8).is_some_and(|v| v > VERSION)
                 && word(data, 12) == Some(0);
-            // The number a version 2 header names, if it is whole (records
-            // under it with a file name saying otherwise are corruption).
-            let header_no = (word(data, 8) == Some(VERSION))
+            // The number a version 2 or 3 header names, if it is whole
+            // (records under it with a file name saying otherwise are
+            // corruption).
+            let header_no = matches!(word(data, 8), Some(VERSION_2 | VERSION))
                 .then(|| data.get(16..24)?.try_into().ok().map(u64::from_le_bytes))
                 .flatten();
             let any_record = record_after(data, 0, Generation::V1).is_some()
                 || [name_no, header_no]
                     .into_iter()
                     .flatten()
-                    .any(|no| record_after(data, 0, Generation::V2(no)).is_some());
+                    .flat_map(|no| [Generation::V2(no), Generation::V3(no)])
+                    .any(|gen| record_after(data, 0, gen).is_some());
             if is_last && !newer_format && !any_record {
                 return Ok(Replay {
                     batches: Vec::new(),
@@ -348,7 +422,7 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
     let mut last_lsn: Option<u64> = None;
     while pos < data.len() {
         match record_at(data, pos, gen) {
-            Some((Rec::Batch(batch), n)) => {
+            Some((Rec::Batch(batch, _), n)) => {
                 if let Some(prev) = last_lsn {
                     if batch.first_lsn <= prev {
                         return Err(Error::corruption(
@@ -365,7 +439,7 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
             Some((Rec::End, n)) => {
                 // Past the marker lies only stale space of a previous life.
                 let end = pos + n;
-                if let Some(at) = record_after(data, end, gen) {
+                if let Some((at, _, _)) = record_after(data, end, gen) {
                     return Err(Error::corruption(
                         path,
                         at as u64,
@@ -386,11 +460,11 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
                         "bad WAL record in a rotated WAL file",
                     ));
                 }
-                if record_after(data, pos + 1, gen).is_some() {
+                if synced_past(data, pos, gen) {
                     return Err(Error::corruption(
                         path,
                         pos as u64,
-                        "bad WAL record followed by valid records",
+                        "bad WAL record followed by a record appended after it was synced",
                     ));
                 }
                 return Ok(Replay {
@@ -408,13 +482,27 @@ pub(crate) fn replay_bytes(data: &[u8], path: &Path, is_last: bool) -> Result<Re
     })
 }
 
-/// Finds a valid record of generation `gen` starting at or after `from`.
-fn record_after(data: &[u8], from: usize, gen: Generation) -> Option<usize> {
+/// Finds a valid record of generation `gen` starting at or after `from`:
+/// its offset, the record and its framed length.
+fn record_after(data: &[u8], from: usize, gen: Generation) -> Option<(usize, Rec, usize)> {
     (from..data.len().saturating_sub(RECORD_HEADER_LEN - 1))
-        .find(|&p| record_at(data, p, gen).is_some())
+        .find_map(|p| record_at(data, p, gen).map(|(rec, n)| (p, rec, n)))
 }
 
-/// The version 2 header of WAL number `no`.
+/// Whether a valid record after the bad one at `bad` proves that `bad` was
+/// synced before the crash (see [`Rec::vouches_for`]).
+fn synced_past(data: &[u8], bad: usize, gen: Generation) -> bool {
+    let mut from = bad + 1;
+    while let Some((at, rec, n)) = record_after(data, from, gen) {
+        if rec.vouches_for(bad) {
+            return true;
+        }
+        from = at + n;
+    }
+    false
+}
+
+/// The header (of the version written) of WAL number `no`.
 fn header(no: u64) -> Vec<u8> {
     let mut header = Vec::with_capacity(HEADER_LEN as usize);
     header.extend_from_slice(MAGIC);
@@ -433,6 +521,9 @@ pub(crate) struct WalWriter {
     /// Bytes written so far in this WAL's life, header included (the write
     /// position: a recycled file may hold stale bytes after it).
     pub offset: u64,
+    /// How far this WAL is known to be on stable storage (what the next
+    /// record will say as its `synced_to`).
+    synced: u64,
 }
 
 impl WalWriter {
@@ -455,6 +546,7 @@ impl WalWriter {
             no,
             path,
             offset: HEADER_LEN,
+            synced: HEADER_LEN,
         })
     }
 
@@ -503,7 +595,20 @@ impl WalWriter {
             no,
             path,
             offset: HEADER_LEN,
+            synced: HEADER_LEN,
         }))
+    }
+
+    /// Frames a batch as this WAL's next record.
+    pub(crate) fn record(&self, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+        encode_record(self.no, self.synced, first_lsn, timestamp, ops)
+    }
+
+    /// Notes that an `fdatasync` of this file, issued when `offset` bytes
+    /// had been written, has returned. Records appended later carry it.
+    pub(crate) fn mark_synced(&mut self, offset: u64) {
+        debug_assert!(offset <= self.offset);
+        self.synced = self.synced.max(offset);
     }
 
     /// Appends one framed record (handed to the OS, not synced).
@@ -533,7 +638,22 @@ mod tests {
     /// A version 1 record (checksum over the payload alone), as edgestore
     /// wrote before WAL recycling.
     fn encode_record_v1(first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
-        frame(Generation::V1, encode_payload(first_lsn, timestamp, ops))
+        frame(
+            Generation::V1,
+            encode_payload(first_lsn, timestamp, None, ops),
+        )
+    }
+
+    /// Appends a batch as the writer's next record and syncs it, as a
+    /// durable write does.
+    fn append_synced(w: &mut WalWriter, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> usize {
+        let start = w.offset as usize;
+        let rec = w.record(first_lsn, timestamp, ops);
+        w.append(&rec).unwrap();
+        w.file.sync_data().unwrap();
+        let end = w.offset;
+        w.mark_synced(end);
+        start
     }
 
     fn v1_header() -> Vec<u8> {
@@ -545,9 +665,8 @@ mod tests {
     fn write_wal(dir: &Path, batches: &[(u64, Vec<WalOp>)]) -> PathBuf {
         let mut w = WalWriter::create(&FsStorage, dir, 1).unwrap();
         for (lsn, ops) in batches {
-            w.append(&encode_record(1, *lsn, 42, ops)).unwrap();
+            append_synced(&mut w, *lsn, 42, ops);
         }
-        w.file.sync_data().unwrap();
         w.path.clone()
     }
 
@@ -699,13 +818,8 @@ mod tests {
     fn recycled(dir: &Path, n: u64) -> (PathBuf, Vec<u8>, Vec<u8>, Vec<usize>) {
         let mut w = WalWriter::create(&FsStorage, dir, 1).unwrap();
         for i in 0..30u64 {
-            w.append(&encode_record(
-                1,
-                1 + i,
-                7,
-                &[op(format!("old{i}").as_bytes(), &[b'o'; 200])],
-            ))
-            .unwrap();
+            let rec = w.record(1 + i, 7, &[op(format!("old{i}").as_bytes(), &[b'o'; 200])]);
+            w.append(&rec).unwrap();
         }
         w.append(&end_marker(1)).unwrap();
         w.file.sync_data().unwrap();
@@ -715,16 +829,13 @@ mod tests {
         assert!(!dir.join(file_name(1)).exists(), "renamed, not copied");
         let mut starts = Vec::new();
         for i in 0..n {
-            starts.push(w.offset as usize);
-            w.append(&encode_record(
-                2,
+            starts.push(append_synced(
+                &mut w,
                 100 + i,
                 9,
                 &[op(format!("new{i}").as_bytes(), b"v")],
-            ))
-            .unwrap();
+            ));
         }
-        w.file.sync_data().unwrap();
         let data = std::fs::read(&w.path).unwrap();
         (w.path.clone(), data, old, starts)
     }
@@ -735,7 +846,7 @@ mod tests {
         let (p, data, old, starts) = recycled(dir.path(), 2);
         // Written over the old contents in place: the file did not grow.
         assert_eq!(data.len(), old.len());
-        let end = starts[1] + encode_record(2, 101, 9, &[op(b"new1", b"v")]).len();
+        let end = starts[1] + encode_record(2, 0, 101, 9, &[op(b"new1", b"v")]).len();
         let r = replay(&FsStorage, &p, true).unwrap();
         let keys: Vec<&[u8]> = r.batches.iter().map(|b| &b.ops[0].key[..]).collect();
         assert_eq!(keys, [&b"new0"[..], b"new1"], "no stale record resurrected");
@@ -764,7 +875,7 @@ mod tests {
         assert_eq!(r.valid_len as usize, marker_end);
         // A valid record of this WAL after its marker is corruption.
         let mut after = with_marker[..marker_end].to_vec();
-        after.extend_from_slice(&encode_record(2, 200, 9, &[op(b"x", b"y")]));
+        after.extend_from_slice(&encode_record(2, HEADER_LEN, 200, 9, &[op(b"x", b"y")]));
         assert!(matches!(
             replay_bytes(&after, &p, false),
             Err(Error::Corruption { .. })
@@ -777,7 +888,7 @@ mod tests {
     fn torn_record_followed_by_stale_records_is_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (p, data, old, starts) = recycled(dir.path(), 3);
-        let third_end = starts[2] + encode_record(2, 102, 9, &[op(b"new2", b"v")]).len();
+        let third_end = starts[2] + encode_record(2, 0, 102, 9, &[op(b"new2", b"v")]).len();
         // Every way the third record's write may have been torn: a prefix
         // reached the disk, the rest still holds the old file's bytes (or zeros).
         for keep in 0..third_end - starts[2] {
@@ -827,7 +938,7 @@ mod tests {
         assert_eq!((cut.batches.len(), cut.torn), (1, true));
         // The versions' records do not validate under each other's rules.
         let mut mixed = v1_header();
-        mixed.extend_from_slice(&encode_record(3, 1, 5, &[op(b"a", b"1")]));
+        mixed.extend_from_slice(&encode_record(3, HEADER_LEN, 1, 5, &[op(b"a", b"1")]));
         assert!(replay_bytes(&mixed, p, true).unwrap().batches.is_empty());
         let mut mixed = header(3);
         mixed.extend_from_slice(&encode_record_v1(1, 5, &[op(b"a", b"1")]));
@@ -837,7 +948,7 @@ mod tests {
     #[test]
     fn header_number_must_match_the_file_name() {
         let mut data = header(2);
-        data.extend_from_slice(&encode_record(2, 1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record(2, HEADER_LEN, 1, 5, &[op(b"a", b"1")]));
         let name = |no: u64| PathBuf::from(file_name(no));
         assert_eq!(
             replay_bytes(&data, &name(2), false).unwrap().batches.len(),
@@ -855,7 +966,7 @@ mod tests {
     #[test]
     fn garbage_lengths_in_stale_space_are_bounded() {
         let mut data = header(1);
-        data.extend_from_slice(&encode_record(1, 1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record(1, HEADER_LEN, 1, 5, &[op(b"a", b"1")]));
         let valid = data.len();
         for len in [u32::MAX, MAX_RECORD_LEN as u32, 1 << 30, 64] {
             let mut d = data.clone();
@@ -865,5 +976,128 @@ mod tests {
             let r = replay_bytes(&d, Path::new(&file_name(1)), true).unwrap();
             assert_eq!((r.batches.len(), r.valid_len as usize), (1, valid));
         }
+    }
+
+    /// WAL 1 with `synced` records appended and synced one by one (durable
+    /// writes), then `unsynced` more appended without a sync (buffered
+    /// writes). Returns its path, bytes and where each record starts.
+    fn partly_synced(dir: &Path, synced: u64, unsynced: u64) -> (PathBuf, Vec<u8>, Vec<usize>) {
+        let mut w = WalWriter::create(&FsStorage, dir, 1).unwrap();
+        let mut starts = Vec::new();
+        for i in 0..synced {
+            starts.push(append_synced(
+                &mut w,
+                1 + i,
+                3,
+                &[op(format!("s{i}").as_bytes(), b"v")],
+            ));
+        }
+        for i in 0..unsynced {
+            starts.push(w.offset as usize);
+            let rec = w.record(1 + synced + i, 3, &[op(format!("u{i}").as_bytes(), b"v")]);
+            w.append(&rec).unwrap();
+        }
+        w.file.sync_data().unwrap();
+        (w.path.clone(), std::fs::read(&w.path).unwrap(), starts)
+    }
+
+    #[test]
+    fn a_crash_that_keeps_a_later_unsynced_write_and_loses_an_earlier_one_is_a_torn_tail() {
+        // Writeback in any order: of the unsynced records, any subset may have
+        // reached the disk. The rest read as zeros (a new file) or as the
+        // stale bytes of a previous life (a recycled one).
+        let dir = tempfile::tempdir().unwrap();
+        let (p, data, starts) = partly_synced(dir.path(), 2, 4);
+        for kept in 0u32..16 {
+            for stale in [0u8, 0x5A] {
+                let mut d = data.clone();
+                for u in 0..4 {
+                    if kept & (1 << u) == 0 {
+                        let from = starts[2 + u];
+                        let to = starts.get(3 + u).copied().unwrap_or(data.len());
+                        d[from..to].fill(stale);
+                    }
+                }
+                let r =
+                    replay_bytes(&d, &p, true).unwrap_or_else(|e| panic!("kept {kept:#b}: {e}"));
+                // The synced records and the unsynced prefix up to the first hole.
+                let prefix = (kept.trailing_ones() as usize).min(4);
+                assert_eq!(r.batches.len(), 2 + prefix, "kept {kept:#b}");
+                if prefix < 4 {
+                    assert_eq!(r.valid_len as usize, starts[2 + prefix]);
+                    assert!(r.torn);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn damage_a_later_record_proves_synced_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three durable records, then one appended after their sync.
+        let (p, data, starts) = partly_synced(dir.path(), 3, 1);
+        for bad in 0..3 {
+            let mut d = data.clone();
+            d[starts[bad] + RECORD_HEADER_LEN + 1] ^= 0x10;
+            match replay_bytes(&d, &p, true) {
+                Err(Error::Corruption { offset, .. }) => assert_eq!(offset as usize, starts[bad]),
+                other => panic!("record {bad}: expected corruption, got {other:?}"),
+            }
+        }
+        // Damage to the last record: nothing vouches for it, a torn tail.
+        let mut d = data.clone();
+        d[starts[3] + RECORD_HEADER_LEN + 1] ^= 0x10;
+        assert_eq!(replay_bytes(&d, &p, true).unwrap().batches.len(), 3);
+        // An end marker after a hole vouches for nothing: it is appended at a
+        // rotation before the sync that completes the WAL.
+        let mut d = data[..starts[3]].to_vec();
+        d.extend_from_slice(&end_marker(1));
+        d[starts[2]..starts[3]].fill(0);
+        let r = replay_bytes(&d, &p, true).unwrap();
+        assert_eq!((r.batches.len(), r.valid_len as usize), (2, starts[2]));
+    }
+
+    #[test]
+    fn a_record_claiming_a_synced_extent_past_itself_is_not_valid() {
+        let mut data = header(1);
+        let at = data.len() as u64;
+        data.extend_from_slice(&encode_record(1, at, 1, 5, &[op(b"a", b"1")]));
+        let p = PathBuf::from(file_name(1));
+        assert_eq!(replay_bytes(&data, &p, false).unwrap().batches.len(), 1);
+        let mut data = header(1);
+        data.extend_from_slice(&encode_record(1, at + 1, 1, 5, &[op(b"a", b"1")]));
+        assert!(replay_bytes(&data, &p, false).is_err());
+    }
+
+    #[test]
+    fn version_2_files_still_replay_and_keep_their_stricter_rule() {
+        let mut data = header(4);
+        data[8..12].copy_from_slice(&VERSION_2.to_le_bytes());
+        let record = |lsn: u64, k: &[u8]| {
+            frame(
+                Generation::V2(4),
+                encode_payload(lsn, 5, None, &[op(k, b"v")]),
+            )
+        };
+        let first = data.len();
+        data.extend_from_slice(&record(1, b"a"));
+        let second = data.len();
+        data.extend_from_slice(&record(2, b"b"));
+        let p = PathBuf::from(file_name(4));
+        let r = replay_bytes(&data, &p, false).unwrap();
+        assert_eq!(r.batches.len(), 2);
+        assert_eq!(r.batches[1].ops[0].key, b"b");
+        // Version 2 records carry no synced extent: any valid record after a
+        // bad one makes it corruption, as when they were written.
+        let mut d = data.clone();
+        d[first..second].fill(0);
+        assert!(matches!(
+            replay_bytes(&d, &p, true),
+            Err(Error::Corruption { .. })
+        ));
+        // Version 3 records do not validate in a version 2 file.
+        let mut d = data[..first].to_vec();
+        d.extend_from_slice(&encode_record(4, HEADER_LEN, 1, 5, &[op(b"a", b"v")]));
+        assert!(replay_bytes(&d, &p, true).unwrap().batches.is_empty());
     }
 }

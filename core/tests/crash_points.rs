@@ -632,11 +632,12 @@ fn check_image(
 }
 
 /// Modes of the power loss that follows a process crash and a recovery.
-const SECOND_CRASH: [CrashMode; 5] = [
+const SECOND_CRASH: [CrashMode; 6] = [
     CrashMode::DropUnsynced,
     CrashMode::Prefix,
     CrashMode::TornGarbage,
     CrashMode::Reorder,
+    CrashMode::Holes,
     CrashMode::ForgetDirOps,
 ];
 

@@ -322,9 +322,11 @@ fn dump(db: &Engine, nss: &BTreeSet<Vec<u8>>) -> BTreeMap<(Vec<u8>, Vec<u8>), Ve
 // WAL.
 
 const WAL_MAGIC: &[u8; 8] = b"EDGWAL\0\x01";
-/// Header length of version 1 files; version 2 adds the WAL number (u64).
+/// Header length of version 1 files; versions 2 and 3 add the WAL number (u64).
 const WAL_HEADER_LEN: usize = 16;
 const WAL_HEADER_LEN_V2: usize = 24;
+/// The newest WAL format version (records carry `synced_to`).
+const WAL_VERSION: u32 = 3;
 const WAL_RECORD_HEADER_LEN: usize = 12;
 /// The fixed clock of the WAL target, in nanoseconds.
 const WAL_NOW: i64 = 1_000_000_000_000;
@@ -333,6 +335,9 @@ const WAL_NOW: i64 = 1_000_000_000_000;
 type RefOp = (u8, u32, Vec<u8>, Vec<u8>);
 /// One decoded WAL batch: (first LSN, timestamp, ops).
 type RefBatch = (u64, i64, Vec<RefOp>);
+/// A WAL's record rules: the number its checksums cover (`None`: version 1)
+/// and whether payloads carry `synced_to` (version 3).
+type RefGen = (Option<u64>, bool);
 
 /// The record checksum: version 1 covers the payload, version 2 (`Some(no)`)
 /// the WAL's number (u64 LE) and then the payload.
@@ -345,22 +350,25 @@ fn wal_crc(gen: Option<u64>, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// The record generation and header length a WAL header declares (version 2
-/// with the number it names), if it is a whole header of a known version.
-fn wal_header(data: &[u8]) -> Option<(Option<u64>, usize)> {
+/// The record rules and header length a WAL header declares (versions 2
+/// and 3 with the number they name), if it is a whole header of a known
+/// version.
+fn wal_header(data: &[u8]) -> Option<(RefGen, usize)> {
     if data.len() < WAL_HEADER_LEN || &data[..8] != WAL_MAGIC {
         return None;
     }
     match u32_at(data, 8)? {
-        1 => Some((None, WAL_HEADER_LEN)),
-        2 if u32_at(data, 12) == Some(0) => Some((Some(u64_at(data, 16)?), WAL_HEADER_LEN_V2)),
+        1 => Some(((None, false), WAL_HEADER_LEN)),
+        v @ (2 | 3) if u32_at(data, 12) == Some(0) => {
+            Some(((Some(u64_at(data, 16)?), v == 3), WAL_HEADER_LEN_V2))
+        }
         _ => None,
     }
 }
 
 /// Recomputes `!len` and the CRC of every record whose payload fits.
 fn fix_wal(data: &mut [u8]) {
-    let (gen, mut pos) = wal_header(data).unwrap_or((None, WAL_HEADER_LEN));
+    let ((gen, _), mut pos) = wal_header(data).unwrap_or(((None, false), WAL_HEADER_LEN));
     while let Some(len) = u32_at(data, pos) {
         let start = pos + WAL_RECORD_HEADER_LEN;
         let Some(end) = start.checked_add(len as usize).filter(|&e| e <= data.len()) else {
@@ -373,12 +381,18 @@ fn fix_wal(data: &mut [u8]) {
     }
 }
 
-/// The reference decoder's view of one record payload.
-fn ref_payload(p: &[u8]) -> Option<RefBatch> {
+/// The reference decoder's view of one record payload (with `synced_to` in
+/// version 3, returned beside the batch).
+fn ref_payload(p: &[u8], with_synced: bool) -> Option<(RefBatch, Option<u64>)> {
     let first_lsn = u64_at(p, 0)?;
     let ts = i64::from_le_bytes(p.get(8..16)?.try_into().ok()?);
-    let count = u32_at(p, 16)?;
-    let mut pos = 20usize;
+    let (synced_to, mut pos) = if with_synced {
+        (Some(u64_at(p, 16)?), 24usize)
+    } else {
+        (None, 16usize)
+    };
+    let count = u32_at(p, pos)?;
+    pos += 4;
     let mut ops = Vec::new();
     for _ in 0..count {
         let kind = *p.get(pos)?;
@@ -399,12 +413,20 @@ fn ref_payload(p: &[u8]) -> Option<RefBatch> {
     }
     // A batch's last sequence number must leave room for the next one.
     first_lsn.checked_add(u64::from(count.max(1)))?;
-    Some((first_lsn, ts, ops))
+    Some(((first_lsn, ts, ops), synced_to))
 }
 
-/// A valid record at `pos` under the checksum rule of `gen`: a batch, or
-/// `None` inside for a version 2 end-of-log marker (an empty record).
-fn ref_record(data: &[u8], pos: usize, gen: Option<u64>) -> Option<(Option<RefBatch>, usize)> {
+/// A valid record under the rules of its WAL: a batch and its `synced_to`,
+/// or an end-of-log marker (versions 2 and 3, an empty record).
+enum RefRec {
+    Batch(RefBatch, Option<u64>),
+    End,
+}
+
+/// A valid record at `pos` under the rules of `gen`, and its framed length.
+/// A version 3 record claiming a synced extent past its own start is not
+/// valid (no writer makes one).
+fn ref_record(data: &[u8], pos: usize, (gen, with_synced): RefGen) -> Option<(RefRec, usize)> {
     let len = u32_at(data, pos)?;
     let inv = u32_at(data, pos + 4)?;
     let crc = u32_at(data, pos + 8)?;
@@ -418,33 +440,42 @@ fn ref_record(data: &[u8], pos: usize, gen: Option<u64>) -> Option<(Option<RefBa
     }
     let n = WAL_RECORD_HEADER_LEN + len as usize;
     if len == 0 {
-        return gen.map(|_| (None, n));
+        return gen.map(|_| (RefRec::End, n));
     }
-    Some((Some(ref_payload(payload)?), n))
+    let (batch, synced_to) = ref_payload(payload, with_synced)?;
+    if synced_to.is_some_and(|s| s > pos as u64) {
+        return None;
+    }
+    Some((RefRec::Batch(batch, synced_to), n))
 }
 
 /// What FORMAT.md says replaying `data` as the newest (`is_last`) or a
 /// rotated WAL must give: `None` for corruption, else the batches kept.
 fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
     // The file is WAL number 1: a version 2 header must name 1.
-    let header = wal_header(data).filter(|h| h.0.is_none_or(|no| no == 1));
+    let header = wal_header(data).filter(|h| h.0 .0.is_none_or(|no| no == 1));
     let Some((gen, header_len)) = header else {
         // The newest WAL with a bad header and no valid record anywhere was
         // being created at a crash (nothing in it was acknowledged), unless
         // its header is a whole one of a newer format.
         let newer_format = data.len() >= WAL_HEADER_LEN
             && &data[..8] == WAL_MAGIC
-            && u32_at(data, 8).is_some_and(|v| v > 2)
+            && u32_at(data, 8).is_some_and(|v| v > WAL_VERSION)
             && u32_at(data, 12) == Some(0);
-        // Records of version 1, of WAL 1, or of the number a version 2
-        // header names, even one whose reserved word is not 0: records that
-        // validate under it are not a crash's leftovers.
-        let mut gens = vec![None, Some(1)];
-        gens.push(
-            (u32_at(data, 8) == Some(2))
+        // Records of version 1, of WAL 1, or of the number a version 2 or 3
+        // header names, even one whose reserved word is not 0 (under either
+        // version's payload layout): records that validate under it are not
+        // a crash's leftovers.
+        let mut nos = vec![Some(1)];
+        nos.push(
+            matches!(u32_at(data, 8), Some(2 | 3))
                 .then(|| u64_at(data, 16))
                 .flatten(),
         );
+        let mut gens = vec![(None, false)];
+        for no in nos.into_iter().flatten() {
+            gens.extend([(Some(no), false), (Some(no), true)]);
+        }
         let any_record =
             (0..data.len()).any(|p| gens.iter().any(|&g| ref_record(data, p, g).is_some()));
         return (is_last && !newer_format && !any_record).then(Vec::new);
@@ -453,12 +484,12 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
     let mut out: Vec<RefBatch> = Vec::new();
     while pos < data.len() {
         match ref_record(data, pos, gen) {
-            Some((None, n)) => {
+            Some((RefRec::End, n)) => {
                 // End-of-log marker: no valid record of this WAL may follow.
                 let later = (pos + n..data.len()).any(|p| ref_record(data, p, gen).is_some());
                 return (!later).then_some(out);
             }
-            Some((Some(b), n)) => {
+            Some((RefRec::Batch(b, _), n)) => {
                 if let Some(prev) = out.last() {
                     let prev_last = prev.0 + (prev.2.len() as u64).saturating_sub(1);
                     if b.0 <= prev_last {
@@ -469,8 +500,14 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
                 pos += n;
             }
             None => {
-                let later = (pos + 1..data.len()).any(|p| ref_record(data, p, gen).is_some());
-                return (is_last && !later).then_some(out);
+                // Cut as an unsynced tail unless a later batch proves `pos`
+                // was synced: one appended when the WAL was synced past it
+                // (any batch in versions 1 and 2, which do not say).
+                let vouched = (pos + 1..data.len()).any(|p| {
+                    matches!(ref_record(data, p, gen),
+                        Some((RefRec::Batch(_, synced_to), _)) if synced_to.is_none_or(|s| s > pos as u64))
+                });
+                return (is_last && !vouched).then_some(out);
             }
         }
     }
