@@ -8,13 +8,16 @@
 //!
 //! ```text
 //! [len u32][!len u32][crc32 of (wal number u64 ‖ payload) u32][payload: len bytes]
-//! payload = [first_lsn u64][timestamp i64][synced_to u64][count u32] count × op
+//! payload = [first_lsn u64][timestamp i64][count u32][synced_to u64, if count bit 31] count × op
 //! op      = [kind u8][ttl u32][key_len u32][key][value_len u32][value]
 //! ```
 //!
 //! `synced_to` is an offset in this WAL up to which the file was known to be
 //! on stable storage (an `fdatasync` covering it had returned) when the record
-//! was appended; never more than the record's own offset. A record with
+//! was appended; never more than the record's own offset. Only the first
+//! record appended after a sync carries it (bit 31 of `count` set), so
+//! buffered writes, many records per sync, do not pay its 8 bytes each. A
+//! record with
 //! `len = 0` is the end-of-log marker, appended (and synced) when the WAL is
 //! rotated. Version 2 files (records without `synced_to`) and version 1 files
 //! (16-byte header without the number, checksums over the payload alone, no
@@ -55,7 +58,8 @@
 //! later record of the file's own number proves `j` was synced: one whose
 //! `synced_to` is past `j` (in version 1 and 2 files, which do not record it,
 //! any later valid record). Then the bad record is corruption in the middle
-//! and is reported.
+//! and is reported. (The first record appended after the sync that covered
+//! `j` carries such a `synced_to`.)
 //!
 //! Why later records may validate after a bad one in a crash: the kernel
 //! writes dirty pages back in any order, and a disk may reorder writes in its
@@ -88,6 +92,9 @@ pub(crate) const HEADER_LEN: u64 = 24;
 /// Header length of version 1 files.
 const HEADER_LEN_V1: usize = 16;
 const RECORD_HEADER_LEN: usize = 12;
+/// Bit of a version 3 payload's `count`: `synced_to` follows. (A batch of
+/// at most `MAX_BATCH_BYTES` has far fewer than 2^31 ops.)
+const HAS_SYNCED_TO: u32 = 1 << 31;
 /// Bigger than the largest legal batch plus its framing.
 const MAX_RECORD_LEN: usize = crate::types::MAX_BATCH_BYTES + (64 << 20);
 
@@ -161,18 +168,18 @@ fn frame(gen: Generation, mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Frames a batch as one record of WAL number `wal_no`, appended when the
-/// WAL was durable up to offset `synced_to`.
+/// Frames a batch as one record of WAL number `wal_no`, saying (if
+/// `synced_to` is given) that the WAL was durable up to that offset.
 pub(crate) fn encode_record(
     wal_no: u64,
-    synced_to: u64,
+    synced_to: Option<u64>,
     first_lsn: u64,
     timestamp: i64,
     ops: &[WalOp],
 ) -> Vec<u8> {
     frame(
         Generation::V3(wal_no),
-        encode_payload(first_lsn, timestamp, Some(synced_to), ops),
+        encode_payload(first_lsn, timestamp, synced_to, ops),
     )
 }
 
@@ -182,7 +189,7 @@ pub(crate) fn end_marker(wal_no: u64) -> Vec<u8> {
 }
 
 /// The record header space followed by the payload of a batch (with
-/// `synced_to` in version 3).
+/// `synced_to`, and its flag in `count`, if given: version 3 only).
 fn encode_payload(
     first_lsn: u64,
     timestamp: i64,
@@ -199,10 +206,13 @@ fn encode_payload(
     out.resize(RECORD_HEADER_LEN, 0);
     put_u64(&mut out, first_lsn);
     put_i64(&mut out, timestamp);
-    if let Some(s) = synced_to {
-        put_u64(&mut out, s);
+    match synced_to {
+        Some(s) => {
+            put_u32(&mut out, ops.len() as u32 | HAS_SYNCED_TO);
+            put_u64(&mut out, s);
+        }
+        None => put_u32(&mut out, ops.len() as u32),
     }
-    put_u32(&mut out, ops.len() as u32);
     for o in ops {
         put_u8(&mut out, o.op.to_byte());
         put_u32(&mut out, o.ttl);
@@ -212,17 +222,22 @@ fn encode_payload(
     out
 }
 
-/// Decodes a payload; `with_synced` for version 3 (which has `synced_to`,
+/// Decodes a payload; `v3` for version 3 (which may have `synced_to`,
 /// returned beside the batch).
 fn decode_payload(
     payload: &[u8],
-    with_synced: bool,
+    v3: bool,
 ) -> std::result::Result<(WalBatch, Option<u64>), String> {
     let mut d = Decoder::new(payload);
     let first_lsn = d.u64()?;
     let timestamp = d.i64()?;
-    let synced_to = if with_synced { Some(d.u64()?) } else { None };
-    let count = d.u32()? as usize;
+    let mut count = d.u32()?;
+    let mut synced_to = None;
+    if v3 && count & HAS_SYNCED_TO != 0 {
+        count &= !HAS_SYNCED_TO;
+        synced_to = Some(d.u64()?);
+    }
+    let count = count as usize;
     // The batch's last LSN must leave room for the next one (the engine
     // continues at last + 1): a larger one can only come from a damaged file.
     if first_lsn.checked_add(count.max(1) as u64).is_none() {
@@ -262,21 +277,23 @@ fn decode_payload(
 
 /// A record that validated.
 enum Rec {
-    /// A batch, and how far the WAL was synced when it was appended (`None`:
-    /// not recorded, versions 1 and 2).
-    Batch(WalBatch, Option<u64>),
+    /// A batch, and how far the WAL was synced when it was appended as far as
+    /// the record tells: `u64::MAX` in versions 1 and 2, which do not record
+    /// it (so every later record counts as proof), 0 for a version 3 record
+    /// without `synced_to` (it proves nothing).
+    Batch(WalBatch, u64),
     /// The end-of-log marker (versions 2 and 3).
     End,
 }
 
 impl Rec {
     /// Whether this record, found after a bad one at `bad`, proves the bad
-    /// one's offset was synced (so a crash cannot explain it). Without a
-    /// recorded extent every later record counts; an end marker never does
-    /// (it is appended at rotation, before the sync that completes it).
+    /// one's offset was synced (so a crash cannot explain it). An end marker
+    /// never does (it is appended at rotation, before the sync that
+    /// completes it).
     fn vouches_for(&self, bad: usize) -> bool {
         match self {
-            Rec::Batch(_, synced_to) => synced_to.is_none_or(|s| s > bad as u64),
+            Rec::Batch(_, synced_to) => *synced_to > bad as u64,
             Rec::End => false,
         }
     }
@@ -304,13 +321,15 @@ fn record_at(data: &[u8], pos: usize, gen: Generation) -> Option<(Rec, usize)> {
             Generation::V2(_) | Generation::V3(_) => Rec::End,
         }
     } else {
-        let (batch, synced_to) = decode_payload(payload, matches!(gen, Generation::V3(_))).ok()?;
+        let v3 = matches!(gen, Generation::V3(_));
+        let (batch, synced_to) = decode_payload(payload, v3).ok()?;
         // An extent past the record's own start was never written by a
         // writer: only damage makes one.
         if synced_to.is_some_and(|s| s > pos as u64) {
             return None;
         }
-        Rec::Batch(batch, synced_to)
+        let told = if v3 { synced_to.unwrap_or(0) } else { u64::MAX };
+        Rec::Batch(batch, told)
     };
     Some((rec, RECORD_HEADER_LEN + len as usize))
 }
@@ -521,9 +540,11 @@ pub(crate) struct WalWriter {
     /// Bytes written so far in this WAL's life, header included (the write
     /// position: a recycled file may hold stale bytes after it).
     pub offset: u64,
-    /// How far this WAL is known to be on stable storage (what the next
-    /// record will say as its `synced_to`).
+    /// How far this WAL is known to be on stable storage.
     synced: u64,
+    /// The `synced_to` the last record framed carried (the next one carries
+    /// `synced` only if it is further).
+    told: u64,
 }
 
 impl WalWriter {
@@ -547,6 +568,7 @@ impl WalWriter {
             path,
             offset: HEADER_LEN,
             synced: HEADER_LEN,
+            told: 0,
         })
     }
 
@@ -596,12 +618,16 @@ impl WalWriter {
             path,
             offset: HEADER_LEN,
             synced: HEADER_LEN,
+            told: 0,
         }))
     }
 
-    /// Frames a batch as this WAL's next record.
-    pub(crate) fn record(&self, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
-        encode_record(self.no, self.synced, first_lsn, timestamp, ops)
+    /// Frames a batch as this WAL's next record, with `synced_to` if a sync
+    /// has returned since the last record was framed.
+    pub(crate) fn record(&mut self, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> Vec<u8> {
+        let synced_to = (self.synced > self.told).then_some(self.synced);
+        self.told = self.synced;
+        encode_record(self.no, synced_to, first_lsn, timestamp, ops)
     }
 
     /// Notes that an `fdatasync` of this file, issued when `offset` bytes
@@ -846,7 +872,7 @@ mod tests {
         let (p, data, old, starts) = recycled(dir.path(), 2);
         // Written over the old contents in place: the file did not grow.
         assert_eq!(data.len(), old.len());
-        let end = starts[1] + encode_record(2, 0, 101, 9, &[op(b"new1", b"v")]).len();
+        let end = starts[1] + encode_record(2, Some(0), 101, 9, &[op(b"new1", b"v")]).len();
         let r = replay(&FsStorage, &p, true).unwrap();
         let keys: Vec<&[u8]> = r.batches.iter().map(|b| &b.ops[0].key[..]).collect();
         assert_eq!(keys, [&b"new0"[..], b"new1"], "no stale record resurrected");
@@ -875,7 +901,13 @@ mod tests {
         assert_eq!(r.valid_len as usize, marker_end);
         // A valid record of this WAL after its marker is corruption.
         let mut after = with_marker[..marker_end].to_vec();
-        after.extend_from_slice(&encode_record(2, HEADER_LEN, 200, 9, &[op(b"x", b"y")]));
+        after.extend_from_slice(&encode_record(
+            2,
+            Some(HEADER_LEN),
+            200,
+            9,
+            &[op(b"x", b"y")],
+        ));
         assert!(matches!(
             replay_bytes(&after, &p, false),
             Err(Error::Corruption { .. })
@@ -888,7 +920,7 @@ mod tests {
     fn torn_record_followed_by_stale_records_is_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (p, data, old, starts) = recycled(dir.path(), 3);
-        let third_end = starts[2] + encode_record(2, 0, 102, 9, &[op(b"new2", b"v")]).len();
+        let third_end = starts[2] + encode_record(2, Some(0), 102, 9, &[op(b"new2", b"v")]).len();
         // Every way the third record's write may have been torn: a prefix
         // reached the disk, the rest still holds the old file's bytes (or zeros).
         for keep in 0..third_end - starts[2] {
@@ -938,7 +970,7 @@ mod tests {
         assert_eq!((cut.batches.len(), cut.torn), (1, true));
         // The versions' records do not validate under each other's rules.
         let mut mixed = v1_header();
-        mixed.extend_from_slice(&encode_record(3, HEADER_LEN, 1, 5, &[op(b"a", b"1")]));
+        mixed.extend_from_slice(&encode_record(3, Some(HEADER_LEN), 1, 5, &[op(b"a", b"1")]));
         assert!(replay_bytes(&mixed, p, true).unwrap().batches.is_empty());
         let mut mixed = header(3);
         mixed.extend_from_slice(&encode_record_v1(1, 5, &[op(b"a", b"1")]));
@@ -948,7 +980,7 @@ mod tests {
     #[test]
     fn header_number_must_match_the_file_name() {
         let mut data = header(2);
-        data.extend_from_slice(&encode_record(2, HEADER_LEN, 1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record(2, Some(HEADER_LEN), 1, 5, &[op(b"a", b"1")]));
         let name = |no: u64| PathBuf::from(file_name(no));
         assert_eq!(
             replay_bytes(&data, &name(2), false).unwrap().batches.len(),
@@ -966,7 +998,7 @@ mod tests {
     #[test]
     fn garbage_lengths_in_stale_space_are_bounded() {
         let mut data = header(1);
-        data.extend_from_slice(&encode_record(1, HEADER_LEN, 1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record(1, Some(HEADER_LEN), 1, 5, &[op(b"a", b"1")]));
         let valid = data.len();
         for len in [u32::MAX, MAX_RECORD_LEN as u32, 1 << 30, 64] {
             let mut d = data.clone();
@@ -1058,14 +1090,34 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_record_after_a_sync_carries_synced_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, data, starts) = partly_synced(dir.path(), 2, 3);
+        let told: Vec<u64> = starts
+            .iter()
+            .map(|&at| match record_at(&data, at, Generation::V3(1)) {
+                Some((Rec::Batch(_, s), _)) => s,
+                _ => panic!("no record at {at}"),
+            })
+            .collect();
+        // Each durable record follows the sync of everything before it; of
+        // the buffered ones only the first says how far that sync reached.
+        assert_eq!(
+            told,
+            [starts[0] as u64, starts[1] as u64, starts[2] as u64, 0, 0]
+        );
+        assert_eq!(starts[4] - starts[3], starts[3] - starts[2] - 8);
+    }
+
+    #[test]
     fn a_record_claiming_a_synced_extent_past_itself_is_not_valid() {
         let mut data = header(1);
         let at = data.len() as u64;
-        data.extend_from_slice(&encode_record(1, at, 1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record(1, Some(at), 1, 5, &[op(b"a", b"1")]));
         let p = PathBuf::from(file_name(1));
         assert_eq!(replay_bytes(&data, &p, false).unwrap().batches.len(), 1);
         let mut data = header(1);
-        data.extend_from_slice(&encode_record(1, at + 1, 1, 5, &[op(b"a", b"1")]));
+        data.extend_from_slice(&encode_record(1, Some(at + 1), 1, 5, &[op(b"a", b"1")]));
         assert!(replay_bytes(&data, &p, false).is_err());
     }
 
@@ -1097,7 +1149,7 @@ mod tests {
         ));
         // Version 3 records do not validate in a version 2 file.
         let mut d = data[..first].to_vec();
-        d.extend_from_slice(&encode_record(4, HEADER_LEN, 1, 5, &[op(b"a", b"v")]));
+        d.extend_from_slice(&encode_record(4, Some(HEADER_LEN), 1, 5, &[op(b"a", b"v")]));
         assert!(replay_bytes(&d, &p, true).unwrap().batches.is_empty());
     }
 }

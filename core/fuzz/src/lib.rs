@@ -336,7 +336,7 @@ type RefOp = (u8, u32, Vec<u8>, Vec<u8>);
 /// One decoded WAL batch: (first LSN, timestamp, ops).
 type RefBatch = (u64, i64, Vec<RefOp>);
 /// A WAL's record rules: the number its checksums cover (`None`: version 1)
-/// and whether payloads carry `synced_to` (version 3).
+/// and whether payloads may carry `synced_to` (version 3).
 type RefGen = (Option<u64>, bool);
 
 /// The record checksum: version 1 covers the payload, version 2 (`Some(no)`)
@@ -381,18 +381,20 @@ fn fix_wal(data: &mut [u8]) {
     }
 }
 
-/// The reference decoder's view of one record payload (with `synced_to` in
-/// version 3, returned beside the batch).
-fn ref_payload(p: &[u8], with_synced: bool) -> Option<(RefBatch, Option<u64>)> {
+/// The reference decoder's view of one record payload: in version 3
+/// (`v3`), bit 31 of the op count says a `synced_to` u64 follows it
+/// (returned beside the batch).
+fn ref_payload(p: &[u8], v3: bool) -> Option<(RefBatch, Option<u64>)> {
     let first_lsn = u64_at(p, 0)?;
     let ts = i64::from_le_bytes(p.get(8..16)?.try_into().ok()?);
-    let (synced_to, mut pos) = if with_synced {
-        (Some(u64_at(p, 16)?), 24usize)
-    } else {
-        (None, 16usize)
-    };
-    let count = u32_at(p, pos)?;
-    pos += 4;
+    let mut count = u32_at(p, 16)?;
+    let mut pos = 20usize;
+    let mut synced_to = None;
+    if v3 && count >> 31 == 1 {
+        count &= 0x7fff_ffff;
+        synced_to = Some(u64_at(p, 20)?);
+        pos = 28;
+    }
     let mut ops = Vec::new();
     for _ in 0..count {
         let kind = *p.get(pos)?;
@@ -501,11 +503,14 @@ fn ref_replay(data: &[u8], is_last: bool) -> Option<Vec<RefBatch>> {
             }
             None => {
                 // Cut as an unsynced tail unless a later batch proves `pos`
-                // was synced: one appended when the WAL was synced past it
-                // (any batch in versions 1 and 2, which do not say).
-                let vouched = (pos + 1..data.len()).any(|p| {
-                    matches!(ref_record(data, p, gen),
-                        Some((RefRec::Batch(_, synced_to), _)) if synced_to.is_none_or(|s| s > pos as u64))
+                // was synced: one that says it was appended when the WAL was
+                // synced past `pos` (in versions 1 and 2, which do not say,
+                // any batch).
+                let vouched = (pos + 1..data.len()).any(|p| match ref_record(data, p, gen) {
+                    Some((RefRec::Batch(_, synced_to), _)) => {
+                        !gen.1 || synced_to.is_some_and(|s| s > pos as u64)
+                    }
+                    _ => false,
                 });
                 return (is_last && !vouched).then_some(out);
             }
