@@ -1270,6 +1270,18 @@ enum edgestore_status edgestore_options_set_background_compaction(struct edgesto
                                                                   uint64_t interval_ms);
 
 /**
+ * How many obsolete WAL files to keep for reuse as later WALs (default 1;
+ * 0 deletes them). A reused WAL is written over its old contents, so a
+ * durable write syncs blocks that are already allocated instead of growing
+ * the file (on ext4 this skips a journal commit per write). Each kept file
+ * costs its size on disk (at most four memtables; larger ones are deleted).
+ * Set 0 where overwriting in place gains nothing, e.g. on copy-on-write
+ * file systems (btrfs, ZFS).
+ */
+enum edgestore_status edgestore_options_set_wal_recycle_files(struct edgestore_options *options,
+                                                              uint32_t count);
+
+/**
  * TESTING ONLY: makes databases opened with these options read time from a
  * manual clock starting at `start_unix_nanos` (nanoseconds since the Unix
  * epoch, >= 0) instead of the system clock. Time then only moves with

@@ -240,6 +240,7 @@ static void every_options_call(edgestore_options *o, edgestore_status want) {
     BAD(edgestore_options_set_background_compaction(o, 10), want);
     BAD(edgestore_options_set_block_cache(o, 1 << 20), want);
     BAD(edgestore_options_set_mmap_reads(o, 0), want);
+    BAD(edgestore_options_set_wal_recycle_files(o, 1), want);
     BAD(edgestore_options_set_manual_clock(o, 0), want);
 }
 
