@@ -1085,6 +1085,7 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
     max_permanent_runs = None,
     max_permanent_space_amp = None,
     background_compaction_secs = Some(1.0),
+    wal_recycle_files = None,
 ),
 // Spelled out because PyO3 renders the non-literal `Some(1.0)` as `...`;
 // mypy.stubtest checks this against the stub.
@@ -1092,7 +1093,7 @@ text_signature = "(path, *, sync='durable', memtable_size_bytes=None, segment_si
     block_size_bytes=None, block_cache_bytes=None, mmap_reads=None, bloom_bits_per_key=None, \
     cohort_window_secs=None, compaction_write_budget_bytes=None, \
     partial_rewrite_dead_fraction=None, max_permanent_runs=None, max_permanent_space_amp=None, \
-    background_compaction_secs=1.0)"
+    background_compaction_secs=1.0, wal_recycle_files=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 fn open(
@@ -1111,6 +1112,7 @@ fn open(
     max_permanent_runs: Option<i64>,
     max_permanent_space_amp: Option<f64>,
     background_compaction_secs: Option<f64>,
+    wal_recycle_files: Option<i64>,
 ) -> PyResult<Database> {
     let mut cfg = EdgestoreConfig::new(&path);
     cfg.sync_mode = match sync {
@@ -1140,6 +1142,12 @@ fn open(
     }
     if let Some(v) = mmap_reads {
         cfg.mmap_reads = v;
+    }
+    if let Some(v) = wal_recycle_files {
+        // 0 is valid: obsolete WAL files are deleted.
+        cfg.wal_recycle_files = u32::try_from(v)
+            .map_err(|_| invalid(py, format!("wal_recycle_files must be >= 0, got {v}")))?
+            as usize;
     }
     if let Some(v) = bloom_bits_per_key {
         if !(0..=64).contains(&v) {

@@ -375,3 +375,25 @@ def test_package_exports() -> None:
     assert edgestore.MAX_NAMESPACE_LEN == 255
     assert edgestore.MAX_VALUE_LEN == 64 * 1024 * 1024
     assert callable(edgestore.Database.vectors)  # the vector API (tests/test_vectors.py)
+
+
+@pytest.mark.parametrize("wal_recycle_files", [None, 0])
+def test_wal_recycle_files(db_path: Path, wal_recycle_files: int | None) -> None:
+    # By default a flush keeps the log it made obsolete, to write over it as
+    # the next one (two .wal files); with 0 it is deleted (one).
+    want = 1 if wal_recycle_files == 0 else 2
+    with edgestore.open(
+        db_path, wal_recycle_files=wal_recycle_files, background_compaction_secs=None
+    ) as db:
+        for round in range(3):
+            db.put("ns", b"k%d" % round, b"v")
+            db.flush_to_segments()
+            assert len(list(db_path.glob("*.wal"))) == want
+        db.put("ns", b"tail", b"t")
+    with edgestore.open(db_path, wal_recycle_files=wal_recycle_files) as db:
+        assert [k for k, _ in db.prefix("ns", b"")] == [b"k0", b"k1", b"k2", b"tail"]
+
+
+def test_wal_recycle_files_rejects_negative(db_path: Path) -> None:
+    with pytest.raises(edgestore.InvalidArgumentError, match="wal_recycle_files"):
+        edgestore.open(db_path, wal_recycle_files=-1)

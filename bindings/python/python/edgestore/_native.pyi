@@ -353,4 +353,5 @@ def open(
     max_permanent_runs: int | None = None,
     max_permanent_space_amp: float | None = None,
     background_compaction_secs: float | None = 1.0,
+    wal_recycle_files: int | None = None,
 ) -> Database: ...
