@@ -44,6 +44,11 @@ static int mapped_segments(const char *dir_part) {
     return n;
 }
 
+static int has_suffix(const char *name, const char *suffix) {
+    size_t nl = strlen(name), sl = strlen(suffix);
+    return nl >= sl && strcmp(name + nl - sl, suffix) == 0;
+}
+
 /* Flips one byte of `marker` inside every segment file of `db_dir` that
  * holds it (the files are rewritten in place, not replaced); returns how many
  * files were changed. */
@@ -54,10 +59,10 @@ static int damage_segments(const char *db_dir, const char *marker) {
     size_t ml = strlen(marker);
     CHECK(d != NULL);
     while ((e = readdir(d)) != NULL) {
-        size_t nl = strlen(e->d_name), len, i;
+        size_t len, i;
         char *path, *data;
         FILE *f;
-        if (nl < 4 || strcmp(e->d_name + nl - 4, ".seg") != 0) continue;
+        if (!has_suffix(e->d_name, ".seg")) continue;
         path = path_join(db_dir, e->d_name);
         f = fopen(path, "r+b");
         CHECK(f != NULL);
@@ -88,12 +93,8 @@ static int count_files(const char *dir, const char *suffix) {
     DIR *d = opendir(dir);
     struct dirent *e;
     int n = 0;
-    size_t sl = strlen(suffix);
     CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        size_t nl = strlen(e->d_name);
-        if (nl >= sl && strcmp(e->d_name + nl - sl, suffix) == 0) n++;
-    }
+    while ((e = readdir(d)) != NULL) n += has_suffix(e->d_name, suffix);
     CHECK(closedir(d) == 0);
     return n;
 }
