@@ -559,6 +559,7 @@ impl SegmentReader {
             start: start.to_vec(),
             block: None,
             pos: 0,
+            at: Cursor::NONE,
         }
     }
 }
@@ -577,6 +578,83 @@ pub struct SegmentIter {
     block: Option<Block>,
     /// Next entry (index into the block's entry offsets).
     pos: usize,
+    /// The entry [`SegmentIter::advance`] last moved to, in `block`.
+    at: Cursor,
+}
+
+/// Where the entry a [`SegmentIter`] is at lies in its block, and its fields:
+/// decoded once per entry, read in place.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    key_at: u32,
+    key_len: u32,
+    value_at: u32,
+    value_len: u32,
+    op: Operation,
+    ttl: u32,
+    lsn: u64,
+    timestamp: i64,
+}
+
+impl Cursor {
+    const NONE: Cursor = Cursor {
+        key_at: 0,
+        key_len: 0,
+        value_at: 0,
+        value_len: 0,
+        op: Operation::Delete,
+        ttl: 0,
+        lsn: 0,
+        timestamp: 0,
+    };
+
+    /// The entry at offset `off` of checksummed block `bytes` (body and
+    /// count trailer), its lengths checked against the body: one bounds check
+    /// for the fixed-size header instead of one per field.
+    #[inline]
+    fn at(bytes: &[u8], off: u32) -> Result<Cursor, String> {
+        let body_len = bytes.len().checked_sub(4).ok_or("block too short")?;
+        let pos = off as usize;
+        let key_at = pos
+            .checked_add(ENTRY_HEADER_LEN)
+            .filter(|&e| e <= body_len)
+            .ok_or("truncated entry header")?;
+        let h: &[u8; ENTRY_HEADER_LEN] = bytes[pos..key_at]
+            .try_into()
+            .map_err(|_| "truncated entry header")?;
+        let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let dword = |at: usize| {
+            u64::from_le_bytes([
+                h[at],
+                h[at + 1],
+                h[at + 2],
+                h[at + 3],
+                h[at + 4],
+                h[at + 5],
+                h[at + 6],
+                h[at + 7],
+            ])
+        };
+        let (key_len, value_len) = (word(0), word(4));
+        let op = Operation::from_byte(h[8]).ok_or("unknown op kind")?;
+        let value_at = key_at
+            .checked_add(key_len as usize)
+            .filter(|&v| {
+                v.checked_add(value_len as usize)
+                    .is_some_and(|e| e <= body_len)
+            })
+            .ok_or("entry runs past block end")?;
+        Ok(Cursor {
+            key_at: key_at as u32,
+            key_len,
+            value_at: value_at as u32,
+            value_len,
+            op,
+            ttl: word(9),
+            lsn: dword(13),
+            timestamp: dword(21) as i64,
+        })
+    }
 }
 
 impl SegmentIter {
@@ -599,29 +677,100 @@ impl SegmentIter {
                 }
                 self.block = None;
             }
-            if self.next_block >= self.seg.index.len() {
+            if !self.load_next_block()? {
                 return Ok(None);
             }
-            let block = if self.cached {
-                self.seg.block(self.next_block)?
-            } else {
-                self.seg.load_block(self.next_block, false)?
-            };
-            // Only the first block can hold keys before `start`.
-            self.pos = if self.next_block == self.first_block {
-                first_at_or_after(&block, &self.start).map_err(|m| {
-                    Error::corruption(
-                        self.seg.path.clone(),
-                        self.seg.index[self.next_block].offset,
-                        m,
-                    )
-                })?
-            } else {
-                0
-            };
-            self.block = Some(block);
-            self.next_block += 1;
         }
+    }
+
+    /// Moves to the next entry, which [`SegmentIter::key`] and the other
+    /// accessors then read in place (no copy, no count on the block): `false`
+    /// at the end. The entry stays readable until the next call.
+    #[inline]
+    pub(crate) fn advance(&mut self) -> Result<bool> {
+        loop {
+            if let Some(block) = &self.block {
+                if let Some(off) = block.entry(self.pos) {
+                    self.at = Cursor::at(block.bytes(), off).map_err(|m| {
+                        let at = self.seg.index[self.next_block - 1].offset;
+                        Error::corruption(self.seg.path.clone(), at, m)
+                    })?;
+                    self.pos += 1;
+                    return Ok(true);
+                }
+            }
+            if !self.load_next_block()? {
+                self.at = Cursor::NONE;
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The bytes of the current block (empty before the first entry).
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self.block.as_ref().map_or(&[], |b| b.bytes())
+    }
+
+    /// The (internal) key of the entry [`SegmentIter::advance`] moved to.
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        let a = self.at;
+        self.bytes()
+            .get(a.key_at as usize..a.key_at as usize + a.key_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The current entry's value (empty for a tombstone).
+    #[inline]
+    pub(crate) fn value(&self) -> &[u8] {
+        let a = self.at;
+        self.bytes()
+            .get(a.value_at as usize..a.value_at as usize + a.value_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The current entry's sequence number.
+    #[inline]
+    pub(crate) fn lsn(&self) -> u64 {
+        self.at.lsn
+    }
+
+    /// Whether the current entry is a live value at `now_nanos`.
+    #[inline]
+    pub(crate) fn is_live_at(&self, now_nanos: i64) -> bool {
+        let a = self.at;
+        a.op == Operation::Put && now_nanos < crate::types::death_time(a.timestamp, a.ttl)
+    }
+
+    /// Drops the current block and loads the next one, positioned at its
+    /// first entry (at the first key >= `start` in the first block): `false`
+    /// when there is none.
+    fn load_next_block(&mut self) -> Result<bool> {
+        self.block = None;
+        if self.next_block >= self.seg.index.len() {
+            return Ok(false);
+        }
+        let block = if self.cached {
+            self.seg.block(self.next_block)?
+        } else {
+            self.seg.load_block(self.next_block, false)?
+        };
+        // Only the first block can hold keys before `start`.
+        self.pos = if self.next_block == self.first_block {
+            first_at_or_after(&block, &self.start).map_err(|m| {
+                Error::corruption(
+                    self.seg.path.clone(),
+                    self.seg.index[self.next_block].offset,
+                    m,
+                )
+            })?
+        } else {
+            0
+        };
+        self.block = Some(block);
+        self.next_block += 1;
+        Ok(true)
     }
 }
 
