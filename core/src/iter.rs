@@ -172,6 +172,41 @@ fn before(sources: &[Source], a: usize, b: usize) -> bool {
     }
 }
 
+/// The eight bytes of `key` after its first `at`, big-endian, zero-padded.
+/// Keys of one scan share their first `at` bytes (the namespace), and for
+/// such keys a smaller word means a smaller key (equal words decide nothing),
+/// so the heap compares words first and reads whole keys only on a tie.
+#[inline]
+fn word_at(key: &[u8], at: usize) -> u64 {
+    if let Some(w) = key.get(at..at.wrapping_add(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        return u64::from_be_bytes(b);
+    }
+    let tail = key.get(at..).unwrap_or_default();
+    let mut b = [0u8; 8];
+    let n = tail.len().min(8);
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// A source in the merge heap, with the word of its current key.
+#[derive(Clone, Copy)]
+struct Slot {
+    word: u64,
+    src: usize,
+}
+
+/// Whether `a`'s entry comes before `b`'s (see [`before`]), by their words
+/// when they differ.
+#[inline]
+fn slot_before(sources: &[Source], a: Slot, b: Slot) -> bool {
+    if a.word != b.word {
+        return a.word < b.word;
+    }
+    before(sources, a.src, b.src)
+}
+
 /// A run a scan has not sought yet, ordered by its first key.
 struct PendingRun {
     first: Arc<SegmentReader>,
@@ -199,9 +234,9 @@ impl Ord for PendingRun {
 /// Items are `Result`s: a read error ends the iteration after it is yielded.
 pub struct RangeIter {
     sources: Vec<Source>,
-    /// Min-heap (by [`before`]) of the sources standing on an entry, except
-    /// `lent`.
-    heap: Vec<usize>,
+    /// Min-heap (by [`slot_before`]) of the sources standing on an entry,
+    /// except `lent`.
+    heap: Vec<Slot>,
     start: Vec<u8>,
     end: Option<Vec<u8>>,
     read_lsn: u64,
@@ -293,7 +328,8 @@ impl RangeIter {
     /// has another entry.
     fn advance_into_heap(&mut self, src: usize) -> Result<()> {
         if self.advance(src)? {
-            self.heap.push(src);
+            let slot = self.slot(src);
+            self.heap.push(slot);
             self.sift_up(self.heap.len() - 1);
         }
         Ok(())
@@ -304,10 +340,19 @@ impl RangeIter {
         self.sources[src].advance(&self.start, self.end.as_deref(), self.read_lsn)
     }
 
+    /// `src` as a heap entry, at its current key.
+    #[inline]
+    fn slot(&self, src: usize) -> Slot {
+        Slot {
+            word: word_at(self.sources[src].key(), self.prefix_len),
+            src,
+        }
+    }
+
     fn sift_up(&mut self, mut i: usize) {
         while i > 0 {
             let parent = (i - 1) / 2;
-            if !before(&self.sources, self.heap[i], self.heap[parent]) {
+            if !slot_before(&self.sources, self.heap[i], self.heap[parent]) {
                 break;
             }
             self.heap.swap(i, parent);
@@ -323,12 +368,12 @@ impl RangeIter {
                 return;
             }
             let r = l + 1;
-            let c = if r < n && before(&self.sources, self.heap[r], self.heap[l]) {
+            let c = if r < n && slot_before(&self.sources, self.heap[r], self.heap[l]) {
                 r
             } else {
                 l
             };
-            if !before(&self.sources, self.heap[c], self.heap[i]) {
+            if !slot_before(&self.sources, self.heap[c], self.heap[i]) {
                 return;
             }
             self.heap.swap(i, c);
@@ -336,8 +381,8 @@ impl RangeIter {
         }
     }
 
-    /// Removes and returns the heap's smallest source.
-    fn pop(&mut self) -> Option<usize> {
+    /// Removes and returns the heap's smallest entry.
+    fn pop(&mut self) -> Option<Slot> {
         let last = self.heap.pop()?;
         match self.heap.first_mut() {
             Some(top) => {
@@ -355,7 +400,8 @@ impl RangeIter {
         while let Some(Reverse(p)) = self.pending.peek() {
             let first = p.first.meta.min_key.as_slice();
             let not_after = |s: usize| key_cmp(first, self.sources[s].key()).is_le();
-            let due = cand.is_none_or(not_after) && self.heap.first().is_none_or(|&t| not_after(t));
+            let due =
+                cand.is_none_or(not_after) && self.heap.first().is_none_or(|t| not_after(t.src));
             if !due {
                 break;
             }
@@ -369,7 +415,8 @@ impl RangeIter {
     /// Finds the next live entry and leaves its source in `self.lent`.
     fn step(&mut self) -> Result<bool> {
         // The source lent out last moves on; while it stays the smallest,
-        // the heap is not touched.
+        // the heap is not touched (and with no other source, not even
+        // compared with).
         let mut cand = match self.lent.take() {
             Some(s) if self.advance(s)? => Some(s),
             _ => None,
@@ -379,33 +426,51 @@ impl RangeIter {
                 self.seek_due(cand)?;
             }
             let min = match (cand, self.heap.first().copied()) {
-                (Some(c), Some(t)) if before(&self.sources, t, c) => {
-                    self.heap[0] = c;
-                    self.sift_down(0);
-                    t
+                (Some(c), Some(top)) => {
+                    let c = self.slot(c);
+                    if slot_before(&self.sources, top, c) {
+                        self.heap[0] = c;
+                        self.sift_down(0);
+                        top
+                    } else {
+                        c
+                    }
                 }
-                (Some(c), _) => c,
+                (Some(c), None) => {
+                    // Alone: no older version to drop, nothing to compare.
+                    if self.sources[c].is_live_at(self.read_time) {
+                        self.lent = Some(c);
+                        return Ok(true);
+                    }
+                    cand = if self.advance(c)? { Some(c) } else { None };
+                    continue;
+                }
                 (None, _) => match self.pop() {
-                    Some(t) => t,
+                    Some(top) => top,
                     None => return Ok(false),
                 },
             };
             // Older versions of the same key in other sources lose.
             while let Some(&t) = self.heap.first() {
-                if self.sources[t].key() != self.sources[min].key() {
+                if t.word != min.word || self.sources[t.src].key() != self.sources[min.src].key() {
                     break;
                 }
-                if self.advance(t)? {
+                if self.advance(t.src)? {
+                    self.heap[0] = self.slot(t.src);
                     self.sift_down(0);
                 } else {
                     self.pop();
                 }
             }
-            if self.sources[min].is_live_at(self.read_time) {
-                self.lent = Some(min);
+            if self.sources[min.src].is_live_at(self.read_time) {
+                self.lent = Some(min.src);
                 return Ok(true);
             }
-            cand = if self.advance(min)? { Some(min) } else { None };
+            cand = if self.advance(min.src)? {
+                Some(min.src)
+            } else {
+                None
+            };
         }
     }
 
