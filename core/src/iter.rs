@@ -68,7 +68,7 @@ impl Source {
     /// sorted unique keys (the writer refuses anything else) in disjoint
     /// ranges.
     #[inline]
-    fn advance(&mut self, start: &[u8], end: Option<&[u8]>, read_lsn: u64) -> Result<bool> {
+    fn advance(&mut self, start: &Arc<[u8]>, end: Option<&[u8]>, read_lsn: u64) -> Result<bool> {
         match self {
             Source::Mem {
                 mem,
@@ -101,7 +101,7 @@ impl Source {
                     // overlapping segment is after `start`.
                     let seg = &segments[*next];
                     *bounded = reaches(seg, end);
-                    *cur = Some(seg.iter_from(start));
+                    *cur = Some(seg.iter_from_shared(start));
                     *next += 1;
                     continue;
                 };
@@ -237,7 +237,7 @@ pub struct RangeIter {
     /// Min-heap (by [`slot_before`]) of the sources standing on an entry,
     /// except `lent`.
     heap: Vec<Slot>,
-    start: Vec<u8>,
+    start: Arc<[u8]>,
     end: Option<Vec<u8>>,
     read_lsn: u64,
     read_time: i64,
@@ -273,7 +273,8 @@ impl RangeIter {
         read_time: i64,
         prefix_len: usize,
     ) -> Result<Self> {
-        let mut sources = Vec::new();
+        let start: Arc<[u8]> = start.into();
+        let mut sources = Vec::with_capacity(version.mems.len() + version.runs.len());
         for m in &version.mems {
             sources.push(Source::Mem {
                 mem: Arc::clone(m),
@@ -284,11 +285,11 @@ impl RangeIter {
                 exhausted: false,
             });
         }
-        let mut pending = Vec::new();
+        let mut pending = BinaryHeap::new();
         for run in &version.runs {
             if let Some(first) = run.first_overlapping(&start, end.as_deref()) {
                 let seg = &run.segments[first];
-                let lazy = seg.meta.min_key.as_slice() > start.as_slice();
+                let lazy = seg.meta.min_key.as_slice() > &start[..];
                 if lazy {
                     pending.push(Reverse(PendingRun {
                         first: Arc::clone(seg),
@@ -296,7 +297,7 @@ impl RangeIter {
                     }));
                 }
                 sources.push(Source::Run {
-                    cur: (!lazy).then(|| seg.iter_from(&start)),
+                    cur: (!lazy).then(|| seg.iter_from_shared(&start)),
                     segments: Arc::clone(&run.segments),
                     next: first + usize::from(!lazy),
                     bounded: reaches(seg, end.as_deref()),
@@ -312,7 +313,7 @@ impl RangeIter {
             read_time,
             prefix_len,
             failed: false,
-            pending: pending.into_iter().collect(),
+            pending,
             lent: None,
             _version: version,
         };

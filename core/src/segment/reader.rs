@@ -550,13 +550,19 @@ impl SegmentReader {
 
     /// A streaming iterator over records with keys >= `start`.
     pub fn iter_from(self: &Arc<Self>, start: &[u8]) -> SegmentIter {
+        self.iter_from_shared(&Arc::from(start))
+    }
+
+    /// [`SegmentReader::iter_from`] with a start key shared with the caller
+    /// (a range iterator seeks every run from the same key): no copy of it.
+    pub(crate) fn iter_from_shared(self: &Arc<Self>, start: &Arc<[u8]>) -> SegmentIter {
         let first_block = self.block_for(start);
         SegmentIter {
             seg: Arc::clone(self),
             cached: true,
             first_block,
             next_block: first_block,
-            start: start.to_vec(),
+            start: Arc::clone(start),
             block: None,
             pos: 0,
             at: Cursor::NONE,
@@ -574,7 +580,7 @@ pub struct SegmentIter {
     /// The block holding the first key >= `start`.
     first_block: usize,
     next_block: usize,
-    start: Vec<u8>,
+    start: Arc<[u8]>,
     block: Option<Block>,
     /// Next entry (index into the block's entry offsets).
     pos: usize,
