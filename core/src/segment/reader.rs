@@ -830,6 +830,26 @@ fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> R
     Ok(())
 }
 
+/// The position after the entry at `pos` of a block body, as
+/// `parse_entry(body, pos)?.1` (same checks, same errors) but reading only
+/// the lengths and the op kind when the entry is well formed: a block is
+/// indexed this way each time it enters the cache.
+#[inline]
+fn entry_end(body: &[u8], pos: usize) -> Result<usize, String> {
+    if let Some(h) = body.get(pos..pos.saturating_add(ENTRY_HEADER_LEN)) {
+        let key_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let value_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let end = (pos + ENTRY_HEADER_LEN)
+            .checked_add(key_len)
+            .and_then(|e| e.checked_add(value_len))
+            .filter(|&e| e <= body.len());
+        if let (Some(end), Some(_)) = (end, Operation::from_byte(h[8])) {
+            return Ok(end);
+        }
+    }
+    parse_entry(body, pos).map(|(_, next)| next)
+}
+
 /// Where each entry of a block starts; checks every entry's lengths against
 /// the block and the count against the trailer.
 fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
@@ -838,7 +858,7 @@ fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
     let mut pos = 0;
     while pos < body.len() {
         entries.push(pos as u32);
-        pos = parse_entry(body, pos)?.1;
+        pos = entry_end(body, pos)?;
     }
     if entries.len() != count as usize {
         return Err(format!(
@@ -862,10 +882,10 @@ fn block_index(block: &[u8]) -> Result<BlockIndex, String> {
     );
     // Sorted keys: what the first and last share, all share.
     let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let prefixes = offsets
-        .iter()
-        .map(|&off| Ok(key_prefix(entry_key(body, off as usize)?, common)))
-        .collect::<Result<Vec<u16>, String>>()?;
+    let mut prefixes = Vec::with_capacity(offsets.len());
+    for &off in &offsets {
+        prefixes.push(key_prefix(entry_key(body, off as usize)?, common));
+    }
     Ok(BlockIndex::new(&offsets, &prefixes, common as u32))
 }
 
@@ -873,12 +893,8 @@ fn block_index(block: &[u8]) -> Result<BlockIndex, String> {
 /// keys are, among keys that share their first `at` bytes.
 #[inline]
 fn key_prefix(key: &[u8], at: usize) -> u16 {
-    let mut b = [0u8; 2];
-    if let Some(tail) = key.get(at..) {
-        let n = tail.len().min(2);
-        b[..n].copy_from_slice(&tail[..n]);
-    }
-    u16::from_be_bytes(b)
+    let byte = |i: usize| key.get(i).copied().unwrap_or(0);
+    u16::from_be_bytes([byte(at), byte(at.saturating_add(1))])
 }
 
 /// Checks a raw block (entries, count, CRC) against its CRC trailer.
