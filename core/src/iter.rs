@@ -351,35 +351,45 @@ impl RangeIter {
     }
 
     fn sift_up(&mut self, mut i: usize) {
+        let (sources, heap) = (&self.sources, &mut self.heap);
+        let elem = heap[i];
         while i > 0 {
             let parent = (i - 1) / 2;
-            if !slot_before(&self.sources, self.heap[i], self.heap[parent]) {
+            if !slot_before(sources, elem, heap[parent]) {
                 break;
             }
-            self.heap.swap(i, parent);
+            heap[i] = heap[parent];
             i = parent;
         }
+        heap[i] = elem;
     }
 
+    /// Moves entry `i` down to its place: children move up into the hole,
+    /// the entry is written once.
     fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
+        let (sources, heap) = (&self.sources, &mut self.heap);
+        let n = heap.len();
+        let Some(&elem) = heap.get(i) else {
+            return;
+        };
         loop {
             let l = 2 * i + 1;
             if l >= n {
-                return;
+                break;
             }
             let r = l + 1;
-            let c = if r < n && slot_before(&self.sources, self.heap[r], self.heap[l]) {
+            let c = if r < n && slot_before(sources, heap[r], heap[l]) {
                 r
             } else {
                 l
             };
-            if !slot_before(&self.sources, self.heap[c], self.heap[i]) {
-                return;
+            if !slot_before(sources, heap[c], elem) {
+                break;
             }
-            self.heap.swap(i, c);
+            heap[i] = heap[c];
             i = c;
         }
+        heap[i] = elem;
     }
 
     /// Removes and returns the heap's smallest entry.
