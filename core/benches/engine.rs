@@ -96,6 +96,29 @@ fn ranges(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // The same scans through the lending `next_entry` (what the C API's
+        // `edgestore_iter_next` calls): no copy of keys or values.
+        g.bench_function(format!("scan-{len}-lend"), |b| {
+            b.iter_batched(
+                || {
+                    i = (i + 7919) % N;
+                    key(i)
+                },
+                |start| {
+                    let mut it = db.scan(b"bench", &start, None).unwrap();
+                    let mut n = 0;
+                    while n < len {
+                        match it.next_entry().unwrap() {
+                            Some(kv) => black_box(kv),
+                            None => break,
+                        };
+                        n += 1;
+                    }
+                    n
+                },
+                BatchSize::SmallInput,
+            )
+        });
     }
     g.finish();
 }

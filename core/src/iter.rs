@@ -4,16 +4,22 @@
 //! per run and a small chunk per memtable, and segment entries are never
 //! copied: [`RangeIter::next_entry`] lends key and value straight out of the
 //! block (the owned `Iterator` form copies them once).
+//!
+//! Each source is a cursor standing on its current entry; the merge keeps
+//! the sources in a min-heap of their indices, except the one whose entry
+//! was lent out last, which stays outside until the next call moves it on.
+//! If it is still the smallest then (always, when it is the only source
+//! left), the heap is not touched: a scan of one sorted run costs one entry
+//! decode and one liveness check per pair, no key comparison.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::memtable::Memtable;
-use crate::segment::{Found, SegmentIter, SegmentReader};
-use crate::types::MemEntry;
+use crate::segment::{SegmentIter, SegmentReader};
+use crate::types::{key_cmp, MemEntry};
 use crate::version::Version;
 
 /// Memtable entries copied per refill: small at first, since most scans read
@@ -25,6 +31,8 @@ const MEM_CHUNK_MAX: usize = 256;
 enum Source {
     Mem {
         mem: Arc<Memtable>,
+        /// The current entry (`None` before the first and after the last).
+        cur: Option<MemEntry>,
         buf: VecDeque<MemEntry>,
         after: Option<Vec<u8>>,
         chunk: usize,
@@ -41,14 +49,30 @@ enum Source {
         /// The run's segments; `next` is the one to read after `cur`.
         segments: Arc<[Arc<SegmentReader>]>,
         next: usize,
+        /// Whether keys of the current segment must be checked against the
+        /// range's end: not when its largest key is before the end.
+        bounded: bool,
     },
 }
 
+/// Whether a segment may hold keys at or past `end`.
+#[inline]
+fn reaches(seg: &SegmentReader, end: Option<&[u8]>) -> bool {
+    end.is_some_and(|e| seg.meta.max_key.as_slice() >= e)
+}
+
 impl Source {
-    fn next(&mut self, start: &[u8], end: Option<&[u8]>, read_lsn: u64) -> Result<Option<Item>> {
+    /// Moves to the next entry: `false` when there is none (then the source
+    /// is never moved again). Every source yields strictly increasing keys: a
+    /// memtable chunk holds one version per key, and a run's segments hold
+    /// sorted unique keys (the writer refuses anything else) in disjoint
+    /// ranges.
+    #[inline]
+    fn advance(&mut self, start: &Arc<[u8]>, end: Option<&[u8]>, read_lsn: u64) -> Result<bool> {
         match self {
             Source::Mem {
                 mem,
+                cur,
                 buf,
                 after,
                 chunk: n,
@@ -63,100 +87,124 @@ impl Source {
                     }
                     buf.extend(chunk);
                 }
-                Ok(buf.pop_front().map(Item::Mem))
+                *cur = buf.pop_front();
+                Ok(cur.is_some())
             }
             Source::Run {
                 cur,
                 segments,
                 next,
+                bounded,
             } => loop {
                 let Some(it) = cur else {
                     // Sought on first use: every key of the run's first
                     // overlapping segment is after `start`.
                     let seg = &segments[*next];
-                    *cur = Some(seg.iter_from(start));
+                    *bounded = reaches(seg, end);
+                    *cur = Some(seg.iter_from_shared(start));
                     *next += 1;
                     continue;
                 };
-                match it.next_found()? {
-                    Some(f) if end.is_none_or(|e| f.key() < e) => return Ok(Some(Item::Seg(f))),
-                    Some(_) => return Ok(None),
-                    None => match segments.get(*next) {
-                        // Every key of a later segment is after `start`,
-                        // and one starting at or past `end` yields nothing.
-                        Some(seg) if end.is_none_or(|e| seg.meta.min_key.as_slice() < e) => {
-                            *it = seg.iter_from(&[]);
-                            *next += 1;
-                        }
-                        _ => return Ok(None),
-                    },
+                if it.advance()? {
+                    return Ok(!*bounded || end.is_none_or(|e| key_cmp(it.key(), e).is_lt()));
+                }
+                match segments.get(*next) {
+                    // Every key of a later segment is after `start`,
+                    // and one starting at or past `end` yields nothing.
+                    Some(seg) if end.is_none_or(|e| seg.meta.min_key.as_slice() < e) => {
+                        *bounded = reaches(seg, end);
+                        *it = seg.iter_from(&[]);
+                        *next += 1;
+                    }
+                    _ => return Ok(false),
                 }
             },
         }
     }
-}
 
-/// One version of one key: copied out of a memtable, or in place in a block.
-enum Item {
-    Mem(MemEntry),
-    Seg(Found),
-}
-
-impl Item {
+    /// The current entry's (internal) key.
     #[inline]
     fn key(&self) -> &[u8] {
         match self {
-            Item::Mem(e) => &e.key,
-            Item::Seg(f) => f.key(),
+            Source::Mem { cur, .. } => cur.as_ref().map_or(&[], |e| &e.key),
+            Source::Run { cur, .. } => cur.as_ref().map_or(&[], |it| it.key()),
         }
     }
 
     #[inline]
     fn lsn(&self) -> u64 {
         match self {
-            Item::Mem(e) => e.lsn,
-            Item::Seg(f) => f.lsn,
+            Source::Mem { cur, .. } => cur.as_ref().map_or(0, |e| e.lsn),
+            Source::Run { cur, .. } => cur.as_ref().map_or(0, |it| it.lsn()),
         }
     }
 
+    #[inline]
     fn is_live_at(&self, now_nanos: i64) -> bool {
         match self {
-            Item::Mem(e) => e.is_live_at(now_nanos),
-            Item::Seg(f) => f.is_live_at(now_nanos),
+            Source::Mem { cur, .. } => cur.as_ref().is_some_and(|e| e.is_live_at(now_nanos)),
+            Source::Run { cur, .. } => cur.as_ref().is_some_and(|it| it.is_live_at(now_nanos)),
         }
     }
 
-    /// The value of a live item.
+    /// The current entry's value (empty for a tombstone).
+    #[inline]
     fn value(&self) -> &[u8] {
         match self {
-            Item::Mem(e) => e.value.as_deref().unwrap_or_default(),
-            Item::Seg(f) => f.value(),
+            Source::Mem { cur, .. } => cur
+                .as_ref()
+                .and_then(|e| e.value.as_deref())
+                .unwrap_or_default(),
+            Source::Run { cur, .. } => cur.as_ref().map_or(&[], |it| it.value()),
         }
     }
 }
 
-struct Head {
-    item: Item,
+/// Whether source `a`'s entry comes before source `b`'s: key ascending, then
+/// LSN descending (the first of a key is its newest).
+#[inline]
+fn before(sources: &[Source], a: usize, b: usize) -> bool {
+    let (x, y) = (&sources[a], &sources[b]);
+    match key_cmp(x.key(), y.key()) {
+        Ordering::Less => true,
+        Ordering::Greater => false,
+        Ordering::Equal => x.lsn() > y.lsn(),
+    }
+}
+
+/// The eight bytes of `key` after its first `at`, big-endian, zero-padded.
+/// Keys of one scan share their first `at` bytes (the namespace), and for
+/// such keys a smaller word means a smaller key (equal words decide nothing),
+/// so the heap compares words first and reads whole keys only on a tie.
+#[inline]
+fn word_at(key: &[u8], at: usize) -> u64 {
+    if let Some(w) = key.get(at..at.wrapping_add(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        return u64::from_be_bytes(b);
+    }
+    let tail = key.get(at..).unwrap_or_default();
+    let mut b = [0u8; 8];
+    let n = tail.len().min(8);
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// A source in the merge heap, with the word of its current key.
+#[derive(Clone, Copy)]
+struct Slot {
+    word: u64,
     src: usize,
 }
 
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+/// Whether `a`'s entry comes before `b`'s (see [`before`]), by their words
+/// when they differ.
+#[inline]
+fn slot_before(sources: &[Source], a: Slot, b: Slot) -> bool {
+    if a.word != b.word {
+        return a.word < b.word;
     }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head {
-    // Key ascending, then LSN descending: the first of a key is its newest.
-    fn cmp(&self, other: &Self) -> Ordering {
-        crate::types::key_cmp(self.item.key(), other.item.key())
-            .then_with(|| other.item.lsn().cmp(&self.item.lsn()))
-    }
+    before(sources, a.src, b.src)
 }
 
 /// A run a scan has not sought yet, ordered by its first key.
@@ -178,7 +226,7 @@ impl PartialOrd for PendingRun {
 }
 impl Ord for PendingRun {
     fn cmp(&self, other: &Self) -> Ordering {
-        crate::types::key_cmp(&self.first.meta.min_key, &other.first.meta.min_key)
+        key_cmp(&self.first.meta.min_key, &other.first.meta.min_key)
     }
 }
 
@@ -186,8 +234,10 @@ impl Ord for PendingRun {
 /// Items are `Result`s: a read error ends the iteration after it is yielded.
 pub struct RangeIter {
     sources: Vec<Source>,
-    heap: BinaryHeap<Reverse<Head>>,
-    start: Vec<u8>,
+    /// Min-heap (by [`slot_before`]) of the sources standing on an entry,
+    /// except `lent`.
+    heap: Vec<Slot>,
+    start: Arc<[u8]>,
     end: Option<Vec<u8>>,
     read_lsn: u64,
     read_time: i64,
@@ -195,11 +245,12 @@ pub struct RangeIter {
     failed: bool,
     /// Runs not sought yet, by the first key of their first overlapping
     /// segment (no key of the run sorts before it). A run is sought, and its
-    /// first entry joins the merge, before any head with a key at or past
+    /// first entry joins the merge, before any entry with a key at or past
     /// that one is taken, so a version it holds of that key is never missed.
     pending: BinaryHeap<Reverse<PendingRun>>,
-    /// The item `next_entry` last lent out.
-    current: Option<Item>,
+    /// The source whose entry `next_entry` last lent out: out of the heap
+    /// until the next call moves it on.
+    lent: Option<usize>,
     _version: Arc<Version>,
 }
 
@@ -222,21 +273,23 @@ impl RangeIter {
         read_time: i64,
         prefix_len: usize,
     ) -> Result<Self> {
-        let mut sources = Vec::new();
+        let start: Arc<[u8]> = start.into();
+        let mut sources = Vec::with_capacity(version.mems.len() + version.runs.len());
         for m in &version.mems {
             sources.push(Source::Mem {
                 mem: Arc::clone(m),
+                cur: None,
                 buf: VecDeque::new(),
                 after: None,
                 chunk: MEM_CHUNK_FIRST,
                 exhausted: false,
             });
         }
-        let mut pending = Vec::new();
+        let mut pending = BinaryHeap::new();
         for run in &version.runs {
             if let Some(first) = run.first_overlapping(&start, end.as_deref()) {
                 let seg = &run.segments[first];
-                let lazy = seg.meta.min_key.as_slice() > start.as_slice();
+                let lazy = seg.meta.min_key.as_slice() > &start[..];
                 if lazy {
                     pending.push(Reverse(PendingRun {
                         first: Arc::clone(seg),
@@ -244,85 +297,192 @@ impl RangeIter {
                     }));
                 }
                 sources.push(Source::Run {
-                    cur: (!lazy).then(|| seg.iter_from(&start)),
+                    cur: (!lazy).then(|| seg.iter_from_shared(&start)),
                     segments: Arc::clone(&run.segments),
                     next: first + usize::from(!lazy),
+                    bounded: reaches(seg, end.as_deref()),
                 });
             }
         }
         let mut it = RangeIter {
+            heap: Vec::with_capacity(sources.len()),
             sources,
-            heap: BinaryHeap::new(),
             start,
             end,
             read_lsn,
             read_time,
             prefix_len,
             failed: false,
-            pending: pending.into_iter().collect(),
-            current: None,
+            pending,
+            lent: None,
             _version: version,
         };
         for i in 0..it.sources.len() {
             if !matches!(it.sources[i], Source::Run { cur: None, .. }) {
-                it.advance(i)?;
+                it.advance_into_heap(i)?;
             }
         }
         Ok(it)
     }
 
-    fn advance(&mut self, src: usize) -> Result<()> {
-        if let Some(item) =
-            self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)?
-        {
-            self.heap.push(Reverse(Head { item, src }));
+    /// Moves source `src` (not in the heap) on and puts it in the heap if it
+    /// has another entry.
+    fn advance_into_heap(&mut self, src: usize) -> Result<()> {
+        if self.advance(src)? {
+            let slot = self.slot(src);
+            self.heap.push(slot);
+            self.sift_up(self.heap.len() - 1);
         }
         Ok(())
     }
 
-    /// Takes the smallest head and refills the heap from its source, with one
-    /// sift instead of a pop and a push when the source has more.
-    fn take_top(&mut self) -> Result<Option<Item>> {
-        // Seek the runs whose first key has come up.
+    #[inline]
+    fn advance(&mut self, src: usize) -> Result<bool> {
+        self.sources[src].advance(&self.start, self.end.as_deref(), self.read_lsn)
+    }
+
+    /// `src` as a heap entry, at its current key.
+    #[inline]
+    fn slot(&self, src: usize) -> Slot {
+        Slot {
+            word: word_at(self.sources[src].key(), self.prefix_len),
+            src,
+        }
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        let (sources, heap) = (&self.sources, &mut self.heap);
+        let elem = heap[i];
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if !slot_before(sources, elem, heap[parent]) {
+                break;
+            }
+            heap[i] = heap[parent];
+            i = parent;
+        }
+        heap[i] = elem;
+    }
+
+    /// Moves entry `i` down to its place: children move up into the hole,
+    /// the entry is written once.
+    fn sift_down(&mut self, mut i: usize) {
+        let (sources, heap) = (&self.sources, &mut self.heap);
+        let n = heap.len();
+        let Some(&elem) = heap.get(i) else {
+            return;
+        };
+        loop {
+            let l = 2 * i + 1;
+            if l >= n {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < n && slot_before(sources, heap[r], heap[l]) {
+                r
+            } else {
+                l
+            };
+            if !slot_before(sources, heap[c], elem) {
+                break;
+            }
+            heap[i] = heap[c];
+            i = c;
+        }
+        heap[i] = elem;
+    }
+
+    /// Removes and returns the heap's smallest entry.
+    fn pop(&mut self) -> Option<Slot> {
+        let last = self.heap.pop()?;
+        match self.heap.first_mut() {
+            Some(top) => {
+                let min = std::mem::replace(top, last);
+                self.sift_down(0);
+                Some(min)
+            }
+            None => Some(last),
+        }
+    }
+
+    /// Seeks the pending runs whose first key is at or before the smallest
+    /// entry of the merge (`cand`'s or the heap's), so that none is missed.
+    fn seek_due(&mut self, cand: Option<usize>) -> Result<()> {
         while let Some(Reverse(p)) = self.pending.peek() {
-            let due = self.heap.peek().is_none_or(|Reverse(h)| {
-                crate::types::key_cmp(&p.first.meta.min_key, h.item.key()).is_le()
-            });
+            let first = p.first.meta.min_key.as_slice();
+            let not_after = |s: usize| key_cmp(first, self.sources[s].key()).is_le();
+            let due =
+                cand.is_none_or(not_after) && self.heap.first().is_none_or(|t| not_after(t.src));
             if !due {
                 break;
             }
             let src = p.src;
             self.pending.pop();
-            self.advance(src)?;
+            self.advance_into_heap(src)?;
         }
-        let Some(mut top) = self.heap.peek_mut() else {
-            return Ok(None);
-        };
-        let src = top.0.src;
-        match self.sources[src].next(&self.start, self.end.as_deref(), self.read_lsn)? {
-            Some(item) => Ok(Some(std::mem::replace(&mut top.0.item, item))),
-            None => Ok(Some(PeekMut::pop(top).0.item)),
-        }
+        Ok(())
     }
 
-    /// Finds the next live item and keeps it in `self.current`.
+    /// Finds the next live entry and leaves its source in `self.lent`.
     fn step(&mut self) -> Result<bool> {
-        self.current = None;
-        while let Some(top) = self.take_top()? {
-            // Older versions of the same key from other sources lose.
-            while self
-                .heap
-                .peek()
-                .is_some_and(|Reverse(h)| h.item.key() == top.key())
-            {
-                self.take_top()?;
+        // The source lent out last moves on; while it stays the smallest,
+        // the heap is not touched (and with no other source, not even
+        // compared with).
+        let mut cand = match self.lent.take() {
+            Some(s) if self.advance(s)? => Some(s),
+            _ => None,
+        };
+        loop {
+            if !self.pending.is_empty() {
+                self.seek_due(cand)?;
             }
-            if top.is_live_at(self.read_time) {
-                self.current = Some(top);
+            let min = match (cand, self.heap.first().copied()) {
+                (Some(c), Some(top)) => {
+                    let c = self.slot(c);
+                    if slot_before(&self.sources, top, c) {
+                        self.heap[0] = c;
+                        self.sift_down(0);
+                        top
+                    } else {
+                        c
+                    }
+                }
+                (Some(c), None) => {
+                    // Alone: no older version to drop, nothing to compare.
+                    if self.sources[c].is_live_at(self.read_time) {
+                        self.lent = Some(c);
+                        return Ok(true);
+                    }
+                    cand = if self.advance(c)? { Some(c) } else { None };
+                    continue;
+                }
+                (None, _) => match self.pop() {
+                    Some(top) => top,
+                    None => return Ok(false),
+                },
+            };
+            // Older versions of the same key in other sources lose.
+            while let Some(&t) = self.heap.first() {
+                if t.word != min.word || self.sources[t.src].key() != self.sources[min.src].key() {
+                    break;
+                }
+                if self.advance(t.src)? {
+                    self.heap[0] = self.slot(t.src);
+                    self.sift_down(0);
+                } else {
+                    self.pop();
+                }
+            }
+            if self.sources[min.src].is_live_at(self.read_time) {
+                self.lent = Some(min.src);
                 return Ok(true);
             }
+            cand = if self.advance(min.src)? {
+                Some(min.src)
+            } else {
+                None
+            };
         }
-        Ok(false)
     }
 
     /// The next `(user_key, value)` pair, lent out of the iterator until the
@@ -337,12 +497,14 @@ impl RangeIter {
             Ok(false) => return Ok(None),
             Err(e) => {
                 self.failed = true;
+                self.lent = None;
                 return Err(e);
             }
         }
-        Ok(self.current.as_ref().map(|item| {
-            let key = item.key();
-            (&key[self.prefix_len.min(key.len())..], item.value())
+        Ok(self.lent.map(|s| {
+            let src = &self.sources[s];
+            let key = src.key();
+            (&key[self.prefix_len.min(key.len())..], src.value())
         }))
     }
 }

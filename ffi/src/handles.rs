@@ -154,6 +154,12 @@ impl<T> Registry<T> {
         }
     }
 
+    /// The `EDGESTORE_CLOSED` error for a handle that was live once (as
+    /// [`Registry::get`] reports it once the handle is removed).
+    pub(crate) fn closed<H>(&self, handle: *const H, what: &str) -> Fail {
+        self.gone(handle.addr(), what)
+    }
+
     /// The object behind a live handle.
     pub(crate) fn get<H>(&self, handle: *const H, what: &str) -> Result<Arc<T>, Fail> {
         let token = handle.addr();

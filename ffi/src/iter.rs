@@ -1,12 +1,23 @@
 //! `edgestore_iter`: range and prefix iteration over a database or a snapshot.
+//!
+//! `edgestore_iter_next` runs once per pair, so its handle check has a fast
+//! path: each thread keeps the iterator it stepped last (its token and one
+//! strong count, see [`LastIter`]). A call with that token skips the registry
+//! (its lock, map lookup and count) and takes only the iterator's own mutex.
+//! The check stays complete: tokens are never reused, so the same token is
+//! the same object, and `edgestore_iter_free` empties the object (`None`)
+//! under that mutex before it returns, so a freed handle found in any
+//! thread's cache is `EDGESTORE_CLOSED`, as the registry would say.
 
-use std::sync::{Mutex, MutexGuard};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use edgestore_core::RangeIter;
 
 use crate::args;
 use crate::db::lookup_db;
-use crate::handles::{Kind, Registry};
+use crate::handles::{disguise, Kind, Registry};
 use crate::snapshot::SNAPSHOTS;
 use crate::status::{boundary, edgestore_status, Fail};
 use crate::{edgestore_db, edgestore_iter, edgestore_snapshot};
@@ -17,11 +28,61 @@ pub(crate) struct IterState {
     finished: bool,
 }
 
-pub(crate) static ITERS: Registry<Mutex<IterState>> = Registry::new(Kind::Iter);
+/// What an iterator handle refers to: its state until it is freed, then
+/// `None` (what a thread's [`LastIter`] may still hold).
+pub(crate) type IterCell = Mutex<Option<IterState>>;
 
-fn lock(m: &Mutex<IterState>) -> MutexGuard<'_, IterState> {
+pub(crate) static ITERS: Registry<IterCell> = Registry::new(Kind::Iter);
+
+fn lock(m: &IterCell) -> MutexGuard<'_, Option<IterState>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// The iterator a thread stepped last: its token and one strong count of its
+/// `Arc`, the address disguised as in the registry, so an iterator the program
+/// forgets to free is still reported as a leak by valgrind and LeakSanitizer.
+struct LastIter {
+    token: usize,
+    hidden: usize,
+}
+
+impl LastIter {
+    fn new(token: usize, cell: Arc<IterCell>) -> Self {
+        let raw = Arc::into_raw(cell);
+        LastIter {
+            token,
+            hidden: disguise(raw.expose_provenance()),
+        }
+    }
+
+    fn cell(&self) -> &IterCell {
+        let raw = std::ptr::with_exposed_provenance::<IterCell>(disguise(self.hidden));
+        // SAFETY: `raw` came from Arc::into_raw in `new` and this value owns
+        // that strong count until it is dropped, so the object outlives the
+        // borrow of `self`.
+        unsafe { &*raw }
+    }
+}
+
+impl Drop for LastIter {
+    fn drop(&mut self) {
+        let raw = std::ptr::with_exposed_provenance::<IterCell>(disguise(self.hidden));
+        // SAFETY: gives back the one strong count taken by Arc::into_raw in
+        // `new`, exactly once (this value is being dropped).
+        drop(unsafe { Arc::from_raw(raw) });
+    }
+}
+
+thread_local! {
+    static LAST_ITER: RefCell<Option<LastIter>> = const { RefCell::new(None) };
+}
+
+/// Freed iterators that another thread's [`LastIter`] (or a call still
+/// running) holds a count of: kept here, in plain sight, so that leak
+/// checkers do not report a correctly freed iterator that way; dropped here
+/// once nothing else holds them. Their state was released at free.
+static FREED_SHELLS: Mutex<Vec<Arc<IterCell>>> = Mutex::new(Vec::new());
+static FREED_SHELL_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 const OK: Result<edgestore_status, Fail> = Ok(edgestore_status::EDGESTORE_OK);
 
@@ -64,10 +125,10 @@ unsafe fn make(
             }
         }
     };
-    let handle = ITERS.insert(Mutex::new(IterState {
+    let handle = ITERS.insert(Mutex::new(Some(IterState {
         iter,
         finished: false,
-    }))?;
+    })))?;
     // SAFETY: iter_out was checked non-NULL; the caller guarantees it is writable.
     unsafe { args::write(iter_out, handle) };
     OK
@@ -243,37 +304,77 @@ pub unsafe extern "C" fn edgestore_iter_next(
         args::out(key_len_out, "key_len_out")?;
         args::out(value_out, "value_out")?;
         args::out(value_len_out, "value_len_out")?;
-        let it = ITERS.get(iter, "iter")?;
-        let mut state = lock(&it);
-        let state = &mut *state;
-        if state.finished {
-            return Ok(edgestore_status::EDGESTORE_DONE);
-        }
-        match state.iter.next_entry() {
-            Ok(None) => {
-                state.finished = true;
-                Ok(edgestore_status::EDGESTORE_DONE)
+        // SAFETY: the four out-parameters were checked non-NULL above and are
+        // writable per the contract.
+        let step = |cell: &IterCell| unsafe {
+            next_into(cell, iter, key_out, key_len_out, value_out, value_len_out)
+        };
+        let token = iter.addr();
+        let cached = LAST_ITER.try_with(|slot| {
+            // Never fails: nothing in here calls back into this function.
+            let Ok(mut slot) = slot.try_borrow_mut() else {
+                return step(&*ITERS.get(iter, "iter")?);
+            };
+            match &*slot {
+                Some(last) if last.token == token => {}
+                _ => *slot = Some(LastIter::new(token, ITERS.get(iter, "iter")?)),
             }
-            Err(e) => {
-                state.finished = true;
-                Err(e.into())
+            match &*slot {
+                Some(last) => step(last.cell()),
+                None => step(&*ITERS.get(iter, "iter")?),
             }
-            Ok(Some((k, v))) => {
-                // SAFETY: all four out-parameters were checked non-NULL above and
-                // are writable per the contract. The pointers point into the
-                // entry the iterator holds as its current one (a memtable copy
-                // or a segment block it keeps alive), valid until the iterator
-                // moves on or is freed: the next call or free.
-                unsafe {
-                    args::write(key_out, k.as_ptr());
-                    args::write(key_len_out, k.len());
-                    args::write(value_out, v.as_ptr());
-                    args::write(value_len_out, v.len());
-                }
-                OK
-            }
+        });
+        match cached {
+            Ok(result) => result,
+            // The thread is exiting and its cache is gone: the registry alone.
+            Err(_) => step(&*ITERS.get(iter, "iter")?),
         }
     })
+}
+
+/// The body of `edgestore_iter_next` on the object behind `iter`.
+///
+/// # Safety
+/// The four out-parameters must be non-NULL and writable.
+unsafe fn next_into(
+    cell: &IterCell,
+    iter: *mut edgestore_iter,
+    key_out: *mut *const u8,
+    key_len_out: *mut usize,
+    value_out: *mut *const u8,
+    value_len_out: *mut usize,
+) -> Result<edgestore_status, Fail> {
+    let mut state = lock(cell);
+    let Some(state) = state.as_mut() else {
+        return Err(ITERS.closed(iter, "iter"));
+    };
+    if state.finished {
+        return Ok(edgestore_status::EDGESTORE_DONE);
+    }
+    match state.iter.next_entry() {
+        Ok(None) => {
+            state.finished = true;
+            Ok(edgestore_status::EDGESTORE_DONE)
+        }
+        Err(e) => {
+            state.finished = true;
+            Err(e.into())
+        }
+        Ok(Some((k, v))) => {
+            // SAFETY: the caller guarantees the four out-parameters are
+            // non-NULL and writable. The pointers point into the entry the
+            // iterator holds as its current one (a memtable copy or a segment
+            // block it keeps alive), valid until the iterator moves on or is
+            // freed: the next call or free.
+            unsafe {
+                args::write(key_out, k.as_ptr());
+                args::write(key_len_out, k.len());
+                args::write(value_out, v.as_ptr());
+                args::write(value_len_out, v.len());
+            }
+            OK
+        }
+    }
 }
 
 /// Frees an iterator. NULL is accepted; freeing twice returns `EDGESTORE_CLOSED`.
@@ -281,7 +382,32 @@ pub unsafe extern "C" fn edgestore_iter_next(
 #[no_mangle]
 pub extern "C" fn edgestore_iter_free(iter: *mut edgestore_iter) -> edgestore_status {
     boundary("edgestore_iter_free", || {
-        ITERS.remove(iter, "iter")?;
+        let Some(cell) = ITERS.remove(iter, "iter")? else {
+            return OK;
+        };
+        // Release what the iterator holds now (waiting for a call running
+        // on it), even while a thread's cache still holds the object.
+        let state = lock(&cell).take();
+        drop(state);
+        let token = iter.addr();
+        let _ = LAST_ITER.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                if slot.as_ref().is_some_and(|last| last.token == token) {
+                    *slot = None;
+                }
+            }
+        });
+        // Counts are only given back from here on (the handle is no longer
+        // in the registry), so a shell nobody else holds now never needs
+        // keeping.
+        if Arc::strong_count(&cell) > 1 || FREED_SHELL_COUNT.load(Ordering::Relaxed) > 0 {
+            let mut shells = FREED_SHELLS.lock().unwrap_or_else(|p| p.into_inner());
+            if Arc::strong_count(&cell) > 1 {
+                shells.push(cell);
+            }
+            shells.retain(|c| Arc::strong_count(c) > 1);
+            FREED_SHELL_COUNT.store(shells.len(), Ordering::Relaxed);
+        }
         OK
     })
 }

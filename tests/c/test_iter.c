@@ -122,6 +122,34 @@ int main(void) {
         CHECK_OK(edgestore_iter_free(it));
     }
 
+    /* Two iterators stepped in turn on one thread (each call finds the other
+     * in the thread's iterator cache), then one freed while the other goes on. */
+    {
+        edgestore_iter *a = NULL, *b = NULL;
+        const uint8_t *k2, *v2;
+        size_t kl2, vl2;
+        CHECK_OK(edgestore_iter_prefix(db, B("ns"), NULL, 0, &a));
+        CHECK_OK(edgestore_iter_range(db, B("ns"), B("b"), NULL, 0, &b));
+        CHECK_OK(edgestore_iter_next(a, &k, &kl, &v, &vl));
+        CHECK_OK(edgestore_iter_next(b, &k2, &kl2, &v2, &vl2));
+        CHECK_BYTES(k, kl, "");
+        CHECK_BYTES(k2, kl2, "b");
+        CHECK_OK(edgestore_iter_next(a, &k, &kl, &v, &vl));
+        CHECK_BYTES(k, kl, "ab");
+        CHECK_OK(edgestore_iter_next(b, &k2, &kl2, &v2, &vl2));
+        CHECK_BYTES(k2, kl2, "c");
+        CHECK_OK(edgestore_iter_free(a));
+        CHECK_STATUS(edgestore_iter_next(a, &k, &kl, &v, &vl), EDGESTORE_CLOSED);
+        CHECK_OK(edgestore_iter_next(b, &k2, &kl2, &v2, &vl2));
+        CHECK_BYTES(k2, kl2, "d");
+        CHECK_OK(edgestore_iter_next(b, &k2, &kl2, &v2, &vl2));
+        CHECK_BYTES(k2, kl2, "e");
+        CHECK_STATUS(edgestore_iter_next(b, &k2, &kl2, &v2, &vl2), EDGESTORE_DONE);
+        CHECK_STATUS(edgestore_iter_next(a, &k, &kl, &v, &vl), EDGESTORE_CLOSED);
+        CHECK_OK(edgestore_iter_free(b));
+        CHECK_STATUS(edgestore_iter_next(b, &k2, &kl2, &v2, &vl2), EDGESTORE_CLOSED);
+    }
+
     /* An iterator outlives its database handle. */
     CHECK_OK(edgestore_iter_range(db, B("ns"), B("b"), NULL, 0, &it));
     CHECK_OK(edgestore_iter_next(it, &k, &kl, &v, &vl));

@@ -1,6 +1,8 @@
 /* Several pthreads on one database handle: concurrent puts, gets, batches,
  * iterators and snapshots; per-thread last error; closing the handle while
- * other threads still use it (they get OK or EDGESTORE_CLOSED, never a crash). */
+ * other threads still use it (they get OK or EDGESTORE_CLOSED, never a crash);
+ * an iterator freed by one thread while another thread has just stepped it
+ * (and so holds it in its per-thread cache) is EDGESTORE_CLOSED on both. */
 #include "test_util.h"
 
 #include <pthread.h>
@@ -92,6 +94,66 @@ static void *racer(void *p) {
     return NULL;
 }
 
+/* Steps an iterator, waits while the main thread frees it, steps it again. */
+typedef struct {
+    edgestore_iter *it;
+    pthread_barrier_t *bar;
+} stepper_arg;
+
+static void *step_free_step(void *p) {
+    stepper_arg *a = p;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    CHECK_OK(edgestore_iter_next(a->it, &k, &kl, &v, &vl));
+    CHECK_BYTES(k, kl, "a");
+    pthread_barrier_wait(a->bar); /* the main thread frees the iterator */
+    pthread_barrier_wait(a->bar);
+    CHECK_STATUS(edgestore_iter_next(a->it, &k, &kl, &v, &vl), EDGESTORE_CLOSED);
+    CHECK_LAST_ERROR_HAS("already closed or freed");
+    return NULL;
+}
+
+static void *free_iter(void *p) {
+    CHECK_OK(edgestore_iter_free((edgestore_iter *)p));
+    return NULL;
+}
+
+/* Frees on one thread an iterator another thread stepped last, both ways. */
+static void iterator_freed_by_another_thread(edgestore_db *db) {
+    edgestore_iter *it = NULL;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    pthread_t t;
+    pthread_barrier_t bar;
+    stepper_arg a;
+
+    CHECK_OK(edgestore_put(db, B("cross"), B("a"), B("1")));
+    CHECK_OK(edgestore_put(db, B("cross"), B("b"), B("2")));
+    CHECK_OK(edgestore_put(db, B("cross"), B("c"), B("3")));
+
+    CHECK(pthread_barrier_init(&bar, NULL, 2) == 0);
+    CHECK_OK(edgestore_iter_prefix(db, B("cross"), NULL, 0, &it));
+    a.it = it;
+    a.bar = &bar;
+    CHECK(pthread_create(&t, NULL, step_free_step, &a) == 0);
+    pthread_barrier_wait(&bar);
+    CHECK_OK(edgestore_iter_free(it));
+    pthread_barrier_wait(&bar);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(pthread_barrier_destroy(&bar) == 0);
+
+    /* This thread steps it, another frees it; the last iterator this thread
+     * uses, so its cache holds the freed one until exit (no leak report). */
+    CHECK_OK(edgestore_iter_prefix(db, B("cross"), NULL, 0, &it));
+    CHECK_OK(edgestore_iter_next(it, &k, &kl, &v, &vl));
+    CHECK_BYTES(k, kl, "a");
+    CHECK(pthread_create(&t, NULL, free_iter, it) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_STATUS(edgestore_iter_next(it, &k, &kl, &v, &vl), EDGESTORE_CLOSED);
+    CHECK_LAST_ERROR_HAS("edgestore_iter_next: iter: this edgestore_iter was already closed or freed");
+    CHECK_STATUS(edgestore_iter_free(it), EDGESTORE_CLOSED);
+}
+
 int main(void) {
     char *dir = make_tempdir("threads");
     char *path = path_join(dir, "db");
@@ -143,6 +205,7 @@ int main(void) {
     /* Everything acknowledged before the close is there after reopening. */
     db = open_db(path, NULL);
     expect_value(db, "race", "k", "v");
+    iterator_freed_by_another_thread(db);
     {
         uint8_t buf[32];
         size_t len = 0;

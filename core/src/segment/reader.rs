@@ -550,15 +550,22 @@ impl SegmentReader {
 
     /// A streaming iterator over records with keys >= `start`.
     pub fn iter_from(self: &Arc<Self>, start: &[u8]) -> SegmentIter {
+        self.iter_from_shared(&Arc::from(start))
+    }
+
+    /// [`SegmentReader::iter_from`] with a start key shared with the caller
+    /// (a range iterator seeks every run from the same key): no copy of it.
+    pub(crate) fn iter_from_shared(self: &Arc<Self>, start: &Arc<[u8]>) -> SegmentIter {
         let first_block = self.block_for(start);
         SegmentIter {
             seg: Arc::clone(self),
             cached: true,
             first_block,
             next_block: first_block,
-            start: start.to_vec(),
+            start: Arc::clone(start),
             block: None,
             pos: 0,
+            at: Cursor::NONE,
         }
     }
 }
@@ -573,10 +580,87 @@ pub struct SegmentIter {
     /// The block holding the first key >= `start`.
     first_block: usize,
     next_block: usize,
-    start: Vec<u8>,
+    start: Arc<[u8]>,
     block: Option<Block>,
     /// Next entry (index into the block's entry offsets).
     pos: usize,
+    /// The entry [`SegmentIter::advance`] last moved to, in `block`.
+    at: Cursor,
+}
+
+/// Where the entry a [`SegmentIter`] is at lies in its block, and its fields:
+/// decoded once per entry, read in place.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    key_at: u32,
+    key_len: u32,
+    value_at: u32,
+    value_len: u32,
+    op: Operation,
+    ttl: u32,
+    lsn: u64,
+    timestamp: i64,
+}
+
+impl Cursor {
+    const NONE: Cursor = Cursor {
+        key_at: 0,
+        key_len: 0,
+        value_at: 0,
+        value_len: 0,
+        op: Operation::Delete,
+        ttl: 0,
+        lsn: 0,
+        timestamp: 0,
+    };
+
+    /// The entry at offset `off` of checksummed block `bytes` (body and
+    /// count trailer), its lengths checked against the body: one bounds check
+    /// for the fixed-size header instead of one per field.
+    #[inline]
+    fn at(bytes: &[u8], off: u32) -> Result<Cursor, String> {
+        let body_len = bytes.len().checked_sub(4).ok_or("block too short")?;
+        let pos = off as usize;
+        let key_at = pos
+            .checked_add(ENTRY_HEADER_LEN)
+            .filter(|&e| e <= body_len)
+            .ok_or("truncated entry header")?;
+        let h: &[u8; ENTRY_HEADER_LEN] = bytes[pos..key_at]
+            .try_into()
+            .map_err(|_| "truncated entry header")?;
+        let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let dword = |at: usize| {
+            u64::from_le_bytes([
+                h[at],
+                h[at + 1],
+                h[at + 2],
+                h[at + 3],
+                h[at + 4],
+                h[at + 5],
+                h[at + 6],
+                h[at + 7],
+            ])
+        };
+        let (key_len, value_len) = (word(0), word(4));
+        let op = Operation::from_byte(h[8]).ok_or("unknown op kind")?;
+        let value_at = key_at
+            .checked_add(key_len as usize)
+            .filter(|&v| {
+                v.checked_add(value_len as usize)
+                    .is_some_and(|e| e <= body_len)
+            })
+            .ok_or("entry runs past block end")?;
+        Ok(Cursor {
+            key_at: key_at as u32,
+            key_len,
+            value_at: value_at as u32,
+            value_len,
+            op,
+            ttl: word(9),
+            lsn: dword(13),
+            timestamp: dword(21) as i64,
+        })
+    }
 }
 
 impl SegmentIter {
@@ -599,29 +683,100 @@ impl SegmentIter {
                 }
                 self.block = None;
             }
-            if self.next_block >= self.seg.index.len() {
+            if !self.load_next_block()? {
                 return Ok(None);
             }
-            let block = if self.cached {
-                self.seg.block(self.next_block)?
-            } else {
-                self.seg.load_block(self.next_block, false)?
-            };
-            // Only the first block can hold keys before `start`.
-            self.pos = if self.next_block == self.first_block {
-                first_at_or_after(&block, &self.start).map_err(|m| {
-                    Error::corruption(
-                        self.seg.path.clone(),
-                        self.seg.index[self.next_block].offset,
-                        m,
-                    )
-                })?
-            } else {
-                0
-            };
-            self.block = Some(block);
-            self.next_block += 1;
         }
+    }
+
+    /// Moves to the next entry, which [`SegmentIter::key`] and the other
+    /// accessors then read in place (no copy, no count on the block): `false`
+    /// at the end. The entry stays readable until the next call.
+    #[inline]
+    pub(crate) fn advance(&mut self) -> Result<bool> {
+        loop {
+            if let Some(block) = &self.block {
+                if let Some(off) = block.entry(self.pos) {
+                    self.at = Cursor::at(block.bytes(), off).map_err(|m| {
+                        let at = self.seg.index[self.next_block - 1].offset;
+                        Error::corruption(self.seg.path.clone(), at, m)
+                    })?;
+                    self.pos += 1;
+                    return Ok(true);
+                }
+            }
+            if !self.load_next_block()? {
+                self.at = Cursor::NONE;
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The bytes of the current block (empty before the first entry).
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self.block.as_ref().map_or(&[], |b| b.bytes())
+    }
+
+    /// The (internal) key of the entry [`SegmentIter::advance`] moved to.
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        let a = self.at;
+        self.bytes()
+            .get(a.key_at as usize..a.key_at as usize + a.key_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The current entry's value (empty for a tombstone).
+    #[inline]
+    pub(crate) fn value(&self) -> &[u8] {
+        let a = self.at;
+        self.bytes()
+            .get(a.value_at as usize..a.value_at as usize + a.value_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The current entry's sequence number.
+    #[inline]
+    pub(crate) fn lsn(&self) -> u64 {
+        self.at.lsn
+    }
+
+    /// Whether the current entry is a live value at `now_nanos`.
+    #[inline]
+    pub(crate) fn is_live_at(&self, now_nanos: i64) -> bool {
+        let a = self.at;
+        a.op == Operation::Put && now_nanos < crate::types::death_time(a.timestamp, a.ttl)
+    }
+
+    /// Drops the current block and loads the next one, positioned at its
+    /// first entry (at the first key >= `start` in the first block): `false`
+    /// when there is none.
+    fn load_next_block(&mut self) -> Result<bool> {
+        self.block = None;
+        if self.next_block >= self.seg.index.len() {
+            return Ok(false);
+        }
+        let block = if self.cached {
+            self.seg.block(self.next_block)?
+        } else {
+            self.seg.load_block(self.next_block, false)?
+        };
+        // Only the first block can hold keys before `start`.
+        self.pos = if self.next_block == self.first_block {
+            first_at_or_after(&block, &self.start).map_err(|m| {
+                Error::corruption(
+                    self.seg.path.clone(),
+                    self.seg.index[self.next_block].offset,
+                    m,
+                )
+            })?
+        } else {
+            0
+        };
+        self.block = Some(block);
+        self.next_block += 1;
+        Ok(true)
     }
 }
 
@@ -675,6 +830,26 @@ fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> R
     Ok(())
 }
 
+/// The position after the entry at `pos` of a block body, as
+/// `parse_entry(body, pos)?.1` (same checks, same errors) but reading only
+/// the lengths and the op kind when the entry is well formed: a block is
+/// indexed this way each time it enters the cache.
+#[inline]
+fn entry_end(body: &[u8], pos: usize) -> Result<usize, String> {
+    if let Some(h) = body.get(pos..pos.saturating_add(ENTRY_HEADER_LEN)) {
+        let key_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let value_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let end = (pos + ENTRY_HEADER_LEN)
+            .checked_add(key_len)
+            .and_then(|e| e.checked_add(value_len))
+            .filter(|&e| e <= body.len());
+        if let (Some(end), Some(_)) = (end, Operation::from_byte(h[8])) {
+            return Ok(end);
+        }
+    }
+    parse_entry(body, pos).map(|(_, next)| next)
+}
+
 /// Where each entry of a block starts; checks every entry's lengths against
 /// the block and the count against the trailer.
 fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
@@ -683,7 +858,7 @@ fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
     let mut pos = 0;
     while pos < body.len() {
         entries.push(pos as u32);
-        pos = parse_entry(body, pos)?.1;
+        pos = entry_end(body, pos)?;
     }
     if entries.len() != count as usize {
         return Err(format!(
@@ -707,10 +882,10 @@ fn block_index(block: &[u8]) -> Result<BlockIndex, String> {
     );
     // Sorted keys: what the first and last share, all share.
     let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let prefixes = offsets
-        .iter()
-        .map(|&off| Ok(key_prefix(entry_key(body, off as usize)?, common)))
-        .collect::<Result<Vec<u16>, String>>()?;
+    let mut prefixes = Vec::with_capacity(offsets.len());
+    for &off in &offsets {
+        prefixes.push(key_prefix(entry_key(body, off as usize)?, common));
+    }
     Ok(BlockIndex::new(&offsets, &prefixes, common as u32))
 }
 
@@ -718,12 +893,8 @@ fn block_index(block: &[u8]) -> Result<BlockIndex, String> {
 /// keys are, among keys that share their first `at` bytes.
 #[inline]
 fn key_prefix(key: &[u8], at: usize) -> u16 {
-    let mut b = [0u8; 2];
-    if let Some(tail) = key.get(at..) {
-        let n = tail.len().min(2);
-        b[..n].copy_from_slice(&tail[..n]);
-    }
-    u16::from_be_bytes(b)
+    let byte = |i: usize| key.get(i).copied().unwrap_or(0);
+    u16::from_be_bytes([byte(at), byte(at.saturating_add(1))])
 }
 
 /// Checks a raw block (entries, count, CRC) against its CRC trailer.
