@@ -66,6 +66,27 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let keys: Vec<Vec<u8>> = order.iter().map(|&i| key(i)).collect();
+    if std::env::var_os("CHUNKS").is_some() {
+        // The first round in tenths, with the flush count and memtable bytes
+        // after each: where a round's time goes while a flush runs.
+        let mut line = Vec::new();
+        for part in keys.chunks(keys.len().div_ceil(10)) {
+            let t = Instant::now();
+            for k in part {
+                db.get_with(b"b", k, |v| v.len())
+                    .expect("get")
+                    .expect("present");
+            }
+            let m = db.metrics();
+            line.push(format!(
+                "{:.0}ns[f{} {}K]",
+                t.elapsed().as_nanos() as f64 / part.len() as f64,
+                m.flushes,
+                m.memtable_bytes >> 10
+            ));
+        }
+        println!("first round by tenths: {}", line.join(" "));
+    }
     let mut all = Vec::new();
     let mut cpu = Vec::new();
     for _ in 0..rounds {
