@@ -17,7 +17,7 @@ use crate::manifest::{self, Manifest, ManifestEdit};
 use crate::memtable::Memtable;
 use crate::metrics::{Counters, Metrics};
 use crate::segment::{self, Record, SegmentReader, WriterOptions};
-use crate::snapshot::{PinRegistry, ReadView, Snapshot};
+use crate::snapshot::{point_get, PinRegistry, ReadView, Snapshot};
 use crate::storage::{DirLock, Storage};
 use crate::types::{cohort_bucket, MemEntry, Operation, NEVER};
 use crate::version::Version;
@@ -552,9 +552,10 @@ impl Engine {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        let view = self.inner.view()?;
-        let got = view.get_with(ns, key, f);
-        self.release(view);
+        let (version, read_lsn) = self.inner.version_and_lsn()?;
+        let clock = &self.inner.config.clock;
+        let got = point_get(&version, read_lsn, ns, key, || clock.now_nanos(), f);
+        self.release(version);
         got
     }
 
@@ -563,8 +564,8 @@ impl Engine {
     /// version (a whole memtable, perhaps) then goes to the flush thread
     /// to be freed rather than costing this caller milliseconds. Returns
     /// whether it did.
-    fn release(&self, view: ReadView) -> bool {
-        let Some(version) = Arc::into_inner(view.version) else {
+    fn release(&self, version: Arc<Version>) -> bool {
+        let Some(version) = Arc::into_inner(version) else {
             return false;
         };
         let threads = lock(&self.threads);
@@ -701,16 +702,21 @@ impl Inner {
     }
 
     fn view(&self) -> Result<ReadView> {
-        self.check_open()?;
-        // Version first, then the LSN: everything in the version's segments is
-        // at or below any LSN read afterwards.
-        let version = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
-        let read_lsn = self.visible_lsn.load(Ordering::Acquire);
+        let (version, read_lsn) = self.version_and_lsn()?;
         Ok(ReadView {
             version,
             read_lsn,
             read_time: self.config.clock.now_nanos(),
         })
+    }
+
+    /// The current version and the newest LSN a read of it may see.
+    fn version_and_lsn(&self) -> Result<(Arc<Version>, u64)> {
+        self.check_open()?;
+        // Version first, then the LSN: everything in the version's segments is
+        // at or below any LSN read afterwards.
+        let version = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
+        Ok((version, self.visible_lsn.load(Ordering::Acquire)))
     }
 
     /// Bytes in the active memtable.
@@ -1240,6 +1246,42 @@ fn _assert_send_sync() {
 mod tests {
     use super::*;
 
+    /// A clock that counts its readings.
+    #[derive(Debug, Default)]
+    struct CountingClock(AtomicU64);
+
+    impl crate::clock::Clock for CountingClock {
+        fn now_nanos(&self) -> i64 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            1_000_000_000
+        }
+    }
+
+    /// A point read reads the clock only for a record with a TTL.
+    #[test]
+    fn point_reads_read_the_clock_only_for_records_with_a_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(CountingClock::default());
+        let mut c = EdgestoreConfig::new(dir.path());
+        c.clock = clock.clone();
+        c.background_flush = false;
+        c.background_compaction = None;
+        let db = Engine::open(c).unwrap();
+        db.put(b"ns", b"plain", b"v").unwrap();
+        db.put_with_ttl(b"ns", b"ttl", b"w", 60).unwrap();
+        db.delete(b"ns", b"gone").unwrap();
+        for flushed in [false, true] {
+            let before = clock.0.load(Ordering::SeqCst);
+            assert_eq!(db.get(b"ns", b"plain").unwrap().as_deref(), Some(&b"v"[..]));
+            assert_eq!(db.get(b"ns", b"gone").unwrap(), None);
+            assert_eq!(db.get(b"ns", b"missing").unwrap(), None);
+            assert_eq!(clock.0.load(Ordering::SeqCst), before, "flushed: {flushed}");
+            assert_eq!(db.get(b"ns", b"ttl").unwrap().as_deref(), Some(&b"w"[..]));
+            assert_eq!(clock.0.load(Ordering::SeqCst), before + 1);
+            db.flush_to_segments().unwrap();
+        }
+    }
+
     /// A point read left holding the last reference to a replaced version
     /// hands it to the flush thread, which frees it; without a flush thread
     /// the reader frees it.
@@ -1256,7 +1298,7 @@ mod tests {
             let mem = Arc::downgrade(&view.version.mems[0]);
             db.flush_to_segments().unwrap();
             assert_eq!(view.get(b"ns", b"k").unwrap().as_deref(), Some(&b"v"[..]));
-            assert_eq!(db.release(view), background);
+            assert_eq!(db.release(view.version), background);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while mem.upgrade().is_some() {
                 assert!(std::time::Instant::now() < deadline, "never freed");
