@@ -4,7 +4,7 @@
 //! segment), then read in another random order with `get_with`, as the
 //! Python binding does.
 //!
-//! `cargo run --release -p edgestore --example point_get -- [n] [rounds] [flush]`
+//! `cargo run --release -p edgestore --example point_get -- [n] [rounds] [flush|mem]`
 //! (`flush`: write the memtable out first, so every read goes to segments;
 //! `mem`: a memtable large enough for everything, so none go there).
 //! Prints ns per read of each round (the first reads cold blocks); run under `perf stat` for counts.
@@ -30,8 +30,11 @@ fn key(i: u32) -> Vec<u8> {
 }
 
 /// CPU time of the calling thread in nanoseconds (Linux: the first field of
-/// `/proc/thread-self/schedstat`), or 0 where unavailable. On a shared
-/// machine it is steadier than wall time: time spent preempted is not in it.
+/// `/proc/thread-self/schedstat`), or 0 where unavailable. Time spent
+/// preempted is not in it, but on the VM this was written on it advances in
+/// 4 ms ticks (80 ns a read at 50,000 reads): good for large effects only;
+/// compare instruction counts (cachegrind: rounds 3 minus rounds 1) for
+/// small ones.
 fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
