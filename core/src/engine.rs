@@ -17,7 +17,7 @@ use crate::manifest::{self, Manifest, ManifestEdit};
 use crate::memtable::Memtable;
 use crate::metrics::{Counters, Metrics};
 use crate::segment::{self, Record, SegmentReader, WriterOptions};
-use crate::snapshot::{PinRegistry, ReadView, Snapshot};
+use crate::snapshot::{point_get, PinRegistry, ReadView, Snapshot};
 use crate::storage::{DirLock, Storage};
 use crate::types::{cohort_bucket, MemEntry, Operation, NEVER};
 use crate::version::Version;
@@ -63,6 +63,10 @@ struct Inner {
     synced_cv: Condvar,
     visible_lsn: AtomicU64,
     current: RwLock<Arc<Version>>,
+    /// Versions whose last holder was a point read (a flush or compaction
+    /// replaced them during the read): freed by the flush thread, so a
+    /// reader does not spend milliseconds freeing a whole memtable.
+    retired: Mutex<Vec<Version>>,
     /// Serialises flushes and compactions; owns the manifest.
     maintenance: Mutex<Manifest>,
     compactor: Compactor,
@@ -152,6 +156,7 @@ impl Flusher {
                     if inner.closed.load(Ordering::SeqCst) {
                         break;
                     }
+                    drop(std::mem::take(&mut *lock(&inner.retired)));
                     if inner.active_bytes() >= inner.config.memtable_size_bytes {
                         // A failure poisons the engine; writers report it.
                         let _ = inner.flush_to_segments();
@@ -451,6 +456,7 @@ impl Engine {
             synced_cv: Condvar::new(),
             visible_lsn: AtomicU64::new(max_lsn),
             current: RwLock::new(Arc::new(version)),
+            retired: Mutex::new(Vec::new()),
             maintenance: Mutex::new(manifest),
             compactor,
             pins: Arc::new(PinRegistry::default()),
@@ -534,7 +540,7 @@ impl Engine {
 
     /// The value of `key` in `ns`, if present and not expired.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.inner.view()?.get(ns, key)
+        self.get_with(ns, key, <[u8]>::to_vec)
     }
 
     /// Calls `f` on the value of `key` in `ns`, borrowed in place (from the
@@ -546,7 +552,35 @@ impl Engine {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        self.inner.view()?.get_with(ns, key, f)
+        let (version, read_lsn) = self.inner.version_and_lsn()?;
+        let clock = &self.inner.config.clock;
+        let got = point_get(&version, read_lsn, ns, key, || clock.now_nanos(), f);
+        self.release(version);
+        got
+    }
+
+    /// Drops a point read's view. When a flush or compaction replaced the
+    /// version during the read, the read may hold its last reference; the
+    /// version (a whole memtable, perhaps) then goes to the flush thread
+    /// to be freed rather than costing this caller milliseconds. Returns
+    /// whether it did.
+    fn release(&self, version: Arc<Version>) -> bool {
+        let Some(version) = Arc::into_inner(version) else {
+            return false;
+        };
+        let threads = lock(&self.threads);
+        match threads.flusher.as_ref() {
+            Some(flusher) => {
+                lock(&self.inner.retired).push(version);
+                flusher.wake();
+                true
+            }
+            None => {
+                drop(threads);
+                drop(version);
+                false
+            }
+        }
     }
 
     /// Live keys in `[start, end)` of `ns` with their values, in key order.
@@ -668,16 +702,21 @@ impl Inner {
     }
 
     fn view(&self) -> Result<ReadView> {
-        self.check_open()?;
-        // Version first, then the LSN: everything in the version's segments is
-        // at or below any LSN read afterwards.
-        let version = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
-        let read_lsn = self.visible_lsn.load(Ordering::Acquire);
+        let (version, read_lsn) = self.version_and_lsn()?;
         Ok(ReadView {
             version,
             read_lsn,
             read_time: self.config.clock.now_nanos(),
         })
+    }
+
+    /// The current version and the newest LSN a read of it may see.
+    fn version_and_lsn(&self) -> Result<(Arc<Version>, u64)> {
+        self.check_open()?;
+        // Version first, then the LSN: everything in the version's segments is
+        // at or below any LSN read afterwards.
+        let version = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
+        Ok((version, self.visible_lsn.load(Ordering::Acquire)))
     }
 
     /// Bytes in the active memtable.
@@ -839,7 +878,13 @@ impl Inner {
     }
 
     fn install(&self, version: Version) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(version);
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(version),
+        );
+        // Freed (when this was its last holder) after the lock is released:
+        // readers wait for nothing but the swap.
+        drop(old);
     }
 
     fn current(&self) -> Arc<Version> {
@@ -1213,4 +1258,72 @@ impl Engine {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Engine>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock that counts its readings.
+    #[derive(Debug, Default)]
+    struct CountingClock(AtomicU64);
+
+    impl crate::clock::Clock for CountingClock {
+        fn now_nanos(&self) -> i64 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            1_000_000_000
+        }
+    }
+
+    /// A point read reads the clock only for a record with a TTL.
+    #[test]
+    fn point_reads_read_the_clock_only_for_records_with_a_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(CountingClock::default());
+        let mut c = EdgestoreConfig::new(dir.path());
+        c.clock = clock.clone();
+        c.background_flush = false;
+        c.background_compaction = None;
+        let db = Engine::open(c).unwrap();
+        db.put(b"ns", b"plain", b"v").unwrap();
+        db.put_with_ttl(b"ns", b"ttl", b"w", 60).unwrap();
+        db.delete(b"ns", b"gone").unwrap();
+        for flushed in [false, true] {
+            let before = clock.0.load(Ordering::SeqCst);
+            assert_eq!(db.get(b"ns", b"plain").unwrap().as_deref(), Some(&b"v"[..]));
+            assert_eq!(db.get(b"ns", b"gone").unwrap(), None);
+            assert_eq!(db.get(b"ns", b"missing").unwrap(), None);
+            assert_eq!(clock.0.load(Ordering::SeqCst), before, "flushed: {flushed}");
+            assert_eq!(db.get(b"ns", b"ttl").unwrap().as_deref(), Some(&b"w"[..]));
+            assert_eq!(clock.0.load(Ordering::SeqCst), before + 1);
+            db.flush_to_segments().unwrap();
+        }
+    }
+
+    /// A point read left holding the last reference to a replaced version
+    /// hands it to the flush thread, which frees it; without a flush thread
+    /// the reader frees it.
+    #[test]
+    fn a_replaced_version_is_freed_by_the_flush_thread() {
+        for background in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = EdgestoreConfig::new(dir.path());
+            c.background_flush = background;
+            c.background_compaction = None;
+            let db = Engine::open(c).unwrap();
+            db.put(b"ns", b"k", b"v").unwrap();
+            let view = db.inner.view().unwrap();
+            let mem = Arc::downgrade(&view.version.mems[0]);
+            db.flush_to_segments().unwrap();
+            assert_eq!(view.get(b"ns", b"k").unwrap().as_deref(), Some(&b"v"[..]));
+            assert_eq!(db.release(view.version), background);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while mem.upgrade().is_some() {
+                assert!(std::time::Instant::now() < deadline, "never freed");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert!(lock(&db.inner.retired).is_empty());
+            assert_eq!(db.get(b"ns", b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        }
+    }
 }

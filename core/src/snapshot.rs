@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::iter::RangeIter;
-use crate::types::{check_key, encode_key, ns_prefix_len, prefix_successor, with_encoded_key};
+use crate::types::{
+    check_key, death_time, encode_key, ns_prefix_len, prefix_successor, with_encoded_key, Operation,
+};
 use crate::version::Version;
 
 /// A consistent view: a version, the newest LSN it may see, and the instant
@@ -30,14 +32,8 @@ impl ReadView {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        check_key(ns, key)?;
         let now = self.read_time;
-        Ok(with_encoded_key(ns, key, |ikey| {
-            self.version.get_with(ikey, self.read_lsn, |e| {
-                e.is_live_at(now).then(|| e.value.map(f)).flatten()
-            })
-        })?
-        .flatten())
+        point_get(&self.version, self.read_lsn, ns, key, || now, f)
     }
 
     /// Streaming iterator over user keys in `[start, end)` (`end = None`: to the
@@ -93,6 +89,29 @@ impl ReadView {
     pub(crate) fn prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.scan_prefix(ns, prefix)?.collect()
     }
+}
+
+/// Calls `f` on the live value of `key` in `ns` in `version` at `read_lsn`,
+/// read in place; `None` when absent, deleted or expired. TTLs are judged at
+/// `now()`, which is called only when the version found has a TTL: a point
+/// read of a record without one (most reads) needs no clock.
+pub(crate) fn point_get<R>(
+    version: &Version,
+    read_lsn: u64,
+    ns: &[u8],
+    key: &[u8],
+    now: impl FnOnce() -> i64,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<Option<R>> {
+    check_key(ns, key)?;
+    Ok(with_encoded_key(ns, key, |ikey| {
+        version.get_with(ikey, read_lsn, |e| {
+            let live =
+                e.op == Operation::Put && (e.ttl == 0 || now() < death_time(e.timestamp, e.ttl));
+            live.then(|| e.value.map(f)).flatten()
+        })
+    })?
+    .flatten())
 }
 
 /// Counts of live snapshots per segment id: compaction leaves pinned segments alone.

@@ -922,20 +922,39 @@ fn split_block(block: &[u8]) -> Result<(&[u8], u32), String> {
 /// The entry at `pos` of a block body and the position after it. Every length
 /// is checked against what remains of the body.
 fn parse_entry(body: &[u8], pos: usize) -> Result<(RawEntry<'_>, usize), String> {
-    let mut d = Decoder::new(body.get(pos..).ok_or("entry offset past block end")?);
-    if d.remaining() < ENTRY_HEADER_LEN {
+    let rest = body.get(pos..).ok_or("entry offset past block end")?;
+    // One length check for the fixed header, then fields at fixed offsets
+    // (a point read parses one entry; this was a fifth of its instructions
+    // when each field went through a checked decoder).
+    let Some((h, tail)) = rest.split_first_chunk::<ENTRY_HEADER_LEN>() else {
         return Err("truncated entry header".into());
-    }
-    let key_len = d.u32()? as usize;
-    let value_len = d.u32()? as usize;
-    let op = Operation::from_byte(d.u8()?).ok_or("unknown op kind")?;
-    let ttl = d.u32()?;
-    let lsn = d.u64()?;
-    let timestamp = d.i64()?;
-    let retain_until = d.i64()?;
-    let key = d.take(key_len)?;
-    let value = d.take(value_len)?;
-    let next = pos + d.position();
+    };
+    let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let dword = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let key_len = word(0) as usize;
+    let value_len = word(4) as usize;
+    let op = Operation::from_byte(h[8]).ok_or("unknown op kind")?;
+    let ttl = word(9);
+    let lsn = dword(13);
+    let timestamp = dword(21) as i64;
+    let retain_until = dword(29) as i64;
+    let truncated = |need: usize, at: usize| {
+        format!(
+            "truncated: need {need} bytes at offset {at}, {} remain",
+            rest.len() - at
+        )
+    };
+    let key = tail
+        .get(..key_len)
+        .ok_or_else(|| truncated(key_len, ENTRY_HEADER_LEN))?;
+    let value = tail[key_len..]
+        .get(..value_len)
+        .ok_or_else(|| truncated(value_len, ENTRY_HEADER_LEN + key_len))?;
+    let next = pos + ENTRY_HEADER_LEN + key_len + value_len;
     Ok((
         RawEntry {
             key,
