@@ -8,7 +8,6 @@
 
 mod vector;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -457,9 +456,58 @@ const MAX_CHUNK: usize = 1024;
 
 struct IterState {
     it: Option<RangeIter>,
-    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Pairs fetched and not yet handed out: their bytes back to back in
+    /// `data` (one allocation a chunk, none a pair), `(key_len, value_len)`
+    /// in `lens`; the next one is `lens[next]`, at `data[at..]`.
+    data: Vec<u8>,
+    lens: Vec<(usize, usize)>,
+    next: usize,
+    at: usize,
     chunk: usize,
     error: Option<edgestore::Error>,
+}
+
+impl IterState {
+    /// The next fetched pair as a Python tuple, if one is buffered.
+    fn pop<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Some(&(kl, vl)) = self.lens.get(self.next) else {
+            return Ok(None);
+        };
+        let k = &self.data[self.at..self.at + kl];
+        let v = &self.data[self.at + kl..self.at + kl + vl];
+        let pair = PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)])?;
+        self.next += 1;
+        self.at += kl + vl;
+        Ok(Some(pair))
+    }
+
+    /// Fetches the next chunk from the engine into the (drained) buffer.
+    fn refill(&mut self) {
+        let Some(mut it) = self.it.take() else {
+            return;
+        };
+        let n = self.chunk;
+        self.chunk = (n * 2).min(MAX_CHUNK);
+        self.data.clear();
+        self.lens.clear();
+        self.next = 0;
+        self.at = 0;
+        for _ in 0..n {
+            match it.next_entry() {
+                Ok(Some((k, v))) => {
+                    self.data.extend_from_slice(k);
+                    self.data.extend_from_slice(v);
+                    self.lens.push((k.len(), v.len()));
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
+        self.it = Some(it);
+    }
 }
 
 /// A lazy iterator of `(key, value)` bytes pairs in key order. It reads a
@@ -476,7 +524,10 @@ impl RangeIterator {
         RangeIterator {
             state: Mutex::new(IterState {
                 it: Some(it),
-                buf: VecDeque::new(),
+                data: Vec::new(),
+                lens: Vec::new(),
+                next: 0,
+                at: 0,
                 chunk: FIRST_CHUNK,
                 error: None,
             }),
@@ -491,53 +542,31 @@ impl RangeIterator {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        // Fast path: an item already fetched needs no engine work, so no GIL
-        // release (which costs more than handing the item over).
-        let ready = lock(&self.state).buf.pop_front();
-        if let Some((k, v)) = ready {
-            return Ok(Some(PyTuple::new(
-                py,
-                [PyBytes::new(py, &k), PyBytes::new(py, &v)],
-            )?));
-        }
-        let next = py.detach(|| {
-            let mut st = lock(&self.state);
-            if st.buf.is_empty() {
-                if let Some(mut it) = st.it.take() {
-                    let n = st.chunk;
-                    st.chunk = (n * 2).min(MAX_CHUNK);
-                    let mut exhausted = true;
-                    for item in it.by_ref().take(n) {
-                        match item {
-                            Ok(kv) => st.buf.push_back(kv),
-                            Err(e) => {
-                                st.error = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    if st.buf.len() == n && st.error.is_none() {
-                        exhausted = false;
-                    }
-                    if !exhausted {
-                        st.it = Some(it);
-                    }
+        loop {
+            // Fast path: an item already fetched needs no engine work, so no
+            // GIL release (which costs more than handing the item over).
+            // Building the tuple under the lock is safe: it runs no Python
+            // code, and the fetch below holds the lock only without the GIL.
+            if let Some(pair) = lock(&self.state).pop(py)? {
+                return Ok(Some(pair));
+            }
+            let fetched = py.detach(|| {
+                let mut st = lock(&self.state);
+                if st.next == st.lens.len() {
+                    st.refill();
                 }
-            }
-            match st.buf.pop_front() {
-                Some(kv) => Ok(Some(kv)),
-                None => match st.error.take() {
+                if st.next < st.lens.len() {
+                    return Ok(true);
+                }
+                match st.error.take() {
                     Some(e) => Err(e),
-                    None => Ok(None),
-                },
+                    None => Ok(false),
+                }
+            });
+            // Another thread may take the fetched items first: then fetch again.
+            if !fetched.py(py)? {
+                return Ok(None);
             }
-        });
-        match next.py(py)? {
-            Some((k, v)) => Ok(Some(PyTuple::new(
-                py,
-                [PyBytes::new(py, &k), PyBytes::new(py, &v)],
-            )?)),
-            None => Ok(None),
         }
     }
 }
