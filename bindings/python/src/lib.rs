@@ -8,6 +8,17 @@
 
 mod vector;
 
+// The engine's allocations in this module go to mimalloc rather than glibc:
+// with glibc, a writer's mallocs contended for the main arena's lock with the
+// flush thread freeing the flushed memtable (futex wake-ups in a perf profile
+// of `put`), and a large free after a flush ran `malloc_consolidate` in the
+// next read. bench_kv.py, five alternating runs each: put median 2,178 ->
+// 1,916 ns, get 896 -> 836 ns, range 96 -> 90 ns. Python's own objects still
+// use Python's allocator. (The C library keeps the system allocator: a
+// firmware host decides its process's allocator.)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
