@@ -670,12 +670,19 @@ mod tests {
         )
     }
 
-    /// Appends a batch as the writer's next record and syncs it, as a
-    /// durable write does.
-    fn append_synced(w: &mut WalWriter, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> usize {
+    /// Appends a batch as the writer's next record, as a buffered write
+    /// does; returns where the record starts.
+    fn append_buffered(w: &mut WalWriter, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> usize {
         let start = w.offset as usize;
         let rec = w.record(first_lsn, timestamp, ops);
         w.append(&rec).unwrap();
+        start
+    }
+
+    /// Appends a batch as the writer's next record and syncs it, as a
+    /// durable write does; returns where the record starts.
+    fn append_synced(w: &mut WalWriter, first_lsn: u64, timestamp: i64, ops: &[WalOp]) -> usize {
+        let start = append_buffered(w, first_lsn, timestamp, ops);
         w.file.sync_data().unwrap();
         let end = w.offset;
         w.mark_synced(end);
@@ -844,8 +851,12 @@ mod tests {
     fn recycled(dir: &Path, n: u64) -> (PathBuf, Vec<u8>, Vec<u8>, Vec<usize>) {
         let mut w = WalWriter::create(&FsStorage, dir, 1).unwrap();
         for i in 0..30u64 {
-            let rec = w.record(1 + i, 7, &[op(format!("old{i}").as_bytes(), &[b'o'; 200])]);
-            w.append(&rec).unwrap();
+            append_buffered(
+                &mut w,
+                1 + i,
+                7,
+                &[op(format!("old{i}").as_bytes(), &[b'o'; 200])],
+            );
         }
         w.append(&end_marker(1)).unwrap();
         w.file.sync_data().unwrap();
@@ -1025,9 +1036,8 @@ mod tests {
             ));
         }
         for i in 0..unsynced {
-            starts.push(w.offset as usize);
-            let rec = w.record(1 + synced + i, 3, &[op(format!("u{i}").as_bytes(), b"v")]);
-            w.append(&rec).unwrap();
+            let ops = [op(format!("u{i}").as_bytes(), b"v")];
+            starts.push(append_buffered(&mut w, 1 + synced + i, 3, &ops));
         }
         w.file.sync_data().unwrap();
         (w.path.clone(), std::fs::read(&w.path).unwrap(), starts)
