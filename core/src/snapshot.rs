@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::iter::RangeIter;
 use crate::types::{
-    check_key, death_time, encode_key, ns_prefix_len, prefix_successor, with_encoded_key, Operation,
+    check_key, encode_key, is_live, ns_prefix_len, prefix_successor, with_encoded_key,
 };
 use crate::version::Version;
 
@@ -106,9 +106,9 @@ pub(crate) fn point_get<R>(
     check_key(ns, key)?;
     Ok(with_encoded_key(ns, key, |ikey| {
         version.get_with(ikey, read_lsn, |e| {
-            let live =
-                e.op == Operation::Put && (e.ttl == 0 || now() < death_time(e.timestamp, e.ttl));
-            live.then(|| e.value.map(f)).flatten()
+            is_live(e.op, e.timestamp, e.ttl, now)
+                .then(|| e.value.map(f))
+                .flatten()
         })
     })?
     .flatten())

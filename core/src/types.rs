@@ -93,7 +93,7 @@ impl EntryRef<'_> {
 
     /// Whether the version is a live value at `now_nanos`.
     pub fn is_live_at(&self, now_nanos: i64) -> bool {
-        self.op == Operation::Put && now_nanos < death_time(self.timestamp, self.ttl)
+        is_live(self.op, self.timestamp, self.ttl, || now_nanos)
     }
 }
 
@@ -105,8 +105,16 @@ impl MemEntry {
 
     /// Whether the record is a live value at `now_nanos`.
     pub fn is_live_at(&self, now_nanos: i64) -> bool {
-        self.op == Operation::Put && now_nanos < self.death_time()
+        is_live(self.op, self.timestamp, self.ttl, || now_nanos)
     }
+}
+
+/// Whether a record (`op`, written at `timestamp` with `ttl_secs`) is a live
+/// value at the time `now` returns. A record without a TTL never dies, so
+/// `now` (a clock read) is called only for one with a TTL.
+#[inline]
+pub fn is_live(op: Operation, timestamp: i64, ttl_secs: u32, now: impl FnOnce() -> i64) -> bool {
+    op == Operation::Put && (ttl_secs == 0 || now() < death_time(timestamp, ttl_secs))
 }
 
 /// Death time of a record written at `timestamp` with `ttl_secs` (0 = never).
@@ -254,6 +262,20 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn liveness_reads_the_clock_only_for_records_with_a_ttl() {
+        let t0 = 1_000 * NANOS_PER_SEC;
+        let no_clock = || -> i64 { panic!("clock read for a record without a TTL") };
+        assert!(is_live(Operation::Put, t0, 0, no_clock));
+        assert!(!is_live(Operation::Delete, t0, 0, no_clock));
+        // TTL 0 never dies, even at the last instant the clock can tell.
+        assert!(is_live(Operation::Put, t0, 0, || i64::MAX));
+        let dies = death_time(t0, 5);
+        assert!(is_live(Operation::Put, t0, 5, || dies - 1));
+        assert!(!is_live(Operation::Put, t0, 5, || dies));
+        assert!(!is_live(Operation::Delete, t0, 5, || dies - 1));
+    }
+
     use super::*;
 
     #[test]

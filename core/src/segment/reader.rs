@@ -138,7 +138,7 @@ impl Found {
 
     /// Whether the entry is a live value at `now_nanos`.
     pub fn is_live_at(&self, now_nanos: i64) -> bool {
-        self.op == Operation::Put && now_nanos < crate::types::death_time(self.timestamp, self.ttl)
+        crate::types::is_live(self.op, self.timestamp, self.ttl, || now_nanos)
     }
 
     /// The entry, borrowed from the block.
@@ -746,7 +746,7 @@ impl SegmentIter {
     #[inline]
     pub(crate) fn is_live_at(&self, now_nanos: i64) -> bool {
         let a = self.at;
-        a.op == Operation::Put && now_nanos < crate::types::death_time(a.timestamp, a.ttl)
+        crate::types::is_live(a.op, a.timestamp, a.ttl, || now_nanos)
     }
 
     /// Drops the current block and loads the next one, positioned at its
