@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::memtable::Memtable;
 use crate::segment::{SegmentIter, SegmentReader};
-use crate::types::{key_cmp, MemEntry};
+use crate::types::{key_cmp, word_at, MemEntry};
 use crate::version::Version;
 
 /// Memtable entries copied per refill: small at first, since most scans read
@@ -172,25 +172,9 @@ fn before(sources: &[Source], a: usize, b: usize) -> bool {
     }
 }
 
-/// The eight bytes of `key` after its first `at`, big-endian, zero-padded.
-/// Keys of one scan share their first `at` bytes (the namespace), and for
-/// such keys a smaller word means a smaller key (equal words decide nothing),
-/// so the heap compares words first and reads whole keys only on a tie.
-#[inline]
-fn word_at(key: &[u8], at: usize) -> u64 {
-    if let Some(w) = key.get(at..at.wrapping_add(8)) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        return u64::from_be_bytes(b);
-    }
-    let tail = key.get(at..).unwrap_or_default();
-    let mut b = [0u8; 8];
-    let n = tail.len().min(8);
-    b[..n].copy_from_slice(&tail[..n]);
-    u64::from_be_bytes(b)
-}
-
-/// A source in the merge heap, with the word of its current key.
+/// A source in the merge heap, with the word of its current key past the
+/// namespace ([`word_at`]: keys of one scan share the namespace, so the heap
+/// compares words first and reads whole keys only on a tie).
 #[derive(Clone, Copy)]
 struct Slot {
     word: u64,

@@ -179,7 +179,6 @@ pub fn decode_key(internal: &[u8]) -> Option<(&[u8], &[u8])> {
     Some(rest.split_at(len))
 }
 
-/// Length of the namespace prefix of internal keys in `ns`.
 /// Bytewise order of two keys (as `Ord` on slices). Keys are short:
 /// comparing eight bytes at a time in registers beats a call to `memcmp`,
 /// and a point read or a memtable insert compares keys some twenty times.
@@ -215,6 +214,25 @@ pub(crate) fn key_lt(a: &[u8], b: &[u8]) -> bool {
     key_cmp(a, b).is_lt()
 }
 
+/// The eight bytes of `key` from `at` as a big-endian word, zero-padded.
+/// Ordering keys that share their first `at` bytes by this word never
+/// contradicts [`key_cmp`] (equal words decide nothing): segment fences and
+/// the scan merge compare words first and whole keys only on a tie.
+#[inline]
+pub(crate) fn word_at(key: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    match key.get(at..at.wrapping_add(8)) {
+        Some(w) => b.copy_from_slice(w),
+        None => {
+            let tail = key.get(at..).unwrap_or_default();
+            let n = tail.len().min(8);
+            b[..n].copy_from_slice(&tail[..n]);
+        }
+    }
+    u64::from_be_bytes(b)
+}
+
+/// Length of the namespace prefix of internal keys in `ns`.
 pub(crate) fn ns_prefix_len(ns: &[u8]) -> usize {
     1 + ns.len()
 }
@@ -329,7 +347,7 @@ mod tests {
 
 #[cfg(test)]
 mod key_order_tests {
-    use super::{key_cmp, key_lt};
+    use super::{key_cmp, key_lt, word_at};
     use proptest::prelude::*;
 
     proptest! {
@@ -343,6 +361,22 @@ mod key_order_tests {
             for (x, y) in [(&a, &b), (&a, &b2), (&b2, &a)] {
                 prop_assert_eq!(key_lt(x, y), x < y);
                 prop_assert_eq!(key_cmp(x, y), x.cmp(y));
+            }
+        }
+
+        #[test]
+        fn words_past_a_shared_prefix_never_contradict_key_order(
+            prefix in proptest::collection::vec(any::<u8>(), 0..4),
+            a in proptest::collection::vec(any::<u8>(), 0..20),
+            b in proptest::collection::vec(any::<u8>(), 0..20),
+            shared in 0usize..12,
+        ) {
+            let x = [&prefix[..], &a[..]].concat();
+            let mut y = [&prefix[..], &a[..shared.min(a.len())]].concat();
+            y.extend_from_slice(&b);
+            let (wx, wy) = (word_at(&x, prefix.len()), word_at(&y, prefix.len()));
+            if wx != wy {
+                prop_assert_eq!(wx.cmp(&wy), x.cmp(&y));
             }
         }
     }

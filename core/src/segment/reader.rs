@@ -13,7 +13,7 @@ use crate::cache::{Block, BlockCache, BlockData, BlockIndex};
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
 use crate::storage::{FsStorage, Mapping, ReadableFile, Storage};
-use crate::types::{key_cmp, key_lt, EntryRef, MemEntry, Operation};
+use crate::types::{key_cmp, key_lt, word_at, EntryRef, MemEntry, Operation};
 
 /// Where a data block is. Its last key is `index_keys[prev.key_end..key_end]`:
 /// all index keys sit in one buffer, so a binary search over the index walks
@@ -50,18 +50,6 @@ pub struct SegmentReader {
     /// cache shared by several databases (or a reopened segment) never serves
     /// another file's block.
     cache_id: u64,
-}
-
-/// The eight bytes of `key` from `at` as a big-endian word, zero-padded:
-/// ordering keys that share their first `at` bytes by this word never
-/// contradicts their byte order (equal words decide nothing).
-#[inline]
-fn word_at(key: &[u8], at: usize) -> u64 {
-    let tail = key.get(at..).unwrap_or_default();
-    let mut b = [0u8; 8];
-    let n = tail.len().min(8);
-    b[..n].copy_from_slice(&tail[..n]);
-    u64::from_be_bytes(b)
 }
 
 /// Source of [`SegmentReader::cache_id`]s.
