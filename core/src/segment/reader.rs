@@ -603,50 +603,22 @@ impl Cursor {
     };
 
     /// The entry at offset `off` of checksummed block `bytes` (body and
-    /// count trailer), its lengths checked against the body: one bounds check
-    /// for the fixed-size header instead of one per field.
+    /// count trailer), checked as [`parse_entry`] checks it. Offsets fit in
+    /// u32: a block's length is a u32.
     #[inline]
     fn at(bytes: &[u8], off: u32) -> Result<Cursor, String> {
         let body_len = bytes.len().checked_sub(4).ok_or("block too short")?;
-        let pos = off as usize;
-        let key_at = pos
-            .checked_add(ENTRY_HEADER_LEN)
-            .filter(|&e| e <= body_len)
-            .ok_or("truncated entry header")?;
-        let h: &[u8; ENTRY_HEADER_LEN] = bytes[pos..key_at]
-            .try_into()
-            .map_err(|_| "truncated entry header")?;
-        let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-        let dword = |at: usize| {
-            u64::from_le_bytes([
-                h[at],
-                h[at + 1],
-                h[at + 2],
-                h[at + 3],
-                h[at + 4],
-                h[at + 5],
-                h[at + 6],
-                h[at + 7],
-            ])
-        };
-        let (key_len, value_len) = (word(0), word(4));
-        let op = Operation::from_byte(h[8]).ok_or("unknown op kind")?;
-        let value_at = key_at
-            .checked_add(key_len as usize)
-            .filter(|&v| {
-                v.checked_add(value_len as usize)
-                    .is_some_and(|e| e <= body_len)
-            })
-            .ok_or("entry runs past block end")?;
+        let h = EntryHeader::read(&bytes[..body_len], off as usize)?;
+        let key_at = EntryHeader::key_at(off as usize);
         Ok(Cursor {
             key_at: key_at as u32,
-            key_len,
-            value_at: value_at as u32,
-            value_len,
-            op,
-            ttl: word(9),
-            lsn: dword(13),
-            timestamp: dword(21) as i64,
+            key_len: h.key_len as u32,
+            value_at: (key_at + h.key_len) as u32,
+            value_len: h.value_len as u32,
+            op: h.op,
+            ttl: h.ttl,
+            lsn: h.lsn,
+            timestamp: h.timestamp,
         })
     }
 }
@@ -818,26 +790,6 @@ fn walk_block<'a>(block: &'a [u8], mut f: impl FnMut(RawEntry<'a>) -> bool) -> R
     Ok(())
 }
 
-/// The position after the entry at `pos` of a block body, as
-/// `parse_entry(body, pos)?.1` (same checks, same errors) but reading only
-/// the lengths and the op kind when the entry is well formed: a block is
-/// indexed this way each time it enters the cache.
-#[inline]
-fn entry_end(body: &[u8], pos: usize) -> Result<usize, String> {
-    if let Some(h) = body.get(pos..pos.saturating_add(ENTRY_HEADER_LEN)) {
-        let key_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let value_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
-        let end = (pos + ENTRY_HEADER_LEN)
-            .checked_add(key_len)
-            .and_then(|e| e.checked_add(value_len))
-            .filter(|&e| e <= body.len());
-        if let (Some(end), Some(_)) = (end, Operation::from_byte(h[8])) {
-            return Ok(end);
-        }
-    }
-    parse_entry(body, pos).map(|(_, next)| next)
-}
-
 /// Where each entry of a block starts; checks every entry's lengths against
 /// the block and the count against the trailer.
 fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
@@ -846,7 +798,7 @@ fn entry_offsets(block: &[u8]) -> Result<Vec<u32>, String> {
     let mut pos = 0;
     while pos < body.len() {
         entries.push(pos as u32);
-        pos = entry_end(body, pos)?;
+        pos = EntryHeader::read(body, pos)?.end(pos);
     }
     if entries.len() != count as usize {
         return Err(format!(
@@ -907,53 +859,94 @@ fn split_block(block: &[u8]) -> Result<(&[u8], u32), String> {
     Ok((body, count))
 }
 
+/// The fixed header of the entry at `pos` of a block body, read with one
+/// bounds check, its lengths checked against the body.
+#[derive(Clone, Copy)]
+struct EntryHeader {
+    key_len: usize,
+    value_len: usize,
+    op: Operation,
+    ttl: u32,
+    lsn: u64,
+    timestamp: i64,
+    retain_until: i64,
+}
+
+impl EntryHeader {
+    /// Where the entry's key starts, given the entry's own position.
+    #[inline]
+    fn key_at(pos: usize) -> usize {
+        pos + ENTRY_HEADER_LEN
+    }
+
+    /// The position after the entry at `pos`.
+    #[inline]
+    fn end(&self, pos: usize) -> usize {
+        Self::key_at(pos) + self.key_len + self.value_len
+    }
+
+    #[inline]
+    fn read(body: &[u8], pos: usize) -> Result<EntryHeader, String> {
+        let rest = body.get(pos..).ok_or("entry offset past block end")?;
+        let Some(h) = rest.first_chunk::<ENTRY_HEADER_LEN>() else {
+            return Err("truncated entry header".into());
+        };
+        let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let dword = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let (key_len, value_len) = (word(0) as usize, word(4) as usize);
+        let op = Operation::from_byte(h[8]).ok_or("unknown op kind")?;
+        let left = rest.len() - ENTRY_HEADER_LEN;
+        if key_len > left || value_len > left - key_len {
+            return Err(truncated_entry(rest.len(), key_len, value_len));
+        }
+        Ok(EntryHeader {
+            key_len,
+            value_len,
+            op,
+            ttl: word(9),
+            lsn: dword(13),
+            timestamp: dword(21) as i64,
+            retain_until: dword(29) as i64,
+        })
+    }
+}
+
+/// The error for an entry of `key_len` and `value_len` bytes that does not
+/// fit in the `remain` bytes from its start (kept out of the hot path).
+#[cold]
+fn truncated_entry(remain: usize, key_len: usize, value_len: usize) -> String {
+    let (need, at) = if key_len > remain - ENTRY_HEADER_LEN {
+        (key_len, ENTRY_HEADER_LEN)
+    } else {
+        (value_len, ENTRY_HEADER_LEN + key_len)
+    };
+    format!(
+        "truncated: need {need} bytes at offset {at}, {} remain",
+        remain - at
+    )
+}
+
 /// The entry at `pos` of a block body and the position after it. Every length
 /// is checked against what remains of the body.
 fn parse_entry(body: &[u8], pos: usize) -> Result<(RawEntry<'_>, usize), String> {
-    let rest = body.get(pos..).ok_or("entry offset past block end")?;
-    // One length check for the fixed header, then fields at fixed offsets
-    // (a point read parses one entry; this was a fifth of its instructions
-    // when each field went through a checked decoder).
-    let Some((h, tail)) = rest.split_first_chunk::<ENTRY_HEADER_LEN>() else {
-        return Err("truncated entry header".into());
-    };
-    let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    let dword = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    let key_len = word(0) as usize;
-    let value_len = word(4) as usize;
-    let op = Operation::from_byte(h[8]).ok_or("unknown op kind")?;
-    let ttl = word(9);
-    let lsn = dword(13);
-    let timestamp = dword(21) as i64;
-    let retain_until = dword(29) as i64;
-    let truncated = |need: usize, at: usize| {
-        format!(
-            "truncated: need {need} bytes at offset {at}, {} remain",
-            rest.len() - at
-        )
-    };
-    let key = tail
-        .get(..key_len)
-        .ok_or_else(|| truncated(key_len, ENTRY_HEADER_LEN))?;
-    let value = tail[key_len..]
-        .get(..value_len)
-        .ok_or_else(|| truncated(value_len, ENTRY_HEADER_LEN + key_len))?;
-    let next = pos + ENTRY_HEADER_LEN + key_len + value_len;
+    let h = EntryHeader::read(body, pos)?;
+    let key_at = EntryHeader::key_at(pos);
+    let value_at = key_at + h.key_len;
     Ok((
         RawEntry {
-            key,
-            value,
-            op,
-            ttl,
-            lsn,
-            timestamp,
-            retain_until,
+            key: &body[key_at..value_at],
+            value: &body[value_at..value_at + h.value_len],
+            op: h.op,
+            ttl: h.ttl,
+            lsn: h.lsn,
+            timestamp: h.timestamp,
+            retain_until: h.retain_until,
         },
-        next,
+        h.end(pos),
     ))
 }
 
