@@ -1095,6 +1095,11 @@ impl Snapshot {
 // open()
 // ---------------------------------------------------------------------------
 
+/// `v` as a count or size where 0 is meaningful.
+fn non_negative(py: Python<'_>, name: &str, v: i64) -> PyResult<u64> {
+    u64::try_from(v).map_err(|_| invalid(py, format!("{name} must be >= 0, got {v}")))
+}
+
 fn positive<T: PartialOrd + Default + std::fmt::Display>(
     py: Python<'_>,
     name: &str,
@@ -1177,17 +1182,15 @@ fn open(
     }
     if let Some(v) = block_cache_bytes {
         // 0 is valid: it turns the cache off.
-        cfg.block_cache_bytes = u64::try_from(v)
-            .map_err(|_| invalid(py, format!("block_cache_bytes must be >= 0, got {v}")))?;
+        cfg.block_cache_bytes = non_negative(py, "block_cache_bytes", v)?;
     }
     if let Some(v) = mmap_reads {
         cfg.mmap_reads = v;
     }
     if let Some(v) = wal_recycle_files {
         // 0 is valid: obsolete WAL files are deleted.
-        cfg.wal_recycle_files = u32::try_from(v)
-            .map_err(|_| invalid(py, format!("wal_recycle_files must be >= 0, got {v}")))?
-            as usize;
+        let n = non_negative(py, "wal_recycle_files", v)?;
+        cfg.wal_recycle_files = usize::try_from(n).unwrap_or(usize::MAX);
     }
     if let Some(v) = bloom_bits_per_key {
         if !(0..=64).contains(&v) {
