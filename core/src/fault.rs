@@ -502,24 +502,22 @@ impl Disk {
 
     /// Builds a crash image: everything durable, nothing pending.
     fn image(&self, mode: CrashMode, rng: &mut Rng) -> Disk {
-        // How many pending writes each inode keeps, the torn write, and which
-        // directory operations survive.
-        let mut keep_writes: HashMap<u64, usize> = HashMap::new();
-        // Holes mode: which of each inode's pending writes survive.
-        let mut kept_writes: HashMap<u64, Vec<bool>> = HashMap::new();
+        // Which of each inode's pending writes survive (none if absent), the
+        // torn write, and which directory operations survive.
+        let mut keep_writes: HashMap<u64, Vec<bool>> = HashMap::new();
         let mut torn: Option<(u64, usize, bool)> = None; // (ino, write index, garbage)
         let keep_op: Box<KeepOp>;
         match mode {
             CrashMode::DropUnsynced => keep_op = Box::new(|_, _, _| false),
             CrashMode::KeepAll => {
                 for (&ino, i) in &self.inodes {
-                    keep_writes.insert(ino, i.pending.len());
+                    keep_writes.insert(ino, vec![true; i.pending.len()]);
                 }
                 keep_op = Box::new(|_, _, _| true);
             }
             CrashMode::ForgetDirOps => {
                 for (&ino, i) in &self.inodes {
-                    keep_writes.insert(ino, i.pending.len());
+                    keep_writes.insert(ino, vec![true; i.pending.len()]);
                 }
                 keep_op = Box::new(|_, _, _| false);
             }
@@ -537,7 +535,7 @@ impl Disk {
                     seq
                 };
                 for (&ino, i) in &self.inodes {
-                    keep_writes.insert(ino, i.pending.iter().filter(|w| w.seq < threshold).count());
+                    keep_writes.insert(ino, i.pending.iter().map(|w| w.seq < threshold).collect());
                 }
                 keep_op = Box::new(move |_, _, seq| seq < threshold);
             }
@@ -547,7 +545,7 @@ impl Disk {
                 for ino in inos {
                     let n = self.inodes[&ino].pending.len();
                     if mode == CrashMode::Holes {
-                        kept_writes.insert(ino, (0..n).map(|_| rng.below(2) == 0).collect());
+                        keep_writes.insert(ino, (0..n).map(|_| rng.below(2) == 0).collect());
                         continue;
                     }
                     let k = match rng.below(3) {
@@ -555,7 +553,7 @@ impl Disk {
                         1 => n,
                         _ => rng.upto(n),
                     };
-                    keep_writes.insert(ino, k);
+                    keep_writes.insert(ino, (0..n).map(|i| i < k).collect());
                 }
                 // POSIX orders no directory operations: any subset survives.
                 let kept: std::collections::HashSet<u64> = self
@@ -601,13 +599,8 @@ impl Disk {
                 continue;
             };
             let mut data = src.durable_bytes();
-            if let Some(mask) = kept_writes.get(&ino) {
+            if let Some(mask) = keep_writes.get(&ino) {
                 for (w, _) in src.pending.iter().zip(mask).filter(|(_, &keep)| keep) {
-                    w.apply(&mut data, &w.bytes);
-                }
-            } else {
-                let kept = keep_writes.get(&ino).copied().unwrap_or(0);
-                for w in &src.pending[..kept] {
                     w.apply(&mut data, &w.bytes);
                 }
             }
