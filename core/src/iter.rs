@@ -173,8 +173,8 @@ fn before(sources: &[Source], a: usize, b: usize) -> bool {
 }
 
 /// A source in the merge heap, with the word of its current key past the
-/// namespace ([`word_at`]: keys of one scan share the namespace, so the heap
-/// compares words first and reads whole keys only on a tie).
+/// bytes all keys of the scan share ([`word_at`], `RangeIter::word_from`), so
+/// the heap compares words first and reads whole keys only on a tie.
 #[derive(Clone, Copy)]
 struct Slot {
     word: u64,
@@ -226,6 +226,9 @@ pub struct RangeIter {
     read_lsn: u64,
     read_time: i64,
     prefix_len: usize,
+    /// Where heap words are taken: past the bytes every key this scan can
+    /// meet shares (at least the namespace).
+    word_from: usize,
     failed: bool,
     /// Runs not sought yet, by the first key of their first overlapping
     /// segment (no key of the run sorts before it). A run is sought, and its
@@ -269,9 +272,23 @@ impl RangeIter {
                 exhausted: false,
             });
         }
+        // Every key the scan meets lies between `start` and the greatest key
+        // of some source, so it shares with `start` at least the bytes that
+        // greatest key does: heap words start past those (for zero-padded
+        // numbers, past the leading zeros), so they rarely tie.
+        let shared = |k: &[u8]| start.iter().zip(k).take_while(|(a, b)| a == b).count();
+        let mut word_from = start.len();
+        for m in &version.mems {
+            if let Some(n) = m.with_last_key(shared) {
+                word_from = word_from.min(n);
+            }
+        }
         let mut pending = BinaryHeap::new();
         for run in &version.runs {
             if let Some(first) = run.first_overlapping(&start, end.as_deref()) {
+                if let Some(last) = run.segments.last() {
+                    word_from = word_from.min(shared(&last.meta.max_key));
+                }
                 let seg = &run.segments[first];
                 let lazy = seg.meta.min_key.as_slice() > &start[..];
                 if lazy {
@@ -296,6 +313,7 @@ impl RangeIter {
             read_lsn,
             read_time,
             prefix_len,
+            word_from: word_from.max(prefix_len),
             failed: false,
             pending,
             lent: None,
@@ -329,7 +347,7 @@ impl RangeIter {
     #[inline]
     fn slot(&self, src: usize) -> Slot {
         Slot {
-            word: word_at(self.sources[src].key(), self.prefix_len),
+            word: word_at(self.sources[src].key(), self.word_from),
             src,
         }
     }

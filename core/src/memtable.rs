@@ -307,6 +307,11 @@ impl Memtable {
         out
     }
 
+    /// `f` of the greatest key held, if any.
+    pub(crate) fn with_last_key<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.map.back().map(|e| f(e.key().key.as_slice()))
+    }
+
     /// Highest LSN held, if any.
     pub fn max_lsn(&self) -> Option<u64> {
         self.map.iter().map(|e| e.key().lsn).max()
