@@ -464,6 +464,13 @@ typedef struct edgestore_metrics {
      * Compaction bytes / user bytes.
      */
     double compaction_write_amplification;
+    /**
+     * Sorted runs the segment files form: a point read consults at most one
+     * file per run and a scan seeks every run (the read amplification).
+     * Compaction keeps the permanent data at `max_permanent_runs` runs; a
+     * write burst faster than its budget leaves more until merges catch up.
+     */
+    uint64_t sorted_runs;
 } edgestore_metrics;
 
 /**

@@ -20,19 +20,24 @@
 //!    most `max_permanent_runs` permanent segments (plus one per TTL segment whose
 //!    key range and Bloom filter admit the key), and permanent space
 //!    amplification stays below `1 + max_permanent_space_amp` after each cycle
-//!    that fits the budget.
+//!    the budget lets run.
 //!
 //! In a rewrite, only the newest version of each key among the inputs is kept.
 //! A dead record (tombstone or expired value) is dropped only when its retention
 //! has passed or no older version of its key exists in any segment outside the
 //! inputs; otherwise it is kept as a tombstone. Pinned segments (held by a live
-//! snapshot) are never touched. Before each rewrite the cycle checks that its
-//! estimated output fits the remaining write budget; a job that does not fit is
-//! deferred to a later cycle. A cycle that defers a job saves its unused budget
-//! for the next one, so a merge larger than one cycle's budget (a permanent
-//! keyspace bigger than the budget) runs once enough cycles have saved up for
-//! it, instead of never: the budget bounds the average write rate, and one
-//! cycle writes at most the budget plus what deferring cycles saved.
+//! snapshot) are never touched.
+//!
+//! Rewrites are paid from a token bucket of `write_budget_bytes` a cycle: a
+//! job starts only while the balance is positive and is charged what it
+//! wrote, possibly overdrawing the balance, which later cycles repay before
+//! the next job starts; an unused balance is capped at one cycle's budget. So
+//! the budget bounds the average write rate (over any run of cycles, the
+//! budget times the cycles plus one job), and a merge larger than one budget
+//! (a permanent keyspace bigger than the budget) runs as soon as it is due
+//! and is paid for afterwards: deferring it instead, while saving up, left
+//! reads to pay for every run a write burst had piled up until the merge
+//! finally ran.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -81,7 +86,7 @@ pub struct CompactionStats {
     pub records_dropped: u64,
     /// Dead records kept as tombstones because an older version remains elsewhere.
     pub tombstones_kept: u64,
-    /// Rewrite jobs deferred because they did not fit the write budget.
+    /// Rewrite jobs deferred because the write budget was spent (or overdrawn).
     pub jobs_deferred: u64,
 }
 
@@ -128,8 +133,9 @@ pub struct Compactor {
     opts: WriterOptions,
     readers: Mutex<HashMap<u64, Arc<SegmentReader>>>,
     block_cache: Option<Arc<BlockCache>>,
-    /// Unused budget saved by cycles that deferred a job.
-    saved_budget: Mutex<u64>,
+    /// The write budget's token bucket in bytes: what jobs may still write
+    /// (see `compact_cycle_with`); negative after a job overdrew it.
+    balance: Mutex<i64>,
 }
 
 impl Compactor {
@@ -153,7 +159,7 @@ impl Compactor {
             opts,
             readers: Mutex::new(HashMap::new()),
             block_cache: None,
-            saved_budget: Mutex::new(0),
+            balance: Mutex::new(0),
         }
     }
 
@@ -264,59 +270,100 @@ impl Compactor {
         manifest: &mut Manifest,
         now_nanos: i64,
         pinned: &HashSet<u64>,
+        edited: impl FnMut(&Manifest),
+    ) -> Result<CompactionStats> {
+        self.cycle(manifest, now_nanos, &|| pinned.clone(), edited)
+    }
+
+    /// A cycle over a manifest others edit too: the lock is held to plan,
+    /// to allocate output ids and to publish, never while a merge reads and
+    /// writes, so flushes go on publishing meanwhile. `pinned` is asked again
+    /// before each publish (a snapshot taken during a merge may pin its
+    /// inputs; the job is then abandoned). Cycles of one compactor never
+    /// overlap.
+    pub(crate) fn compact_cycle_shared(
+        &self,
+        manifest: &Mutex<Manifest>,
+        now_nanos: i64,
+        pinned: &dyn Fn() -> HashSet<u64>,
+        edited: impl FnMut(&Manifest),
+    ) -> Result<CompactionStats> {
+        self.cycle(manifest, now_nanos, pinned, edited)
+    }
+
+    fn cycle(
+        &self,
+        mut manifest: impl ManifestAccess,
+        now_nanos: i64,
+        pinned: &dyn Fn() -> HashSet<u64>,
         mut edited: impl FnMut(&Manifest),
     ) -> Result<CompactionStats> {
+        // Held for the whole cycle: one cycle at a time, and the token bucket
+        // (see the module docs) is read and charged by it alone.
+        let mut balance = self.balance.lock().unwrap_or_else(|p| p.into_inner());
         let mut stats = CompactionStats::default();
 
         // 1. Whole segments whose retention has passed: zero bytes written.
-        let expired: Vec<&SegmentMeta> = manifest
-            .list_segments()
-            .iter()
-            .filter(|s| !pinned.contains(&s.segment_id) && s.death_time <= now_nanos)
-            .collect();
-        if !expired.is_empty() {
+        let dropped = manifest.with(|m| -> Result<Option<Vec<u64>>> {
+            let pins = pinned();
+            let expired: Vec<&SegmentMeta> = m
+                .list_segments()
+                .iter()
+                .filter(|s| !pins.contains(&s.segment_id) && s.death_time <= now_nanos)
+                .collect();
+            if expired.is_empty() {
+                return Ok(None);
+            }
             let ids: Vec<u64> = expired.iter().map(|s| s.segment_id).collect();
             let buckets: HashSet<u64> = expired.iter().map(|s| s.cohort_bucket).collect();
             let bytes: u64 = expired.iter().map(|s| s.file_size).sum();
-            manifest.apply(ManifestEdit {
+            m.apply(ManifestEdit {
                 remove: ids.clone(),
                 ..Default::default()
             })?;
-            self.delete_files(&ids)?;
             stats.cohorts_collected += buckets.len() as u64;
             stats.segments_removed += ids.len() as u64;
             stats.bytes_reclaimed += bytes;
-            edited(manifest);
+            edited(m);
+            Ok(Some(ids))
+        })?;
+        if let Some(ids) = dropped {
+            self.delete_files(&ids)?;
         }
 
-        // 2 and 3. Rewrite jobs, each checked against the budget first. The
-        // allowance is this cycle's budget plus what deferring cycles saved.
-        let mut saved = self.saved_budget.lock().unwrap_or_else(|p| p.into_inner());
-        let allowance = self.write_budget_bytes.saturating_add(*saved);
-        let mut largest_deferred = 0u64;
-        for job in self.plan(manifest, now_nanos, pinned) {
-            let need = job.estimated_output;
-            if stats.bytes_written.saturating_add(need) > allowance {
+        // 2 and 3. Rewrite jobs, paid from the token bucket.
+        let budget = i64::try_from(self.write_budget_bytes).unwrap_or(i64::MAX);
+        *balance = balance.saturating_add(budget).min(budget);
+        let jobs = manifest.with(|m| self.plan(m, now_nanos, &pinned()));
+        for job in jobs {
+            if *balance <= 0 {
                 stats.jobs_deferred += 1;
-                largest_deferred = largest_deferred.max(need);
                 continue;
             }
-            let out = manifest.allocate_segment_id();
             let mut s = CompactionStats::default();
-            self.merge(manifest, &job.inputs, now_nanos, out, &mut s)?;
-            s.cohorts_collected = 1;
+            let res = self.merge(
+                &mut manifest,
+                &job,
+                now_nanos,
+                None,
+                pinned,
+                &mut s,
+                &mut edited,
+            );
+            // What a job wrote is charged whether or not it was published.
+            let spent = i64::try_from(s.bytes_written).unwrap_or(i64::MAX);
+            *balance = balance.saturating_sub(spent);
+            if res? {
+                s.cohorts_collected = 1;
+            } else {
+                // Abandoned: its output was deleted, nothing changed.
+                s = CompactionStats {
+                    jobs_deferred: 1,
+                    ..Default::default()
+                };
+            }
             stats.add(&s);
-            edited(manifest);
         }
-        // Save the unused allowance only while a job waits for it, and no
-        // more than that job needs: idle cycles bank nothing.
-        *saved = if largest_deferred > 0 {
-            allowance
-                .saturating_sub(stats.bytes_written)
-                .min(largest_deferred)
-        } else {
-            0
-        };
         Ok(stats)
     }
 
@@ -324,7 +371,7 @@ impl Compactor {
     /// the first with id `output_segment_id`, keeping what is alive at `now_nanos`.
     pub fn compact_partial_cohort(
         &self,
-        manifest: &mut Manifest,
+        mut manifest: &mut Manifest,
         cohort: &CohortInfo,
         now_nanos: i64,
         output_segment_id: u64,
@@ -332,18 +379,21 @@ impl Compactor {
     ) -> Result<()> {
         let mut s = CompactionStats::default();
         self.merge(
-            manifest,
+            &mut manifest,
             &cohort.segment_ids,
             now_nanos,
-            output_segment_id,
+            Some(output_segment_id),
+            &HashSet::new,
             &mut s,
+            &mut |_| {},
         )?;
         s.cohorts_collected = 1;
         stats.add(&s);
         Ok(())
     }
 
-    fn plan(&self, manifest: &Manifest, now_nanos: i64, pinned: &HashSet<u64>) -> Vec<Job> {
+    /// The rewrite jobs due now: each a set of segments to merge.
+    fn plan(&self, manifest: &Manifest, now_nanos: i64, pinned: &HashSet<u64>) -> Vec<Vec<u64>> {
         let metas: HashMap<u64, &SegmentMeta> = manifest
             .list_segments()
             .iter()
@@ -354,15 +404,8 @@ impl Compactor {
             if c.is_fully_expired || c.total_records == 0 {
                 continue;
             }
-            let size: u64 = c.segment_ids.iter().map(|id| metas[id].file_size).sum();
             if c.cohort_bucket == PERMANENT_COHORT {
-                if let Some(inputs) = self.permanent_merge(&c, &metas) {
-                    let size: u64 = inputs.iter().map(|id| metas[id].file_size).sum();
-                    jobs.push(Job {
-                        inputs,
-                        estimated_output: size,
-                    });
-                }
+                jobs.extend(self.permanent_merge(&c, &metas));
                 continue;
             }
             // A cohort that dies within a window anyway is cheaper to wait for
@@ -371,11 +414,7 @@ impl Compactor {
             let dies_soon = c.max_death_time_nanos.saturating_sub(now_nanos) <= window_nanos;
             let dead = c.dead_record_estimate as f64 / c.total_records as f64;
             if !dies_soon && dead >= self.policy.partial_rewrite_dead_fraction {
-                let est = (size as f64 * (1.0 - dead)).ceil() as u64;
-                jobs.push(Job {
-                    inputs: c.segment_ids.clone(),
-                    estimated_output: est,
-                });
+                jobs.push(c.segment_ids.clone());
             }
         }
         jobs
@@ -438,43 +477,58 @@ impl Compactor {
             .map_err(|e| Error::io(format!("syncing directory {}", self.opts.dir.display()), e))
     }
 
-    /// Merges `inputs` into new segments and swaps them in with one manifest edit.
+    /// Merges `inputs` into new segments (the first `first_output`, or a
+    /// newly allocated id) and swaps them in with one manifest edit, unless
+    /// an input got pinned meanwhile: then the outputs are deleted and it
+    /// returns false. The manifest is locked only to look, allocate and
+    /// publish; `stats.bytes_written` counts the output either way.
+    #[allow(clippy::too_many_arguments)]
     fn merge(
         &self,
-        manifest: &mut Manifest,
+        manifest: &mut impl ManifestAccess,
         inputs: &[u64],
         now_nanos: i64,
-        first_output: u64,
+        first_output: Option<u64>,
+        pinned: &dyn Fn() -> HashSet<u64>,
         stats: &mut CompactionStats,
-    ) -> Result<()> {
+        edited: &mut dyn FnMut(&Manifest),
+    ) -> Result<bool> {
         let input_set: HashSet<u64> = inputs.iter().copied().collect();
-        for id in inputs {
-            if manifest.segment(*id).is_none() {
+        let (outside, first) = manifest.with(|m| -> Result<(Vec<u64>, u64)> {
+            if let Some(id) = inputs.iter().find(|id| m.segment(**id).is_none()) {
                 return Err(Error::invalid(format!(
                     "segment {id} is not in the manifest"
                 )));
             }
-        }
+            let outside = m
+                .list_segments()
+                .iter()
+                .map(|s| s.segment_id)
+                .filter(|id| !input_set.contains(id))
+                .collect();
+            let first = first_output.unwrap_or_else(|| m.allocate_segment_id());
+            m.reserve_segment_id(first);
+            Ok((outside, first))
+        })?;
+        // Segments a flush publishes during the merge hold only newer
+        // versions, so they cannot change which dead records must be kept.
         let readers: Vec<Arc<SegmentReader>> = inputs
             .iter()
             .map(|id| self.reader(*id))
             .collect::<Result<_>>()?;
-        let outside: Vec<Arc<SegmentReader>> = manifest
-            .list_segments()
+        let outside: Vec<Arc<SegmentReader>> = outside
             .iter()
-            .filter(|s| !input_set.contains(&s.segment_id))
-            .map(|s| self.reader(s.segment_id))
+            .map(|id| self.reader(*id))
             .collect::<Result<_>>()?;
 
         // Stream the newest version of each key among the inputs into output
         // segments: memory is one block per input plus one output segment.
         let mut merge = NewestFirst::new(&readers)?;
-        let mut out = segment::SplitWriter::new(&self.opts, first_output);
-        manifest.reserve_segment_id(first_output);
-        let mut next = Some(first_output);
+        let mut out = segment::SplitWriter::new(&self.opts, first);
+        let mut next = Some(first);
         let mut next_id = || {
             next.take()
-                .unwrap_or_else(|| manifest.allocate_segment_id())
+                .unwrap_or_else(|| manifest.with(|m| m.allocate_segment_id()))
         };
         let mut kept = 0u64;
         let mut stream = || -> Result<Vec<SegmentMeta>> {
@@ -503,20 +557,55 @@ impl Compactor {
                 return Err(e);
             }
         };
-        stats.records_dropped += merge.read - kept;
         let written: u64 = metas.iter().map(|m| m.file_size).sum();
+        stats.bytes_written += written;
+        let published = manifest.with(|m| -> Result<bool> {
+            let pins = pinned();
+            if inputs.iter().any(|id| pins.contains(id)) {
+                return Ok(false);
+            }
+            m.apply(ManifestEdit {
+                add: metas.clone(),
+                remove: inputs.to_vec(),
+                ..Default::default()
+            })?;
+            edited(m);
+            Ok(true)
+        });
+        if !published? {
+            // Not in the manifest: nothing refers to them. (After a failed
+            // edit they stay: the edit may have reached the disk, and open
+            // removes files the manifest does not name.)
+            let outputs: Vec<u64> = metas.iter().map(|m| m.segment_id).collect();
+            self.delete_files(&outputs)?;
+            return Ok(false);
+        }
+        stats.records_dropped += merge.read - kept;
         let reclaimed: u64 = readers.iter().map(|r| r.meta.file_size).sum();
-        manifest.apply(ManifestEdit {
-            add: metas.clone(),
-            remove: inputs.to_vec(),
-            ..Default::default()
-        })?;
         self.delete_files(inputs)?;
         stats.segments_removed += inputs.len() as u64;
         stats.segments_written += metas.len() as u64;
-        stats.bytes_written += written;
         stats.bytes_reclaimed += reclaimed;
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// How a cycle reaches the manifest: held throughout (`&mut Manifest`, the
+/// public API's caller owns it) or locked for each step (`&Mutex<Manifest>`,
+/// the engine's, which flushes edit too).
+trait ManifestAccess {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Manifest) -> R) -> R;
+}
+
+impl ManifestAccess for &mut Manifest {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Manifest) -> R) -> R {
+        f(self)
+    }
+}
+
+impl ManifestAccess for &Mutex<Manifest> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Manifest) -> R) -> R {
+        f(&mut self.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -603,12 +692,6 @@ struct Run {
     ids: Vec<u64>,
     bytes: u64,
     max_lsn: u64,
-}
-
-#[derive(Debug)]
-struct Job {
-    inputs: Vec<u64>,
-    estimated_output: u64,
 }
 
 /// Records of `s` dead at `now`, assuming death times spread evenly over the

@@ -1102,30 +1102,34 @@ impl Inner {
 
     fn compact_once(&self) -> Result<CompactionStats> {
         self.check_writable()?;
-        let mut manifest = lock(&self.maintenance);
         let now = self.config.clock.now_nanos();
-        let pinned = self.pins.pinned();
         let readers = |m: &Manifest| -> Result<Vec<_>> {
             m.list_segments()
                 .iter()
                 .map(|s| self.compactor.reader(s.segment_id))
                 .collect()
         };
-        // Readers see each finished job at once (fewer runs to look in).
+        // Readers see each finished job at once (fewer runs to look in). The
+        // maintenance lock is taken only around each edit, so flushes (and
+        // the writers waiting on them) do not wait for a merge.
         let mut open_failed = None;
-        let stats =
-            self.compactor
-                .compact_cycle_with(&mut manifest, now, &pinned, |m| match readers(m) {
-                    Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
-                    Err(e) => {
-                        open_failed.get_or_insert(e);
-                    }
-                });
+        let stats = self.compactor.compact_cycle_shared(
+            &self.maintenance,
+            now,
+            &|| self.pins.pinned(),
+            |m| match readers(m) {
+                Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
+                Err(e) => {
+                    open_failed.get_or_insert(e);
+                }
+            },
+        );
         // A cycle that failed part-way may have edited the manifest after its
         // last report (a merge published, its inputs not yet deleted):
         // install whatever the manifest now says. A cycle that succeeded
         // reported every edit, already installed.
         if stats.is_err() {
+            let manifest = lock(&self.maintenance);
             match readers(&manifest) {
                 Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
                 Err(e) => return self.poison(e),
@@ -1165,6 +1169,7 @@ impl Inner {
             compaction_bytes_reclaimed: ld(&c.compaction_reclaimed_bytes),
             segments: cur.segments.len() as u64,
             segment_bytes: cur.segments.iter().map(|s| s.meta.file_size).sum(),
+            sorted_runs: cur.runs.len() as u64,
             memtable_bytes: cur.mems.iter().map(|m| m.approx_bytes() as u64).sum(),
             pinned_segments: self.pins.live_pins() as u64,
         }

@@ -47,6 +47,12 @@ pub struct Metrics {
     pub segments: u64,
     /// Bytes in live segments.
     pub segment_bytes: u64,
+    /// Sorted runs the segments form (a flush's or a merge's output is one
+    /// run): a point read consults at most one segment per run and a scan
+    /// seeks every run, so this is the read amplification. Compaction keeps
+    /// the permanent cohort at `max_permanent_runs` or fewer; a write burst
+    /// faster than its budget leaves more until merges catch up.
+    pub sorted_runs: u64,
     /// Approximate bytes held by memtables.
     pub memtable_bytes: u64,
     /// Segments pinned by live snapshots.

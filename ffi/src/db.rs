@@ -89,6 +89,11 @@ pub struct edgestore_metrics {
     pub write_amplification: f64,
     /// Compaction bytes / user bytes.
     pub compaction_write_amplification: f64,
+    /// Sorted runs the segment files form: a point read consults at most one
+    /// file per run and a scan seeks every run (the read amplification).
+    /// Compaction keeps the permanent data at `max_permanent_runs` runs; a
+    /// write burst faster than its budget leaves more until merges catch up.
+    pub sorted_runs: u64,
 }
 
 /// What `edgestore_verify()` checked.
@@ -462,6 +467,7 @@ pub unsafe extern "C" fn edgestore_get_metrics(
             pinned_segments: m.pinned_segments,
             write_amplification: m.write_amplification(),
             compaction_write_amplification: m.compaction_write_amplification(),
+            sorted_runs: m.sorted_runs,
         };
         // SAFETY: metrics_out was checked non-NULL; the caller guarantees it is writable.
         unsafe { args::write(metrics_out, out) };

@@ -111,6 +111,8 @@ int main(void) {
         put_many(db, "perm", 50, 0);
         CHECK_OK(edgestore_flush_to_segments(db));
     }
+    CHECK_OK(edgestore_get_metrics(db, &m0));
+    CHECK(m0.sorted_runs == 6); /* one per flush: reads consult them all */
     CHECK_OK(edgestore_compact(db, &st));
     print_stats("permanent merge", &st);
     CHECK(st.segments_written >= 1);
@@ -120,6 +122,7 @@ int main(void) {
     CHECK(st.records_dropped >= 50);
     expect_value(db, "perm", "perm-00007", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     CHECK_OK(edgestore_get_metrics(db, &m));
+    CHECK(m.sorted_runs >= 1 && m.sorted_runs <= 4); /* max_permanent_runs */
     CHECK(m.compaction_bytes_written == st.bytes_written);
     CHECK(m.compaction_write_amplification > 0.0);
     CHECK(m.write_amplification > m.compaction_write_amplification);

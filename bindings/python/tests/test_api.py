@@ -249,6 +249,7 @@ def test_default_options_compact_in_background(db_path: Path) -> None:
         assert m.compaction_bytes_reclaimed > 0, m  # the expired files were dropped
         assert m.compaction_bytes_written > 0, m  # the permanent runs were merged
         assert m.segments <= 4, m
+        assert 1 <= m.sorted_runs <= 4, m
         assert list(db.range("ttl")) == []
         assert list(db.range("perm")) == [(b"p%03d" % i, b"run5") for i in range(20)]
         db.verify()

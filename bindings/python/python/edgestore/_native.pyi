@@ -115,6 +115,9 @@ class Metrics:
     @property
     def pinned_segments(self) -> int: ...
     @property
+    def sorted_runs(self) -> int:
+        """Sorted runs the segment files form: the read amplification."""
+    @property
     def write_amplification(self) -> float: ...
     @property
     def compaction_write_amplification(self) -> float: ...
