@@ -1235,9 +1235,12 @@ enum edgestore_status edgestore_options_set_cohort_window(struct edgestore_optio
                                                           uint64_t seconds);
 
 /**
- * Sets the most bytes one compaction cycle may write (default 64 MiB).
- * Dropping fully expired files writes nothing and is never limited; 0 means
- * compaction only drops expired files and never rewrites.
+ * Sets the compaction write budget: bytes compaction may write per cycle on
+ * average (default 64 MiB). A merge or rewrite starts only while the budget
+ * has bytes left and may overdraw it; later cycles repay the overdraft
+ * before the next job starts (one cycle's unused budget carries over, no
+ * more). Dropping fully expired files writes nothing and is never limited;
+ * 0 means compaction only drops expired files and never rewrites.
  */
 enum edgestore_status edgestore_options_set_compaction_budget(struct edgestore_options *options,
                                                               uint64_t bytes);

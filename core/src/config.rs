@@ -61,12 +61,15 @@ pub struct EdgestoreConfig {
     /// Width of a death-time cohort in seconds (default 3600): records whose
     /// death times fall in the same window share segment files.
     pub cohort_window_secs: u64,
-    /// Bytes a compaction cycle may write (default 64 MiB): a job that does
-    /// not fit is deferred, and a deferring cycle saves its unused budget for
-    /// the next, so a merge larger than one budget runs once enough has been
-    /// saved (the budget bounds the average write rate; one cycle writes at
-    /// most the budget plus what was saved). Dropping expired files writes
-    /// nothing and is never limited.
+    /// Bytes compaction may write per cycle on average (default 64 MiB), a
+    /// token bucket: each cycle adds the budget (an unused balance carries
+    /// over up to one budget), a rewrite starts only while the balance is
+    /// positive and is charged what it wrote, which may overdraw it; later
+    /// cycles repay before the next rewrite. Over any run of cycles,
+    /// compaction writes at most the budget times the cycles plus one job,
+    /// and a merge larger than the budget runs when due rather than after
+    /// cycles of saving up. Dropping expired files writes nothing and is
+    /// never limited; 0 turns rewrites off.
     pub compaction_write_budget_bytes: u64,
     /// A cohort that has not fully expired is rewritten only when at least this
     /// fraction of its records is dead (default 0.5): then each rewritten byte

@@ -143,8 +143,9 @@ def open(
       kills the process, instead of :class:`EdgestoreIOError`. Pass ``False``
       where the storage is expected to fail reads.
     * ``cohort_window_secs`` (3600): width of a death-time cohort.
-    * ``compaction_write_budget_bytes`` (64 MiB): most bytes one compaction
-      cycle may write.
+    * ``compaction_write_budget_bytes`` (64 MiB): bytes compaction may write
+      per cycle on average; a job starts while budget is left and may
+      overdraw it, later cycles repay. 0: only drop expired files.
     * ``partial_rewrite_dead_fraction`` (0.5), ``max_permanent_runs`` (4),
       ``max_permanent_space_amp`` (1.0): merge policy.
     * ``background_compaction_secs`` (1.0): run a compaction cycle on a
