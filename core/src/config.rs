@@ -46,11 +46,15 @@ pub struct EdgestoreConfig {
     /// (default on for 64-bit targets): a read costs no system call or copy,
     /// and the block cache then holds only each block's entry offsets and key
     /// prefixes, so its budget covers about twenty times more data (the bytes
-    /// stay in the OS page cache, counted there, as with LMDB). Checksums are
-    /// still verified when a block enters the cache; after that a cached
-    /// block is read from the map, so bytes changed in place by another
-    /// program go unnoticed until the block leaves the cache (the engine
-    /// itself never modifies a segment). Two costs: an I/O error while
+    /// stay in the OS page cache, counted there, as with LMDB), and point
+    /// reads search a block's stored index in the map without a cache
+    /// lookup at all. Checksums are still verified: when a block enters the
+    /// cache (scans), and on a block's first point read after its segment
+    /// is opened (with its index checked against its entries); after that
+    /// the block is read from the map, so bytes changed in place by another
+    /// program, or damaged on disk after the check and read back once the
+    /// OS dropped them from its page cache, go unnoticed until the segment
+    /// is reopened (the engine itself never modifies a segment). Two costs: an I/O error while
     /// reading a mapped page raises SIGBUS instead of returning
     /// `Error::Io`, and so would a segment file truncated by another
     /// program (the engine never modifies a segment once written). Turn it

@@ -134,7 +134,7 @@ impl Version {
     }
 
     /// The newest entry of `key` in the segments, read in place.
-    fn newest_found(&self, key: &[u8]) -> Result<Option<Found>> {
+    fn newest_found(&self, key: &[u8]) -> Result<Option<Found<'_>>> {
         let mut best: Option<Found> = None;
         let hash = key_hash(key);
         for run in &self.runs {

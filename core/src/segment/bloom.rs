@@ -152,7 +152,8 @@ impl Bloom {
     }
 
     /// Decodes a filter of a segment of format `version`: version 1 holds a
-    /// classic filter, version 2 a blocked one. `None` when it is malformed.
+    /// classic filter, versions 2 and later a blocked one. `None` when it is
+    /// malformed.
     pub(crate) fn decode(buf: &[u8], version: u32) -> Option<Self> {
         let field = u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?);
         let body = &buf[4..];
@@ -166,7 +167,7 @@ impl Bloom {
                     k: field,
                 })
             }
-            (2, true) => {
+            (2.., true) => {
                 let k = field & !BLOCKED;
                 if k > 30 || !body.len().is_multiple_of(64) {
                     return None;
@@ -232,7 +233,8 @@ mod tests {
         Bloom::build_classic(&hashes, 10).encode(&mut classic);
         assert!(Bloom::decode(&blocked, 1).is_none());
         assert!(Bloom::decode(&classic, 2).is_none());
-        assert!(Bloom::decode(&blocked, 3).is_none());
+        assert!(Bloom::decode(&classic, 3).is_none());
+        assert!(Bloom::decode(&blocked, 3).is_some());
         // A blocked filter's bits are whole lines.
         assert!(Bloom::decode(&blocked[..blocked.len() - 1], 2).is_none());
         // No filter (0 bits per key) admits every key, in both encodings.

@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! header  "EDGSEG\0\x01" | version u32 | reserved u32          (16 bytes)
-//! blocks  entries... | entry_count u32 | crc32 u32              (~block_size each)
+//! blocks  entries... | [index] | entry_count u32 | crc32 u32    (~block_size each)
 //!         entry = key_len u32 | value_len u32 | op u8 | ttl u32 | lsn u64
 //!                 | timestamp i64 | retain_until i64 | key | value
+//!         index (version 3; bit 31 of entry_count set, bit 30 for u32
+//!         offsets) = key_prefix u16 x n | entry_offset (u16 or u32) x n
+//!                 | common_prefix_len u32
 //! index   per block: last_key (u32 len + bytes) | offset u64 | len u32  | crc32 u32
 //! bloom   k u32 | bits                                          | crc32 u32
 //! meta    SegmentMeta (see `SegmentMeta::encode`)               | crc32 u32
@@ -32,14 +35,33 @@ use crate::types::MemEntry;
 
 pub(crate) const MAGIC: &[u8; 8] = b"EDGSEG\0\x01";
 pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"EDGSEGFT";
-/// Format version written: 2 (blocked Bloom filter). Version 1 files (the
-/// classic filter) are still read.
-pub(crate) const VERSION: u32 = 2;
+/// Format version written: 3 (blocks carry their entry index, so a mapped
+/// block is searched in place). Versions 2 (no block index) and 1 (no block
+/// index, classic Bloom filter) are still read.
+pub(crate) const VERSION: u32 = 3;
 /// Oldest format version read.
 pub(crate) const MIN_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: u64 = 16;
 pub(crate) const FOOTER_LEN: u64 = 64;
 pub(crate) const ENTRY_HEADER_LEN: usize = 37;
+/// Entry-count flag: the block stores its entry index (version 3).
+pub(crate) const INDEXED: u32 = 1 << 31;
+/// Entry-count flag: the stored entry offsets are u32 (a block over 64 KiB).
+pub(crate) const WIDE_OFFSETS: u32 = 1 << 30;
+
+/// Two bytes of `key` from `at`, big-endian and zero-padded: ordered as the
+/// keys are, among keys that share their first `at` bytes.
+#[inline]
+pub(crate) fn key_prefix(key: &[u8], at: usize) -> u16 {
+    let byte = |i: usize| key.get(i).copied().unwrap_or(0);
+    u16::from_be_bytes([byte(at), byte(at.saturating_add(1))])
+}
+
+/// Length of the prefix `a` and `b` share.
+#[inline]
+pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
 
 /// File name of segment `id`.
 pub fn file_name(id: u64) -> String {

@@ -211,6 +211,38 @@ fn encode_entry(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(value);
 }
 
+/// Appends a block's entry index (version 3; see the module docs of
+/// `segment`) after its entries, which start at `starts`; returns the flag
+/// bits for the entry count.
+fn put_block_index(block: &mut Vec<u8>, starts: &[u32]) -> u32 {
+    let key = |start: u32| {
+        let at = start as usize;
+        let len = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+        let from = at + super::ENTRY_HEADER_LEN;
+        &block[from..from + len as usize]
+    };
+    let common = match (starts.first(), starts.last()) {
+        // Sorted keys: what the first and last share, all share.
+        (Some(&a), Some(&b)) => super::common_prefix_len(key(a), key(b)),
+        _ => 0,
+    };
+    let mut idx = Vec::with_capacity(starts.len() * 6 + 4);
+    for &s in starts {
+        idx.extend_from_slice(&super::key_prefix(key(s), common).to_le_bytes());
+    }
+    let wide = block.len() > u16::MAX as usize;
+    for &s in starts {
+        if wide {
+            put_u32(&mut idx, s);
+        } else {
+            idx.extend_from_slice(&(s as u16).to_le_bytes());
+        }
+    }
+    put_u32(&mut idx, common as u32);
+    block.extend_from_slice(&idx);
+    super::INDEXED | if wide { super::WIDE_OFFSETS } else { 0 }
+}
+
 fn write_file(
     opts: &WriterOptions,
     id: u64,
@@ -240,13 +272,23 @@ fn write_file(
     let mut index = Vec::new();
     let mut block = Vec::with_capacity(opts.block_size + 256);
     let mut block_count = 0u32;
+    // Where each entry of the block being built starts.
+    let mut starts: Vec<u32> = Vec::new();
+    let with_index = opts.format_version >= 3;
     let finish_block = |block: &mut Vec<u8>,
                         count: &mut u32,
+                        starts: &mut Vec<u32>,
                         last_key: &[u8],
                         offset: &mut u64,
                         index: &mut Vec<u8>|
      -> Result<()> {
-        put_u32(block, *count);
+        if with_index {
+            let flags = put_block_index(block, starts);
+            put_u32(block, *count | flags);
+        } else {
+            put_u32(block, *count);
+        }
+        starts.clear();
         let crc = crc32fast::hash(block);
         put_u32(block, crc);
         put_bytes(index, last_key);
@@ -284,6 +326,7 @@ fn write_file(
         if e.op == Operation::Delete {
             meta.tombstone_count += 1;
         }
+        starts.push(block.len() as u32);
         encode_entry(&mut block, r);
         block_count += 1;
         let last = i + 1 == records.len();
@@ -291,6 +334,7 @@ fn write_file(
             finish_block(
                 &mut block,
                 &mut block_count,
+                &mut starts,
                 &e.key,
                 &mut offset,
                 &mut index,
