@@ -32,12 +32,16 @@
 //! job starts only while the balance is positive and is charged what it
 //! wrote, possibly overdrawing the balance, which later cycles repay before
 //! the next job starts; an unused balance is capped at one cycle's budget. So
-//! the budget bounds the average write rate (over any run of cycles, the
-//! budget times the cycles plus one job), and a merge larger than one budget
-//! (a permanent keyspace bigger than the budget) runs as soon as it is due
-//! and is paid for afterwards: deferring it instead, while saving up, left
-//! reads to pay for every run a write burst had piled up until the merge
-//! finally ran.
+//! a merge larger than one budget (a permanent keyspace bigger than the
+//! budget) runs as soon as it is due and is paid for afterwards: deferring
+//! it instead, while saving up, left reads to pay for every run a write
+//! burst had piled up until the merge finally ran. While the balance is
+//! repaid, a cycle whose permanent cohort holds more than
+//! `max_permanent_runs` runs still folds the most runs adjacent in age that
+//! fit in one budget (charged all the same): the runs flushed meanwhile. The
+//! budget thus bounds the average rate of the policy's merges; catch-up
+//! merges add at most one budget a cycle, and only while flushes keep adding
+//! runs.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -334,12 +338,26 @@ impl Compactor {
         // 2 and 3. Rewrite jobs, paid from the token bucket.
         let budget = i64::try_from(self.write_budget_bytes).unwrap_or(i64::MAX);
         *balance = balance.saturating_add(budget).min(budget);
-        let jobs = manifest.with(|m| self.plan(m, now_nanos, &pinned()));
-        for job in jobs {
-            if *balance <= 0 {
+        let (jobs, catch_up) = manifest.with(|m| {
+            let pins = pinned();
+            (
+                self.plan(m, now_nanos, &pins),
+                self.catch_up_merge(m, now_nanos, &pins),
+            )
+        });
+        let mut catch_up = catch_up;
+        for planned in jobs {
+            let job = if *balance > 0 {
+                planned
+            } else if let Some(small) = catch_up.take() {
+                // Repaying, but reads would pay for too many runs meanwhile:
+                // fold the newest runs, within one budget (charged all the same).
+                stats.jobs_deferred += 1;
+                small
+            } else {
                 stats.jobs_deferred += 1;
                 continue;
-            }
+            };
             let mut s = CompactionStats::default();
             let res = self.merge(
                 &mut manifest,
@@ -420,22 +438,68 @@ impl Compactor {
         jobs
     }
 
+    /// While the budget is overdrawn: when the permanent cohort holds more
+    /// than `max_permanent_runs` runs, the most runs adjacent in age (at
+    /// least two) whose bytes fit in one cycle's budget. Folding the small runs a write burst
+    /// left keeps reads from probing each of them until the overdraft (a
+    /// large merge's) is repaid; a run's bytes are bounded by the writes
+    /// that made it, so this cannot run away from the write rate.
+    fn catch_up_merge(
+        &self,
+        manifest: &Manifest,
+        now_nanos: i64,
+        pinned: &HashSet<u64>,
+    ) -> Option<Vec<u64>> {
+        let metas: HashMap<u64, &SegmentMeta> = manifest
+            .list_segments()
+            .iter()
+            .map(|s| (s.segment_id, s))
+            .collect();
+        let c = self
+            .cohorts(manifest, now_nanos, pinned)
+            .into_iter()
+            .find(|c| c.cohort_bucket == PERMANENT_COHORT)?;
+        let runs = permanent_runs(&c, &metas);
+        if runs.len() <= self.policy.max_permanent_runs {
+            return None;
+        }
+        // The window of runs adjacent in age that folds the most runs within
+        // the budget (the newest such on a tie): the output takes their
+        // place in age order, and reads compare versions by LSN anyway.
+        let mut best = (0usize, 0usize); // (runs, first)
+        let mut end = 0usize;
+        let mut bytes = 0u64;
+        for first in 0..runs.len() {
+            end = end.max(first);
+            while end < runs.len()
+                && bytes.saturating_add(runs[end].bytes) <= self.write_budget_bytes
+            {
+                bytes += runs[end].bytes;
+                end += 1;
+            }
+            if end - first > best.0 {
+                best = (end - first, first);
+            }
+            if end > first {
+                bytes -= runs[first].bytes;
+            }
+        }
+        let (n, first) = best;
+        (n >= 2).then(|| {
+            runs[first..first + n]
+                .iter()
+                .flat_map(|r| r.ids.iter().copied())
+                .collect()
+        })
+    }
+
     /// Chooses permanent runs to merge, if the policy asks for a merge.
     fn permanent_merge(
         &self,
         c: &CohortInfo,
         metas: &HashMap<u64, &SegmentMeta>,
     ) -> Option<Vec<u64>> {
-        let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
-        for id in &c.segment_ids {
-            let m = metas[id];
-            let r = runs.entry(m.run_id).or_default();
-            r.ids.push(*id);
-            r.bytes += m.file_size;
-            r.max_lsn = r.max_lsn.max(m.max_lsn);
-        }
-        let mut runs: Vec<Run> = runs.into_values().collect();
-        runs.sort_by_key(|r| std::cmp::Reverse(r.max_lsn)); // newest first
+        let runs = permanent_runs(c, metas);
         if runs.len() < 2 {
             return None;
         }
@@ -685,6 +749,21 @@ impl NewestFirst {
         }
         Ok(Some(top.rec))
     }
+}
+
+/// The cohort's segments grouped by run, newest run first.
+fn permanent_runs(c: &CohortInfo, metas: &HashMap<u64, &SegmentMeta>) -> Vec<Run> {
+    let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
+    for id in &c.segment_ids {
+        let m = metas[id];
+        let r = runs.entry(m.run_id).or_default();
+        r.ids.push(*id);
+        r.bytes += m.file_size;
+        r.max_lsn = r.max_lsn.max(m.max_lsn);
+    }
+    let mut runs: Vec<Run> = runs.into_values().collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.max_lsn));
+    runs
 }
 
 #[derive(Debug, Default)]
