@@ -35,13 +35,14 @@
 //! a merge larger than one budget (a permanent keyspace bigger than the
 //! budget) runs as soon as it is due and is paid for afterwards: deferring
 //! it instead, while saving up, left reads to pay for every run a write
-//! burst had piled up until the merge finally ran. While the balance is
+//! burst had piled up until the merge finally ran. The bucket holds at most
+//! one budget: unused budget does not accumulate. While the balance is
 //! repaid, a cycle whose permanent cohort holds more than
 //! `max_permanent_runs` runs still folds the most runs adjacent in age that
-//! fit in one budget (charged all the same): the runs flushed meanwhile. The
-//! budget thus bounds the average rate of the policy's merges; catch-up
-//! merges add at most one budget a cycle, and only while flushes keep adding
-//! runs.
+//! fit in half a budget (charged all the same), so reads do not probe every
+//! run flushed meanwhile, and each cycle still repays at least half a
+//! budget. Over any run of cycles, compaction writes at most the budget
+//! times the cycles plus one job.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -338,25 +339,24 @@ impl Compactor {
         // 2 and 3. Rewrite jobs, paid from the token bucket.
         let budget = i64::try_from(self.write_budget_bytes).unwrap_or(i64::MAX);
         *balance = balance.saturating_add(budget).min(budget);
-        let (jobs, catch_up) = manifest.with(|m| {
-            let pins = pinned();
-            (
-                self.plan(m, now_nanos, &pins),
-                self.catch_up_merge(m, now_nanos, &pins),
-            )
-        });
-        let mut catch_up = catch_up;
+        let jobs = manifest.with(|m| self.plan(m, now_nanos, &pinned()));
+        let mut caught_up = false;
         for planned in jobs {
             let job = if *balance > 0 {
                 planned
-            } else if let Some(small) = catch_up.take() {
-                // Repaying, but reads would pay for too many runs meanwhile:
-                // fold the newest runs, within one budget (charged all the same).
-                stats.jobs_deferred += 1;
-                small
             } else {
                 stats.jobs_deferred += 1;
-                continue;
+                // Repaying, but reads would pay for too many runs meanwhile:
+                // fold some, once a cycle, planned now (an earlier job of
+                // this cycle may have merged runs away).
+                let small = (!caught_up)
+                    .then(|| manifest.with(|m| self.catch_up_merge(m, now_nanos, &pinned())))
+                    .flatten();
+                caught_up = true;
+                match small {
+                    Some(small) => small,
+                    None => continue,
+                }
             };
             let mut s = CompactionStats::default();
             let res = self.merge(
@@ -440,10 +440,12 @@ impl Compactor {
 
     /// While the budget is overdrawn: when the permanent cohort holds more
     /// than `max_permanent_runs` runs, the most runs adjacent in age (at
-    /// least two) whose bytes fit in one cycle's budget. Folding the small runs a write burst
-    /// left keeps reads from probing each of them until the overdraft (a
-    /// large merge's) is repaid; a run's bytes are bounded by the writes
-    /// that made it, so this cannot run away from the write rate.
+    /// least two) whose bytes fit in half a cycle's budget. Folding the small
+    /// runs a write burst left keeps reads from probing each of them until
+    /// the overdraft (a large merge's) is repaid; at half a budget, every
+    /// cycle still repays at least the other half, so the planned merges
+    /// (the space-amplification merge among them) run within twice the
+    /// cycles repaying alone would take.
     fn catch_up_merge(
         &self,
         manifest: &Manifest,
@@ -472,7 +474,7 @@ impl Compactor {
         for first in 0..runs.len() {
             end = end.max(first);
             while end < runs.len()
-                && bytes.saturating_add(runs[end].bytes) <= self.write_budget_bytes
+                && bytes.saturating_add(runs[end].bytes) <= self.write_budget_bytes / 2
             {
                 bytes += runs[end].bytes;
                 end += 1;

@@ -66,15 +66,16 @@ pub struct EdgestoreConfig {
     /// death times fall in the same window share segment files.
     pub cohort_window_secs: u64,
     /// Bytes compaction may write per cycle on average (default 64 MiB), a
-    /// token bucket: each cycle adds the budget (an unused balance carries
-    /// over up to one budget), a rewrite starts only while the balance is
-    /// positive and is charged what it wrote, which may overdraw it; later
-    /// cycles repay before the next rewrite, so a merge larger than the
-    /// budget runs when due rather than after cycles of saving up. While
-    /// repaying, a cycle may still fold small runs adjacent in age into one (at
-    /// most one budget, charged too) when the permanent cohort holds more
-    /// than `max_permanent_runs` runs. Dropping expired files writes
-    /// nothing and is never limited; 0 turns rewrites off.
+    /// token bucket: each cycle adds the budget (the bucket holds at most
+    /// one budget; unused budget does not accumulate), a rewrite starts
+    /// only while the balance is positive and is charged what it wrote,
+    /// which may overdraw it; later cycles repay before the next rewrite, so
+    /// a merge larger than the budget runs when due rather than after
+    /// cycles of saving up. While repaying, a cycle may still fold small
+    /// runs adjacent in age into one (at most half a budget, charged too)
+    /// when the permanent cohort holds more than `max_permanent_runs` runs.
+    /// Dropping expired files writes nothing and is never limited; 0 turns
+    /// rewrites off.
     pub compaction_write_budget_bytes: u64,
     /// A cohort that has not fully expired is rewritten only when at least this
     /// fraction of its records is dead (default 0.5): then each rewritten byte

@@ -163,9 +163,9 @@ pub extern "C" fn edgestore_options_set_cohort_window(
 /// Sets the compaction write budget: bytes compaction may write per cycle on
 /// average (default 64 MiB). A merge or rewrite starts only while the budget
 /// has bytes left and may overdraw it; later cycles repay the overdraft
-/// before the next job starts (one cycle's unused budget carries over, no
-/// more). Dropping fully expired files writes nothing and is never limited;
-/// 0 means compaction only drops expired files and never rewrites.
+/// before the next job starts (unused budget does not accumulate past one
+/// cycle's). Dropping fully expired files writes nothing and is never
+/// limited; 0 means compaction only drops expired files and never rewrites.
 #[no_mangle]
 pub extern "C" fn edgestore_options_set_compaction_budget(
     options: *mut edgestore_options,
