@@ -42,7 +42,7 @@
 /**
  * Minor version of the library this header belongs to.
  */
-#define EDGESTORE_VERSION_MINOR 1
+#define EDGESTORE_VERSION_MINOR 2
 
 /**
  * Patch version of the library this header belongs to.
@@ -1238,9 +1238,9 @@ enum edgestore_status edgestore_options_set_cohort_window(struct edgestore_optio
  * Sets the compaction write budget: bytes compaction may write per cycle on
  * average (default 64 MiB). A merge or rewrite starts only while the budget
  * has bytes left and may overdraw it; later cycles repay the overdraft
- * before the next job starts (one cycle's unused budget carries over, no
- * more). Dropping fully expired files writes nothing and is never limited;
- * 0 means compaction only drops expired files and never rewrites.
+ * before the next job starts (unused budget does not accumulate past one
+ * cycle's). Dropping fully expired files writes nothing and is never
+ * limited; 0 means compaction only drops expired files and never rewrites.
  */
 enum edgestore_status edgestore_options_set_compaction_budget(struct edgestore_options *options,
                                                               uint64_t bytes);

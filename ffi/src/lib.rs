@@ -35,7 +35,7 @@ use std::ffi::{c_char, c_int};
 /// Major version of the library this header belongs to.
 pub const EDGESTORE_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library this header belongs to.
-pub const EDGESTORE_VERSION_MINOR: u32 = 1;
+pub const EDGESTORE_VERSION_MINOR: u32 = 2;
 /// Patch version of the library this header belongs to.
 pub const EDGESTORE_VERSION_PATCH: u32 = 0;
 
