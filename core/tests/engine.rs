@@ -1068,15 +1068,11 @@ impl edgestore::storage::Storage for GateStorage {
     }
 }
 
-#[test]
-fn a_flush_does_not_wait_for_a_merge() {
-    // A merge of a large keyspace takes seconds; a flush waiting for it
-    // stalls every writer once the memtables are full. Hold a merge at its
-    // first output file and flush meanwhile.
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
+/// A database on a [`GateStorage`] holding four permanent runs of the same
+/// 200 keys (the last with value 3), so a cycle wants to merge them.
+fn gated_db(dir: &std::path::Path, clock: &ManualClock) -> (Engine, Arc<GateStorage>) {
     let gate = Arc::new(GateStorage::default());
-    let mut c = config(dir.path(), &clock);
+    let mut c = config(dir, clock);
     c.storage = gate.clone();
     c.sync_mode = SyncMode::Buffered;
     c.background_flush = false;
@@ -1089,6 +1085,17 @@ fn a_flush_does_not_wait_for_a_merge() {
         }
         db.flush_to_segments().unwrap();
     }
+    (db, gate)
+}
+
+#[test]
+fn a_flush_does_not_wait_for_a_merge() {
+    // A merge of a large keyspace takes seconds; a flush waiting for it
+    // stalls every writer once the memtables are full. Hold a merge at its
+    // first output file and flush meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (db, gate) = gated_db(dir.path(), &clock);
     assert_eq!(db.metrics().sorted_runs, 4);
     std::thread::scope(|s| {
         gate.arm();
@@ -1132,20 +1139,7 @@ fn a_merge_whose_inputs_get_pinned_meanwhile_is_abandoned() {
     // stay on disk while it lives, so the merge must not publish.
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
-    let gate = Arc::new(GateStorage::default());
-    let mut c = config(dir.path(), &clock);
-    c.storage = gate.clone();
-    c.sync_mode = SyncMode::Buffered;
-    c.background_flush = false;
-    c.max_permanent_runs = 2;
-    let db = Engine::open(c).unwrap();
-    for round in 0..4u32 {
-        for i in 0..200u32 {
-            db.put(b"ns", &i.to_be_bytes(), &round.to_le_bytes())
-                .unwrap();
-        }
-        db.flush_to_segments().unwrap();
-    }
+    let (db, gate) = gated_db(dir.path(), &clock);
     let before = seg_files(dir.path());
     let (stats, snap) = std::thread::scope(|s| {
         gate.arm();

@@ -1036,19 +1036,15 @@ impl StoredIndex<'_> {
                 hi = mid;
             }
         }
-        let mut i = lo;
-        while i < self.len() && self.prefix(i) == want {
-            let off = self.offset(i);
-            let k = entry_key(entries, off as usize)?;
-            if k == key {
-                return Ok(Some(off));
-            }
-            if key_lt(key, k) {
-                break;
-            }
-            i += 1;
-        }
-        Ok(None)
+        let n = self.len();
+        match_candidates(
+            entries,
+            key,
+            want,
+            lo,
+            |i| (i < n).then(|| self.prefix(i)),
+            |i| Some(self.offset(i)),
+        )
     }
 
     /// Checks the stored index against the block's entries (what a writer
@@ -1185,10 +1181,33 @@ fn find_in_block(block: &BlockData, key: &[u8]) -> Result<Option<u32>, String> {
     let want = key_prefix(key, block.common_prefix_len());
     let prefixes = block.key_prefixes();
     let (body, _) = split_block(block.bytes())?;
-    let mut i = prefixes.partition_point(|&p| p < want);
-    while prefixes.get(i) == Some(&want) {
-        let off = block.entry(i).ok_or("entry index past the block")?;
-        let k = entry_key(body, off as usize)?;
+    let first = prefixes.partition_point(|&p| p < want);
+    match_candidates(
+        body,
+        key,
+        want,
+        first,
+        |i| prefixes.get(i).copied(),
+        |i| block.entry(i),
+    )
+}
+
+/// Where the entry of `key` starts in `entries`, searched among the entries
+/// from `i` on whose key prefix is `want` (in key order; `prefix(j)` is
+/// `None` past the last entry): the candidates a point lookup confirms by
+/// comparing whole keys.
+#[inline]
+fn match_candidates(
+    entries: &[u8],
+    key: &[u8],
+    want: u16,
+    mut i: usize,
+    prefix: impl Fn(usize) -> Option<u16>,
+    offset: impl Fn(usize) -> Option<u32>,
+) -> Result<Option<u32>, String> {
+    while prefix(i) == Some(want) {
+        let off = offset(i).ok_or("entry index past the block")?;
+        let k = entry_key(entries, off as usize)?;
         if k == key {
             return Ok(Some(off));
         }
@@ -1251,7 +1270,10 @@ mod tests {
     use crate::segment::{SegmentWriter, WriterOptions};
     use crate::types::encode_key;
 
-    fn entries(n: u32) -> Vec<(Vec<u8>, MemEntry)> {
+    /// Sorted (internal key, entry) pairs, as `SegmentWriter::flush` takes.
+    type Entries = Vec<(Vec<u8>, MemEntry)>;
+
+    fn entries(n: u32) -> Entries {
         (0..n)
             .map(|i| {
                 let key = encode_key(b"ns", format!("k{i:05}").as_bytes());
@@ -1538,20 +1560,27 @@ mod tests {
         assert!(matches!(r.verify(), Err(Error::Corruption { .. })));
     }
 
+    /// Segment 1 in `dir` of 12 entries in blocks of `block_size`: the
+    /// entries, the file's path and its bytes.
+    fn twelve_entry_segment(dir: &Path, block_size: usize) -> (Entries, PathBuf, Vec<u8>) {
+        let es = entries(12);
+        let opts = WriterOptions {
+            block_size,
+            ..WriterOptions::defaults(dir.to_path_buf(), 3600)
+        };
+        SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
+        let path = dir.join(file_name(1));
+        let good = std::fs::read(&path).unwrap();
+        (es, path, good)
+    }
+
     /// A block whose stored index disagrees with its entries (checksum
     /// valid: a writer bug or a forged file) is reported by verify, and reads
     /// through it return errors or correct data, never a panic.
     #[test]
     fn a_forged_block_index_is_caught_by_verify() {
         let dir = tempfile::tempdir().unwrap();
-        let es = entries(12);
-        let opts = WriterOptions {
-            block_size: 256,
-            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
-        };
-        SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
-        let path = dir.path().join(file_name(1));
-        let good = std::fs::read(&path).unwrap();
+        let (es, path, good) = twelve_entry_segment(dir.path(), 256);
         let r = SegmentReader::open(dir.path().to_path_buf(), 1).unwrap();
         let (off, len) = (r.index[0].offset as usize, r.index[0].len as usize);
         let entries_len = block_layout(&good[off..off + len - 4])
@@ -1586,14 +1615,7 @@ mod tests {
     #[test]
     fn every_bit_flip_and_truncation_is_caught() {
         let dir = tempfile::tempdir().unwrap();
-        let es = entries(12);
-        let opts = WriterOptions {
-            block_size: 128,
-            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
-        };
-        SegmentWriter::with_options(opts, 1).flush(&es).unwrap();
-        let path = dir.path().join(file_name(1));
-        let good = std::fs::read(&path).unwrap();
+        let (es, path, good) = twelve_entry_segment(dir.path(), 128);
         // Both ways of reading blocks: pread into memory, and in place
         // from a memory map (the engine's default).
         let check = |bytes: &[u8]| {
