@@ -33,6 +33,9 @@ pub struct EdgestoreConfig {
     /// Durability of each write.
     pub sync_mode: SyncMode,
     /// Memtable size that triggers a flush to segments, in bytes (default 4 MiB).
+    /// Each memtable also keeps a point-read hash index of an eighth of this
+    /// size (512 KiB at the default), and up to two memtables exist at once
+    /// (one being flushed).
     pub memtable_size_bytes: usize,
     /// Size cap of one segment file, in bytes (default 4 MiB). Flushes and
     /// compactions split their output at this size.

@@ -19,9 +19,9 @@ use crate::metrics::{Counters, Metrics};
 use crate::segment::{self, Record, SegmentReader, WriterOptions};
 use crate::snapshot::{point_get, PinRegistry, ReadView, Snapshot};
 use crate::storage::{DirLock, Storage};
-use crate::types::{cohort_bucket, MemEntry, Operation, NEVER};
+use crate::types::{cohort_bucket, Operation, NEVER};
 use crate::version::Version;
-use crate::wal::{self, WalOp, WalWriter};
+use crate::wal::{self, WalWriter};
 
 /// Name of the lock file inside a database directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -382,14 +382,7 @@ impl Engine {
                     continue; // already in segments
                 }
                 for (j, op) in b.ops.iter().enumerate() {
-                    mem.insert(MemEntry {
-                        key: op.key.clone(),
-                        value: (op.op == Operation::Put).then(|| op.value.clone()),
-                        op: op.op,
-                        lsn: b.first_lsn + j as u64,
-                        timestamp: b.timestamp,
-                        ttl: op.ttl,
-                    });
+                    mem.insert(&op.key, op.record(b.first_lsn + j as u64, b.timestamp));
                 }
                 max_lsn = max_lsn.max(b.last_lsn());
             }
@@ -747,21 +740,8 @@ impl Inner {
             }
             self.appends.fetch_add(1, Ordering::Release);
             self.vectors.observe(first, ts, &batch.ops);
-            for (i, op) in batch.ops.into_iter().enumerate() {
-                let WalOp {
-                    op,
-                    ttl,
-                    key,
-                    value,
-                } = op;
-                w.active.insert(MemEntry {
-                    key,
-                    value: (op == Operation::Put).then_some(value),
-                    op,
-                    lsn: first + i as u64,
-                    timestamp: ts,
-                    ttl,
-                });
+            for (i, op) in batch.ops.iter().enumerate() {
+                w.active.insert(&op.key, op.record(first + i as u64, ts));
             }
             w.next_lsn = first + n;
             w.last_lsn = first + n - 1;

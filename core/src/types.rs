@@ -98,6 +98,17 @@ impl EntryRef<'_> {
 }
 
 impl MemEntry {
+    /// This version borrowed as a record (what [`crate::memtable::Memtable::insert`] takes).
+    pub fn record(&self) -> EntryRef<'_> {
+        EntryRef {
+            value: self.value.as_deref(),
+            op: self.op,
+            lsn: self.lsn,
+            timestamp: self.timestamp,
+            ttl: self.ttl,
+        }
+    }
+
     /// When this record stops being readable; [`NEVER`] for TTL 0.
     pub fn death_time(&self) -> i64 {
         death_time(self.timestamp, self.ttl)

@@ -78,7 +78,7 @@ use std::sync::Arc;
 use crate::codec::{put_bytes, put_i64, put_u32, put_u64, put_u8, Decoder};
 use crate::error::{Error, Result};
 use crate::storage::{Storage, WritableFile};
-use crate::types::Operation;
+use crate::types::{EntryRef, Operation};
 
 const MAGIC: &[u8; 8] = b"EDGWAL\0\x01";
 /// The format version written.
@@ -119,6 +119,19 @@ pub(crate) struct WalOp {
     pub ttl: u32,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+}
+
+impl WalOp {
+    /// The op as the record a memtable holds, at `lsn`, written at `timestamp`.
+    pub(crate) fn record(&self, lsn: u64, timestamp: i64) -> EntryRef<'_> {
+        EntryRef {
+            value: (self.op == Operation::Put).then_some(&self.value[..]),
+            op: self.op,
+            lsn,
+            timestamp,
+            ttl: self.ttl,
+        }
+    }
 }
 
 /// One write batch as logged.
