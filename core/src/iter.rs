@@ -1,9 +1,9 @@
 //! Streaming range iteration: a k-way merge over memtables and sorted runs
 //! that yields, per key, the newest version a reader may see, skipping
 //! tombstones and expired records. Nothing is materialised beyond one block
-//! per run and a small chunk per memtable, and segment entries are never
-//! copied: [`RangeIter::next_entry`] lends key and value straight out of the
-//! block (the owned `Iterator` form copies them once).
+//! per run, and no entry is copied: [`RangeIter::next_entry`] lends key and
+//! value straight out of the block or the memtable's node (the owned
+//! `Iterator` form copies them once).
 //!
 //! Each source is a cursor standing on its current entry; the merge keeps
 //! the sources in a min-heap of their indices, except the one whose entry
@@ -13,31 +13,18 @@
 //! decode and one liveness check per pair, no key comparison.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::memtable::Memtable;
+use crate::memtable::MemCursor;
 use crate::segment::{SegmentIter, SegmentReader};
-use crate::types::{key_cmp, word_at, MemEntry};
+use crate::types::{key_cmp, word_at};
 use crate::version::Version;
 
-/// Memtable entries copied per refill: small at first, since most scans read
-/// a few keys and in a large database few of them come from the memtable,
-/// doubling up to the maximum for long scans.
-const MEM_CHUNK_FIRST: usize = 2;
-const MEM_CHUNK_MAX: usize = 256;
-
 enum Source {
-    Mem {
-        mem: Arc<Memtable>,
-        /// The current entry (`None` before the first and after the last).
-        cur: Option<MemEntry>,
-        buf: VecDeque<MemEntry>,
-        after: Option<Vec<u8>>,
-        chunk: usize,
-        exhausted: bool,
-    },
+    /// A memtable, read in place.
+    Mem(MemCursor),
     /// A sorted run: its overlapping segments in key order, read one after
     /// the other (disjoint ranges, so no merge is needed inside a run).
     Run {
@@ -64,32 +51,13 @@ fn reaches(seg: &SegmentReader, end: Option<&[u8]>) -> bool {
 impl Source {
     /// Moves to the next entry: `false` when there is none (then the source
     /// is never moved again). Every source yields strictly increasing keys: a
-    /// memtable chunk holds one version per key, and a run's segments hold
+    /// memtable cursor stands on one version per key, and a run's segments hold
     /// sorted unique keys (the writer refuses anything else) in disjoint
     /// ranges.
     #[inline]
     fn advance(&mut self, start: &Arc<[u8]>, end: Option<&[u8]>, read_lsn: u64) -> Result<bool> {
         match self {
-            Source::Mem {
-                mem,
-                cur,
-                buf,
-                after,
-                chunk: n,
-                exhausted,
-            } => {
-                if buf.is_empty() && !*exhausted {
-                    let chunk = mem.scan_chunk(start, end, after.as_deref(), read_lsn, *n);
-                    *exhausted = chunk.len() < *n;
-                    *n = (*n * 2).min(MEM_CHUNK_MAX);
-                    if let Some(last) = chunk.last() {
-                        *after = Some(last.key.clone());
-                    }
-                    buf.extend(chunk);
-                }
-                *cur = buf.pop_front();
-                Ok(cur.is_some())
-            }
+            Source::Mem(cur) => Ok(cur.advance(start, end, read_lsn)),
             Source::Run {
                 cur,
                 segments,
@@ -126,7 +94,7 @@ impl Source {
     #[inline]
     fn key(&self) -> &[u8] {
         match self {
-            Source::Mem { cur, .. } => cur.as_ref().map_or(&[], |e| &e.key),
+            Source::Mem(cur) => cur.key(),
             Source::Run { cur, .. } => cur.as_ref().map_or(&[], |it| it.key()),
         }
     }
@@ -134,7 +102,7 @@ impl Source {
     #[inline]
     fn lsn(&self) -> u64 {
         match self {
-            Source::Mem { cur, .. } => cur.as_ref().map_or(0, |e| e.lsn),
+            Source::Mem(cur) => cur.record().map_or(0, |r| r.lsn),
             Source::Run { cur, .. } => cur.as_ref().map_or(0, |it| it.lsn()),
         }
     }
@@ -142,7 +110,7 @@ impl Source {
     #[inline]
     fn is_live_at(&self, now_nanos: i64) -> bool {
         match self {
-            Source::Mem { cur, .. } => cur.as_ref().is_some_and(|e| e.is_live_at(now_nanos)),
+            Source::Mem(cur) => cur.record().is_some_and(|r| r.is_live_at(now_nanos)),
             Source::Run { cur, .. } => cur.as_ref().is_some_and(|it| it.is_live_at(now_nanos)),
         }
     }
@@ -151,10 +119,7 @@ impl Source {
     #[inline]
     fn value(&self) -> &[u8] {
         match self {
-            Source::Mem { cur, .. } => cur
-                .as_ref()
-                .and_then(|e| e.value.as_deref())
-                .unwrap_or_default(),
+            Source::Mem(cur) => cur.record().and_then(|r| r.value).unwrap_or_default(),
             Source::Run { cur, .. } => cur.as_ref().map_or(&[], |it| it.value()),
         }
     }
@@ -263,14 +228,7 @@ impl RangeIter {
         let start: Arc<[u8]> = start.into();
         let mut sources = Vec::with_capacity(version.mems.len() + version.runs.len());
         for m in &version.mems {
-            sources.push(Source::Mem {
-                mem: Arc::clone(m),
-                cur: None,
-                buf: VecDeque::new(),
-                after: None,
-                chunk: MEM_CHUNK_FIRST,
-                exhausted: false,
-            });
+            sources.push(Source::Mem(MemCursor::new(Arc::clone(m))));
         }
         // Every key the scan meets lies between `start` and the greatest key
         // of some source, so it shares with `start` at least the bytes that

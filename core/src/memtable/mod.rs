@@ -9,8 +9,10 @@ mod skiplist;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
+use std::sync::Arc;
+
 use crate::types::{EntryRef, MemEntry};
-use skiplist::{Entry, SkipList};
+use skiplist::{Entry, Position, SkipList};
 
 /// A multi-version, concurrently readable memtable.
 pub struct Memtable {
@@ -104,39 +106,19 @@ impl Memtable {
         self.list.get(key, read_lsn).map(|e| f(e.record()))
     }
 
-    /// Up to `limit` newest-visible versions (one per key, LSN <= `read_lsn`) of
-    /// keys in `[start, end)`, starting strictly after `after` when given.
-    /// Used by iterators, which resume from the last key they returned.
-    pub fn scan_chunk(
-        &self,
+    /// Every version with LSN <= `read_lsn` of keys in `[start, end)`, in
+    /// key order, newest first per key.
+    pub fn versions<'a>(
+        &'a self,
         start: &[u8],
-        end: Option<&[u8]>,
-        after: Option<&[u8]>,
+        end: Option<&'a [u8]>,
         read_lsn: u64,
-        limit: usize,
-    ) -> Vec<MemEntry> {
-        let from = match after {
-            Some(a) => self.list.seek_past(a),
-            None => self.list.seek(start, u64::MAX),
-        };
-        let mut out: Vec<MemEntry> = Vec::new();
-        for e in self.list.iter_from(from) {
-            let key = e.key();
-            if end.is_some_and(|end| key >= end) {
-                break;
-            }
-            if e.lsn() > read_lsn {
-                continue;
-            }
-            if out.last().is_some_and(|last| last.key == key) {
-                continue; // an older version of a key already taken
-            }
-            if out.len() == limit {
-                break;
-            }
-            out.push(to_entry(e));
-        }
-        out
+    ) -> impl Iterator<Item = MemEntry> + 'a {
+        self.list
+            .iter_from(self.list.seek(start, u64::MAX))
+            .take_while(move |e| end.is_none_or(|end| e.key() < end))
+            .filter(move |e| e.lsn() <= read_lsn)
+            .map(to_entry)
     }
 
     /// The newest version of every key, in key order (what a flush writes).
@@ -159,6 +141,74 @@ impl Memtable {
     /// Highest LSN held, if any.
     pub fn max_lsn(&self) -> Option<u64> {
         (!self.is_empty()).then(|| self.max_lsn.load(AtomicOrdering::Relaxed))
+    }
+}
+
+/// A scan's place in a memtable it keeps alive: it stands on one version a
+/// key, the newest the scan's LSN may see, and lends it out in place.
+pub(crate) struct MemCursor {
+    mem: Arc<Memtable>,
+    at: Option<Position>,
+    started: bool,
+}
+
+impl MemCursor {
+    /// A cursor before the first entry of `mem`.
+    pub(crate) fn new(mem: Arc<Memtable>) -> Self {
+        MemCursor {
+            mem,
+            at: None,
+            started: false,
+        }
+    }
+
+    #[inline]
+    fn entry(&self) -> Option<Entry<'_>> {
+        // SAFETY: every position held was taken from an entry of this
+        // cursor's memtable, which the cursor keeps alive.
+        self.at.map(|p| unsafe { self.mem.list.at(p) })
+    }
+
+    /// Moves to the next key in `[start, end)` with a version of LSN at most
+    /// `read_lsn` (the first such key on the first call), standing on that
+    /// version: `false` when there is none, and from then on.
+    #[inline]
+    pub(crate) fn advance(&mut self, start: &[u8], end: Option<&[u8]>, read_lsn: u64) -> bool {
+        let list = &self.mem.list;
+        // SAFETY: as in `entry` (a disjoint borrow of the same fields).
+        let mut next = match self.at.map(|p| unsafe { list.at(p) }) {
+            // Past the older versions of the key stood on.
+            Some(e) => {
+                let key = e.key();
+                let mut n = e.next();
+                while let Some(x) = n.filter(|x| x.key() == key) {
+                    n = x.next();
+                }
+                n
+            }
+            None if self.started => return false,
+            None => list.seek(start, read_lsn),
+        };
+        // Versions written after the scan's view are not in it.
+        while let Some(x) = next.filter(|x| x.lsn() > read_lsn) {
+            next = x.next();
+        }
+        let next = next.filter(|x| end.is_none_or(|end| x.key() < end));
+        self.started = true;
+        self.at = next.map(|e| e.position());
+        self.at.is_some()
+    }
+
+    /// The current entry's internal key (empty when not on one).
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        self.entry().map_or(&[], |e| e.key())
+    }
+
+    /// The current version, read in place.
+    #[inline]
+    pub(crate) fn record(&self) -> Option<EntryRef<'_>> {
+        self.entry().map(|e| e.record())
     }
 }
 
@@ -226,28 +276,50 @@ mod tests {
         sorted.sort();
         let got: Vec<Vec<u8>> = m.newest_versions().into_iter().map(|e| e.key).collect();
         assert_eq!(got, sorted);
-        let chunk = m.scan_chunk(&keys[1], None, None, u64::MAX, 10);
+        let m = Arc::new(m);
         assert_eq!(
-            chunk.len(),
+            scan(&m, &keys[1], None, u64::MAX).len(),
             sorted.iter().filter(|k| **k >= keys[1]).count()
         );
     }
 
+    /// `(key, lsn, value)` of what a cursor visits from `start`.
+    fn scan(
+        m: &Arc<Memtable>,
+        start: &[u8],
+        end: Option<&[u8]>,
+        lsn: u64,
+    ) -> Vec<(Vec<u8>, u64, Option<Vec<u8>>)> {
+        let mut c = MemCursor::new(Arc::clone(m));
+        let mut out = Vec::new();
+        while c.advance(start, end, lsn) {
+            let r = c.record().unwrap();
+            out.push((c.key().to_vec(), r.lsn, r.value.map(<[u8]>::to_vec)));
+        }
+        assert!(!c.advance(start, end, lsn), "a cursor stays at its end");
+        out
+    }
+
     #[test]
-    fn scan_chunks_resume() {
+    fn cursors_see_one_version_a_key_as_of_their_lsn() {
         let m = Memtable::new();
         for (i, k) in [b"a", b"b", b"c", b"d"].iter().enumerate() {
             insert(&m, put(*k, b"x", i as u64 + 1));
             insert(&m, put(*k, b"y", i as u64 + 100));
         }
-        let c1 = m.scan_chunk(b"a", Some(b"d"), None, 50, 2);
+        insert(&m, put(b"bb", b"z", 200)); // only newer than the scans below
+        let m = Arc::new(m);
+        let v = |k: &[u8], lsn, val: &[u8]| (k.to_vec(), lsn, Some(val.to_vec()));
         assert_eq!(
-            c1.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
-            vec![b"a".to_vec(), b"b".to_vec()]
+            scan(&m, b"a", Some(b"d"), 50),
+            vec![v(b"a", 1, b"x"), v(b"b", 2, b"x"), v(b"c", 3, b"x")]
         );
-        assert!(c1.iter().all(|e| e.value.as_deref() == Some(b"x")));
-        let c2 = m.scan_chunk(b"a", Some(b"d"), Some(b"b"), 50, 2);
-        assert_eq!(c2.len(), 1);
-        assert_eq!(c2[0].key, b"c");
+        assert_eq!(
+            scan(&m, b"b", None, 101),
+            vec![v(b"b", 101, b"y"), v(b"c", 3, b"x"), v(b"d", 4, b"x")]
+        );
+        assert_eq!(scan(&m, b"bb", None, 0), vec![]);
+        assert_eq!(scan(&m, b"ba", Some(b"c"), 500), vec![v(b"bb", 200, b"z")]);
+        assert_eq!(scan(&m, b"e", None, 500), vec![]);
     }
 }

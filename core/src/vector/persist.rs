@@ -270,38 +270,7 @@ pub(crate) fn scan_versions(
     let mut all: Vec<MemEntry> = Vec::new();
     let keep = |e: &MemEntry| e.key.len() <= MAX_SPACE_KEY_LEN && e.lsn <= read_lsn;
     for m in &version.mems {
-        // scan_chunk yields one version per key; walk every LSN by rescanning
-        // below the version just taken.
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let chunk = m.scan_chunk(prefix, end.as_deref(), after.as_deref(), read_lsn, 1024);
-            let done = chunk.len() < 1024;
-            if let Some(last) = chunk.last() {
-                after = Some(last.key.clone());
-            }
-            for e in chunk {
-                let mut lsn = e.lsn;
-                let key = e.key.clone();
-                if keep(&e) {
-                    all.push(e);
-                }
-                // Older versions of the same key in this memtable.
-                while lsn > 0 {
-                    match m.get(&key, lsn - 1) {
-                        Some(older) if older.key == key => {
-                            lsn = older.lsn;
-                            if keep(&older) {
-                                all.push(older);
-                            }
-                        }
-                        _ => break,
-                    }
-                }
-            }
-            if done {
-                break;
-            }
-        }
+        all.extend(m.versions(prefix, end.as_deref(), read_lsn).filter(keep));
     }
     for s in &version.segments {
         if !s.meta.overlaps(prefix, end.as_deref()) {
