@@ -429,29 +429,36 @@ impl SegmentReader {
         decode_block(block.bytes()).map_err(|m| Error::corruption(self.path.clone(), offset, m))
     }
 
-    /// Point lookup of `key` in block `i` of a mapped version 3 file, read
-    /// in place: on the block's first read through this reader its checksum
-    /// is verified and its stored index checked against its entries; then
-    /// the index is searched in the map. `None` when the block has no stored
-    /// index (the caller reads it the usual way).
-    fn lookup_in_map(&self, i: usize, key: &[u8]) -> Result<Option<Option<Found<'_>>>> {
+    /// Block `i` of a mapped version 3 file, read in place: where it starts
+    /// in the map, its bytes without the CRC trailer, and its layout. On
+    /// the block's first use through this reader its checksum is verified
+    /// and its stored index checked against its entries. `None` when the
+    /// file is not mapped or the block has no stored index (the caller reads
+    /// it the usual way).
+    #[inline]
+    fn mapped_block(&self, i: usize) -> Result<Option<(usize, &[u8], BlockLayout<'_>)>> {
         use std::sync::atomic::Ordering::Relaxed;
-        let (Some(map), Some(ie)) = (self.map.as_ref(), self.index.get(i)) else {
+        let (Some(map), Some(ie), Some(word)) = (
+            self.map.as_ref(),
+            self.index.get(i),
+            self.verified.get(i / 64),
+        ) else {
             return Ok(None);
         };
         let corrupt = |m: String| Error::corruption(self.path.clone(), ie.offset, m);
-        let raw = usize::try_from(ie.offset)
-            .ok()
-            .and_then(|start| map.get(start..start.checked_add(ie.len as usize)?))
+        let start = usize::try_from(ie.offset).unwrap_or(usize::MAX);
+        let raw = start
+            .checked_add(ie.len as usize)
+            .and_then(|end| map.get(start..end))
             .ok_or_else(|| corrupt("block runs past the end of the file".into()))?;
         let block = &raw[..raw.len().saturating_sub(4)];
-        let (word, bit) = (&self.verified[i / 64], 1u64 << (i % 64));
+        let bit = 1u64 << (i % 64);
         let fresh = word.load(Relaxed) & bit == 0;
         if fresh {
             check_block_crc(raw).map_err(corrupt)?;
         }
         let layout = block_layout(block).map_err(corrupt)?;
-        let Some(ix) = layout.index else {
+        let Some(ix) = &layout.index else {
             return Ok(None);
         };
         if fresh {
@@ -462,6 +469,19 @@ impl SegmentReader {
             // Relaxed: the bit only saves re-checking bytes that never change.
             word.fetch_or(bit, Relaxed);
         }
+        Ok(Some((start, block, layout)))
+    }
+
+    /// Point lookup of `key` in block `i` of a mapped version 3 file, read
+    /// in place ([`SegmentReader::mapped_block`]), with no cache lookup.
+    fn lookup_in_map(&self, i: usize, key: &[u8]) -> Result<Option<Option<Found<'_>>>> {
+        let Some((_, block, layout)) = self.mapped_block(i)? else {
+            return Ok(None);
+        };
+        let corrupt = |m: String| Error::corruption(self.path.clone(), self.index[i].offset, m);
+        let Some(ix) = layout.index else {
+            return Ok(None);
+        };
         Ok(Some(
             match ix.find(layout.entries, key).map_err(corrupt)? {
                 Some(off) => Some(Found::in_map(block, off).map_err(corrupt)?),
@@ -646,7 +666,7 @@ impl SegmentReader {
             first_block,
             next_block: first_block,
             start: Arc::clone(start),
-            block: None,
+            held: Held::None,
             pos: 0,
             at: Cursor::NONE,
         }
@@ -654,21 +674,39 @@ impl SegmentReader {
 }
 
 /// Streams a segment's records, decoding one entry at a time from the
-/// current (cached) block: keys before `start` are skipped without a copy.
+/// current block: keys before `start` are skipped without a copy.
 #[derive(Debug)]
 pub struct SegmentIter {
     seg: Arc<SegmentReader>,
-    /// Whether blocks go through (and into) the block cache.
+    /// Whether blocks go through (and into) the block cache, or are read in
+    /// place from the map where the file allows it.
     cached: bool,
     /// The block holding the first key >= `start`.
     first_block: usize,
     next_block: usize,
     start: Arc<[u8]>,
-    block: Option<Block>,
-    /// Next entry (index into the block's entry offsets).
+    held: Held,
+    /// The next entry: an index into a cached block's entry offsets, or a
+    /// byte offset in a mapped block.
     pos: usize,
-    /// The entry [`SegmentIter::advance`] last moved to, in `block`.
+    /// The entry [`SegmentIter::advance`] last moved to, in the held block.
     at: Cursor,
+}
+
+/// The block a [`SegmentIter`] reads.
+#[derive(Debug)]
+enum Held {
+    None,
+    /// From the block cache (or read for this iterator alone).
+    Cached(Block),
+    /// `map[start..start + len]` of a mapped version 3 segment (the block
+    /// without its CRC trailer), checked once per reader and read in place
+    /// with no cache lookup: its entries end at `end`.
+    Mapped {
+        start: usize,
+        len: usize,
+        end: usize,
+    },
 }
 
 /// Where the entry a [`SegmentIter`] is at lies in its block, and its fields:
@@ -683,6 +721,7 @@ struct Cursor {
     ttl: u32,
     lsn: u64,
     timestamp: i64,
+    retain_until: i64,
 }
 
 impl Cursor {
@@ -695,7 +734,14 @@ impl Cursor {
         ttl: 0,
         lsn: 0,
         timestamp: 0,
+        retain_until: 0,
     };
+
+    /// Where the entry after this one starts.
+    #[inline]
+    fn end(&self) -> usize {
+        self.value_at as usize + self.value_len as usize
+    }
 
     /// The entry at offset `off` of checksummed block `bytes` (body and
     /// count trailer), checked as [`parse_entry`] checks it. Offsets fit in
@@ -714,6 +760,7 @@ impl Cursor {
             ttl: h.ttl,
             lsn: h.lsn,
             timestamp: h.timestamp,
+            retain_until: h.retain_until,
         })
     }
 }
@@ -721,27 +768,22 @@ impl Cursor {
 impl SegmentIter {
     /// The next record, or `None` at the end.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
-        Ok(self.next_found()?.map(|f| f.to_record()))
-    }
-
-    /// The next entry, read in place, or `None` at the end.
-    pub fn next_found(&mut self) -> Result<Option<Found<'static>>> {
-        loop {
-            if let Some(block) = &self.block {
-                if let Some(off) = block.entry(self.pos) {
-                    let found = Found::at(Arc::clone(block), off).map_err(|m| {
-                        let at = self.seg.index[self.next_block - 1].offset;
-                        Error::corruption(self.seg.path.clone(), at, m)
-                    })?;
-                    self.pos += 1;
-                    return Ok(Some(found));
-                }
-                self.block = None;
-            }
-            if !self.load_next_block()? {
-                return Ok(None);
-            }
+        if !self.advance()? {
+            return Ok(None);
         }
+        let a = self.at;
+        let entry = MemEntry {
+            key: self.key().to_vec(),
+            value: (a.op == Operation::Put).then(|| self.value().to_vec()),
+            op: a.op,
+            lsn: a.lsn,
+            timestamp: a.timestamp,
+            ttl: a.ttl,
+        };
+        Ok(Some(Record {
+            entry,
+            retain_until: a.retain_until,
+        }))
     }
 
     /// Moves to the next entry, which [`SegmentIter::key`] and the other
@@ -750,15 +792,21 @@ impl SegmentIter {
     #[inline]
     pub(crate) fn advance(&mut self) -> Result<bool> {
         loop {
-            if let Some(block) = &self.block {
-                if let Some(off) = block.entry(self.pos) {
-                    self.at = Cursor::at(block.bytes(), off).map_err(|m| {
-                        let at = self.seg.index[self.next_block - 1].offset;
-                        Error::corruption(self.seg.path.clone(), at, m)
-                    })?;
-                    self.pos += 1;
-                    return Ok(true);
-                }
+            let off = match &self.held {
+                Held::Cached(block) => block.entry(self.pos),
+                Held::Mapped { end, .. } => (self.pos < *end).then_some(self.pos as u32),
+                Held::None => None,
+            };
+            if let Some(off) = off {
+                self.at = Cursor::at(self.bytes(), off).map_err(|m| {
+                    let at = self.seg.index[self.next_block - 1].offset;
+                    Error::corruption(self.seg.path.clone(), at, m)
+                })?;
+                self.pos = match self.held {
+                    Held::Mapped { .. } => self.at.end(),
+                    _ => self.pos + 1,
+                };
+                return Ok(true);
             }
             if !self.load_next_block()? {
                 self.at = Cursor::NONE;
@@ -770,7 +818,16 @@ impl SegmentIter {
     /// The bytes of the current block (empty before the first entry).
     #[inline]
     fn bytes(&self) -> &[u8] {
-        self.block.as_ref().map_or(&[], |b| b.bytes())
+        match &self.held {
+            Held::Cached(b) => b.bytes(),
+            Held::Mapped { start, len, .. } => self
+                .seg
+                .map
+                .as_ref()
+                .and_then(|m| m.get(*start..*start + *len))
+                .unwrap_or_default(),
+            Held::None => &[],
+        }
     }
 
     /// The (internal) key of the entry [`SegmentIter::advance`] moved to.
@@ -808,28 +865,58 @@ impl SegmentIter {
     /// first entry (at the first key >= `start` in the first block): `false`
     /// when there is none.
     fn load_next_block(&mut self) -> Result<bool> {
-        self.block = None;
-        if self.next_block >= self.seg.index.len() {
+        self.held = Held::None;
+        let i = self.next_block;
+        if i >= self.seg.index.len() {
             return Ok(false);
         }
-        let block = if self.cached {
-            self.seg.block(self.next_block)?
-        } else {
-            self.seg.load_block(self.next_block, false)?
-        };
+        let corrupt = |m| Error::corruption(self.seg.path.clone(), self.seg.index[i].offset, m);
         // Only the first block can hold keys before `start`.
-        self.pos = if self.next_block == self.first_block {
-            first_at_or_after(&block, &self.start).map_err(|m| {
-                Error::corruption(
-                    self.seg.path.clone(),
-                    self.seg.index[self.next_block].offset,
-                    m,
-                )
-            })?
+        let first = i == self.first_block;
+        if self.cached {
+            if let Some((start, bytes, layout)) = self.seg.mapped_block(i)? {
+                if let Some(ix) = &layout.index {
+                    let entries = layout.entries;
+                    self.pos = if first {
+                        let n = ix.len();
+                        let j = first_at_or_after_in(
+                            entries,
+                            n,
+                            ix.common,
+                            |j| ix.prefix(j),
+                            |j| Some(ix.offset(j)),
+                            &self.start,
+                        )
+                        .map_err(corrupt)?;
+                        if j < n {
+                            ix.offset(j) as usize
+                        } else {
+                            entries.len()
+                        }
+                    } else {
+                        0
+                    };
+                    self.held = Held::Mapped {
+                        start,
+                        len: bytes.len(),
+                        end: entries.len(),
+                    };
+                    self.next_block += 1;
+                    return Ok(true);
+                }
+            }
+        }
+        let block = if self.cached {
+            self.seg.block(i)?
+        } else {
+            self.seg.load_block(i, false)?
+        };
+        self.pos = if first {
+            first_at_or_after(&block, &self.start).map_err(corrupt)?
         } else {
             0
         };
-        self.block = Some(block);
+        self.held = Held::Cached(block);
         self.next_block += 1;
         Ok(true)
     }
@@ -1234,19 +1321,48 @@ fn entry_key(body: &[u8], pos: usize) -> Result<&[u8], String> {
 /// Index of the first entry of `block` whose key is >= `key`.
 fn first_at_or_after(block: &BlockData, key: &[u8]) -> Result<usize, String> {
     let (body, _) = split_block(block.bytes())?;
-    let n = block.entry_count();
-    let at = |i: usize| block.entry(i).ok_or("entry index past the block");
     let prefixes = block.key_prefixes();
-    let cp = block.common_prefix_len();
+    first_at_or_after_in(
+        body,
+        block.entry_count(),
+        block.common_prefix_len(),
+        |i| prefixes[i],
+        |i| block.entry(i),
+        key,
+    )
+}
+
+/// Index of the first of the `n` entries of `body` whose key is >= `key`,
+/// given each entry's key prefix (`prefix`, past the `cp` bytes every key
+/// shares) and offset (`offset`), in key order: a cached block's index or
+/// a stored one.
+fn first_at_or_after_in(
+    body: &[u8],
+    n: usize,
+    cp: usize,
+    prefix: impl Fn(usize) -> u16,
+    offset: impl Fn(usize) -> Option<u32>,
+    key: &[u8],
+) -> Result<usize, String> {
+    let at = |i: usize| offset(i).ok_or("entry index past the block");
     // Fast path: search the key prefixes, then step over equal prefixes
     // with full keys. Valid when `key` starts with the block's common prefix,
     // which the one key read here (the answer's, or the last) tells.
     let want = key_prefix(key, cp);
-    let mut i = prefixes.partition_point(|&p| p < want);
-    if let Some(probe) = block.entry(i.min(n.saturating_sub(1))) {
-        let k = entry_key(body, probe as usize)?;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if prefix(mid) < want {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut i = lo;
+    if n > 0 {
+        let k = entry_key(body, at(i.min(n - 1))? as usize)?;
         if key.len() >= cp && k.len() >= cp && key[..cp] == k[..cp] {
-            while i < n && prefixes[i] == want && key_lt(entry_key(body, at(i)? as usize)?, key) {
+            while i < n && prefix(i) == want && key_lt(entry_key(body, at(i)? as usize)?, key) {
                 i += 1;
             }
             return Ok(i);
