@@ -219,6 +219,15 @@ pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a[i..].cmp(&b[i..])
 }
 
+/// The hash of an internal key: segments' Bloom filters are built from it
+/// (so it is part of the file format: another function would make every
+/// existing filter answer wrongly) and memtables' point indexes probe with
+/// it, so a point read hashes its key once for both.
+#[inline]
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
 /// Whether key `a` sorts before `b` ([`key_cmp`]).
 #[inline]
 pub(crate) fn key_lt(a: &[u8], b: &[u8]) -> bool {

@@ -117,12 +117,15 @@ impl Version {
         f: impl FnOnce(EntryRef<'_>) -> R,
     ) -> Result<Option<R>> {
         let mut f = Some(f);
+        // One hash for the memtables' indexes and the segments' filters.
+        let hash = key_hash(key);
         for m in &self.mems {
-            if let Some(r) = m.get_with(key, read_lsn, |e| (f.take().expect("called once"))(e)) {
+            let got = m.get_hashed(key, hash, read_lsn, |e| (f.take().expect("called once"))(e));
+            if let Some(r) = got {
                 return Ok(Some(r));
             }
         }
-        let Some(found) = self.newest_found(key)? else {
+        let Some(found) = self.newest_found_hashed(key, hash)? else {
             return Ok(None);
         };
         Ok(f.take().map(|f| f(found.as_entry())))
@@ -135,8 +138,12 @@ impl Version {
 
     /// The newest entry of `key` in the segments, read in place.
     fn newest_found(&self, key: &[u8]) -> Result<Option<Found<'_>>> {
+        self.newest_found_hashed(key, key_hash(key))
+    }
+
+    /// [`Version::newest_found`] for a key whose [`key_hash`] is `hash`.
+    fn newest_found_hashed(&self, key: &[u8], hash: u64) -> Result<Option<Found<'_>>> {
         let mut best: Option<Found> = None;
-        let hash = key_hash(key);
         for run in &self.runs {
             // Sorted by max_lsn: no later run can beat what we have.
             if best.as_ref().is_some_and(|b| b.lsn >= run.max_lsn) {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
 use std::sync::Arc;
 
-use crate::types::{EntryRef, MemEntry};
+use crate::types::{key_hash, EntryRef, MemEntry};
 use skiplist::{Entry, Position, SkipList};
 
 /// A multi-version, concurrently readable memtable.
@@ -103,7 +103,23 @@ impl Memtable {
         read_lsn: u64,
         f: impl FnOnce(EntryRef<'_>) -> R,
     ) -> Option<R> {
-        self.list.get(key, read_lsn).map(|e| f(e.record()))
+        self.get_hashed(key, key_hash(key), read_lsn, f)
+    }
+
+    /// [`Memtable::get_with`] for a key whose [`key_hash`] the caller has
+    /// (a point read hashes its key once for every memtable and segment).
+    #[inline]
+    pub(crate) fn get_hashed<R>(
+        &self,
+        key: &[u8],
+        hash: u64,
+        read_lsn: u64,
+        f: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Option<R> {
+        if self.is_empty() {
+            return None;
+        }
+        self.list.get(key, hash, read_lsn).map(|e| f(e.record()))
     }
 
     /// Every version with LSN <= `read_lsn` of keys in `[start, end)`, in

@@ -27,9 +27,7 @@ use std::sync::atomic::{
 };
 use std::sync::{Mutex, PoisonError};
 
-use xxhash_rust::xxh3::xxh3_64;
-
-use crate::types::{key_cmp, EntryRef, Operation};
+use crate::types::{key_cmp, key_hash, EntryRef, Operation};
 
 /// Levels of the tallest tower: with a branching factor of 4, searches stay
 /// logarithmic up to 4^12 (16M) entries, far past any memtable's size.
@@ -541,14 +539,15 @@ impl SkipList {
             self.height.store(height, AtomicOrdering::Relaxed);
         }
         self.index
-            .insert(&mut w.index_used, key, xxh3_64(key), node);
+            .insert(&mut w.index_used, key, key_hash(key), node);
         self.len.fetch_add(1, AtomicOrdering::Relaxed);
     }
 
-    /// The newest version of `key` with an LSN at most `lsn`.
+    /// The newest version of `key` (whose [`key_hash`] is `hash`) with an LSN
+    /// at most `lsn`.
     #[inline]
-    pub(super) fn get(&self, key: &[u8], lsn: u64) -> Option<Entry<'_>> {
-        match self.index.probe(key, xxh3_64(key)) {
+    pub(super) fn get(&self, key: &[u8], hash: u64, lsn: u64) -> Option<Entry<'_>> {
+        match self.index.probe(key, hash) {
             Probe::Found(_, newest) => {
                 // SAFETY: the index holds published nodes of this list.
                 let mut e = unsafe { Entry::new(newest) }?;
@@ -751,7 +750,8 @@ mod tests {
                             assert_eq!(e.record().value, Some(e.key()));
                             if e.lsn() <= upto {
                                 // The index finds what was published.
-                                let got = list.get(e.key(), upto).map(|g| g.lsn());
+                                let got =
+                                    list.get(e.key(), key_hash(e.key()), upto).map(|g| g.lsn());
                                 assert_eq!(got, Some(e.lsn()));
                             }
                         }
@@ -799,7 +799,7 @@ mod tests {
                         .next_back()
                         .map(|(&(_, l), v)| (l, v.clone()));
                     let got = list
-                        .get(&k.to_be_bytes(), at)
+                        .get(&k.to_be_bytes(), key_hash(&k.to_be_bytes()), at)
                         .map(|e| (e.lsn(), e.record().value.map(<[u8]>::to_vec)));
                     assert_eq!(got, want, "key {k} at {at} (keys {keys}, off {off})");
                 }

@@ -8,12 +8,7 @@
 //! not fit in the CPU cache). Version 1 files keep the classic filter
 //! (`k` bits spread over the whole array), read as before.
 
-use xxhash_rust::xxh3::xxh3_64;
-
-/// Hash used for the filter (and stored nowhere else).
-pub(crate) fn key_hash(key: &[u8]) -> u64 {
-    xxh3_64(key)
-}
+pub(crate) use crate::types::key_hash;
 
 /// Flag in the stored `k` field marking a blocked filter.
 const BLOCKED: u32 = 1 << 31;

@@ -109,15 +109,23 @@ impl Found<'static> {
 
 impl<'a> Found<'a> {
     /// The entry starting at `off` of a checked block in the map (its bytes
-    /// without the CRC trailer).
-    fn in_map(block: &'a [u8], off: u32) -> Result<Self, String> {
-        Found::new(FoundBytes::Mapped(block), off)
+    /// without the CRC trailer) whose entries take its first `entries_len`
+    /// bytes (known to the caller, which parsed the block's layout).
+    fn in_map(block: &'a [u8], entries_len: usize, off: u32) -> Result<Self, String> {
+        Found::with_body(FoundBytes::Mapped(block), entries_len, off)
     }
 
     fn new(bytes: FoundBytes<'a>, off: u32) -> Result<Self, String> {
+        let (body, _) = split_block(bytes.get())?;
+        let body_len = body.len();
+        Found::with_body(bytes, body_len, off)
+    }
+
+    /// The entry at `off` of `bytes`, whose entries are its first `body_len` bytes.
+    fn with_body(bytes: FoundBytes<'a>, body_len: usize, off: u32) -> Result<Self, String> {
         let (key, value, op, ttl, lsn, timestamp, retain_until) = {
             let bytes = bytes.get();
-            let (body, _) = split_block(bytes)?;
+            let body = bytes.get(..body_len).ok_or("block body past its end")?;
             let (e, _) = parse_entry(body, off as usize)?;
             // Key and value are sub-slices of the block: their offsets are
             // distances between start addresses (blocks are < 4 GiB).
@@ -484,7 +492,9 @@ impl SegmentReader {
         };
         Ok(Some(
             match ix.find(layout.entries, key).map_err(corrupt)? {
-                Some(off) => Some(Found::in_map(block, off).map_err(corrupt)?),
+                Some(off) => {
+                    Some(Found::in_map(block, layout.entries.len(), off).map_err(corrupt)?)
+                }
                 None => None,
             },
         ))
