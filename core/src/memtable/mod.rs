@@ -49,9 +49,11 @@ impl Memtable {
 
     /// An empty memtable sized for `bytes` of entries: arena chunks of an
     /// eighth of it (4 KiB to 1 MiB), and a point index of one 8-byte slot
-    /// per 64 bytes (an eighth of it in memory; every entry counts at least
-    /// 64 bytes, so even a memtable of empty records twice over its size
-    /// keeps most of its keys indexed).
+    /// per 64 bytes (an eighth of it in memory). Every entry counts 64 bytes
+    /// besides its key and value and the index takes keys up to three
+    /// quarters full, so records of 22 bytes of key and value or more stay
+    /// indexed up to `bytes`; keys past that (smaller records, or a memtable
+    /// grown past its size while a flush runs) are found by the list search.
     pub fn for_size(bytes: usize) -> Self {
         Memtable {
             list: SkipList::new(bytes / 8, bytes / 64),
