@@ -12,19 +12,10 @@ use std::time::{Duration, Instant};
 
 use edgestore::{EdgestoreConfig, Engine, SyncMode};
 
-fn next(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
-}
+#[path = "common/mod.rs"]
+mod common;
 
-fn key(i: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    let s = format!("{:016}", 2 * i);
-    k.copy_from_slice(s.as_bytes());
-    k
-}
+use common::{block_cache_from_env, db_bench_key as key, next};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -39,12 +30,7 @@ fn main() {
     let mut c = EdgestoreConfig::new(dir.path());
     c.sync_mode = SyncMode::Buffered;
     c.background_compaction = Some(Duration::from_secs(1));
-    if let Some(mb) = std::env::var("CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        c.block_cache_bytes = mb << 20;
-    }
+    block_cache_from_env(&mut c);
     let db = Engine::open(c).expect("open");
     let value = [0x5au8; 100];
     let start = Instant::now();

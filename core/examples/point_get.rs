@@ -11,6 +11,10 @@
 
 use std::time::Instant;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::thread_cpu_ns;
 use edgestore::{EdgestoreConfig, Engine, SyncMode};
 
 /// A small xorshift generator: the same order on every run.
@@ -27,19 +31,6 @@ fn shuffle(v: &mut [u32], seed: u64) {
 /// The Python benchmark's keys: `b"key-%011d" % i`.
 fn key(i: u32) -> Vec<u8> {
     format!("key-{i:011}").into_bytes()
-}
-
-/// CPU time of the calling thread in nanoseconds (Linux: the first field of
-/// `/proc/thread-self/schedstat`), or 0 where unavailable. Time spent
-/// preempted is not in it, but on the VM this was written on it advances in
-/// 4 ms ticks (80 ns a read at 50,000 reads): good for large effects only;
-/// compare instruction counts (cachegrind: rounds 3 minus rounds 1) for
-/// small ones.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -14,27 +14,10 @@ use std::time::Instant;
 
 use edgestore::{EdgestoreConfig, Engine, SyncMode};
 
-fn next(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
-}
+#[path = "common/mod.rs"]
+mod common;
 
-fn key(i: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k.copy_from_slice(format!("{:016}", 2 * i).as_bytes());
-    k
-}
-
-/// CPU time of the calling thread in nanoseconds (Linux schedstat; time
-/// the hypervisor stole is not in it where it accounts steal), or 0.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
+use common::{block_cache_from_env, db_bench_key as key, next, thread_cpu_ns};
 
 fn arg(args: &mut impl Iterator<Item = String>, default: u64) -> u64 {
     args.next().and_then(|a| a.parse().ok()).unwrap_or(default)
@@ -51,12 +34,7 @@ fn main() {
     c.sync_mode = SyncMode::Buffered;
     // Large enough that only the explicit flushes below make runs.
     c.memtable_size_bytes = 1 << 30;
-    if let Some(mb) = std::env::var("CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        c.block_cache_bytes = mb << 20;
-    }
+    block_cache_from_env(&mut c);
     let db = Engine::open(c).expect("open");
     let value = [0x5au8; 100];
     let mut s = 0x2545_F491_4F6C_DD1Du64;
