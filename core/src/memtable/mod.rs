@@ -76,11 +76,6 @@ impl Memtable {
         self.approx_bytes.load(AtomicOrdering::Relaxed)
     }
 
-    /// Bytes the memtable's arena has allocated (at least what it holds).
-    pub fn allocated_bytes(&self) -> usize {
-        self.list.allocated_bytes()
-    }
-
     /// Number of versions held.
     pub fn len(&self) -> usize {
         self.list.len()

@@ -357,10 +357,6 @@ impl Arena {
         self.chunks.push((p, layout));
         p
     }
-
-    fn allocated(&self) -> usize {
-        self.chunks.iter().map(|(_, l)| l.size()).sum()
-    }
 }
 
 impl Drop for Arena {
@@ -459,15 +455,6 @@ impl SkipList {
     /// Entries held.
     pub(super) fn len(&self) -> usize {
         self.len.load(AtomicOrdering::Relaxed)
-    }
-
-    /// Bytes of arena allocated (chunks, including their unused tails).
-    pub(super) fn allocated_bytes(&self) -> usize {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .arena
-            .allocated()
     }
 
     /// Inserts the version `(key, record.lsn)`. Versions must be unique; a
