@@ -8,6 +8,12 @@ use crate::memtable::Memtable;
 use crate::segment::{key_hash, Found, Record, SegmentReader};
 use crate::types::{key_lt, EntryRef, MemEntry};
 
+/// Runs whose filters a point read requests at once (see
+/// [`Version::newest_found_hashed`]): enough misses in flight to hide most
+/// of their latency, few enough that a read found in the newest run wastes
+/// little on the others.
+const PROBE_GROUP: usize = 8;
+
 /// What one read sees.
 #[derive(Debug, Clone)]
 pub(crate) struct Version {
@@ -142,19 +148,34 @@ impl Version {
     }
 
     /// [`Version::newest_found`] for a key whose [`key_hash`] is `hash`.
+    ///
+    /// Runs are visited newest first in groups of [`PROBE_GROUP`]: the
+    /// group's segments are found and their filter lines requested before
+    /// any filter is read, so a read that probes many runs (a write burst's,
+    /// before compaction folds them) waits for their cache misses together
+    /// rather than one after another.
     fn newest_found_hashed(&self, key: &[u8], hash: u64) -> Result<Option<Found<'_>>> {
         let mut best: Option<Found> = None;
-        for run in &self.runs {
-            // Sorted by max_lsn: no later run can beat what we have.
-            if best.as_ref().is_some_and(|b| b.lsn >= run.max_lsn) {
-                break;
+        for group in self.runs.chunks(PROBE_GROUP) {
+            let mut segs: [Option<&SegmentReader>; PROBE_GROUP] = [None; PROBE_GROUP];
+            for (slot, run) in segs.iter_mut().zip(group) {
+                *slot = run.segment_for(key).map(|s| &**s);
+                if let Some(s) = slot {
+                    s.prefetch_filter(hash);
+                }
             }
-            let Some(s) = run.segment_for(key) else {
-                continue;
-            };
-            if let Some(r) = s.lookup_covered(key, hash)? {
-                if best.as_ref().is_none_or(|b| r.lsn > b.lsn) {
-                    best = Some(r);
+            for (run, s) in group.iter().zip(segs) {
+                // Sorted by max_lsn: no later run can beat what we have.
+                if best.as_ref().is_some_and(|b| b.lsn >= run.max_lsn) {
+                    return Ok(best);
+                }
+                let Some(s) = s.filter(|s| s.may_contain_hash(hash)) else {
+                    continue;
+                };
+                if let Some(r) = s.lookup_admitted(key)? {
+                    if best.as_ref().is_none_or(|b| r.lsn > b.lsn) {
+                        best = Some(r);
+                    }
                 }
             }
         }
@@ -230,5 +251,40 @@ mod tests {
         assert_eq!(run1.first_overlapping(b"d", None), Some(1));
         assert_eq!(run1.first_overlapping(b"", Some(b"a")), None);
         assert_eq!(run1.first_overlapping(b"h", None), None);
+    }
+
+    #[test]
+    fn point_reads_probing_runs_in_groups_find_the_newest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        // 20 runs (more than two probe groups), run r written at LSN 100 + r:
+        // "own-r" in run r alone, "s" in every seventh run, "t" in runs 2
+        // and 5 (the second and third groups, newest first).
+        let runs = 20u64;
+        let owns: Vec<String> = (0..runs).map(|r| format!("own-{r:02}")).collect();
+        let segs = (0..runs)
+            .map(|r| {
+                let lsn = 100 + r;
+                let mut keys = vec![(owns[r as usize].as_str(), lsn)];
+                if r % 7 == 0 {
+                    keys.push(("s", lsn));
+                }
+                if r == 2 || r == 5 {
+                    keys.push(("t", lsn));
+                }
+                keys.sort();
+                segment(dir.path(), r + 1, r + 1, &keys)
+            })
+            .collect();
+        let v = Version::new(Vec::new(), segs);
+        assert_eq!(v.runs.len() as u64, runs);
+        assert!(runs as usize > 2 * PROBE_GROUP);
+        let lsn = |k: &str| v.get(k.as_bytes(), u64::MAX).unwrap().map(|e| e.lsn);
+        for (r, own) in owns.iter().enumerate() {
+            assert_eq!(lsn(own), Some(100 + r as u64), "{own}");
+        }
+        assert_eq!(lsn("s"), Some(114));
+        assert_eq!(lsn("t"), Some(105));
+        assert_eq!(lsn("own-99"), None);
+        assert_eq!(lsn("a"), None);
     }
 }

@@ -100,6 +100,19 @@ impl Bloom {
         Bloom::Classic { bits, k }
     }
 
+    /// Asks the CPU to start loading the cache line that
+    /// [`Bloom::may_contain`] will read for `hash`: a hint with no effect on
+    /// results, so that the probes of many filters (one per sorted run) wait
+    /// for their cache misses together instead of one after another.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if let Bloom::Blocked { lines, .. } = self {
+            if !lines.is_empty() {
+                super::prefetch(&lines[line_of(hash, lines.len())]);
+            }
+        }
+    }
+
     /// False means the key is certainly absent.
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
         match self {

@@ -500,6 +500,26 @@ impl SegmentReader {
         ))
     }
 
+    /// Starts loading the end of mapped block `i`, where its entry count
+    /// and stored index lie: the index search then finds its lines in
+    /// flight instead of missing on the count, then the prefixes, then the
+    /// offsets in turn (see [`super::prefetch`]).
+    #[inline]
+    fn prefetch_block_tail(&self, i: usize) {
+        /// The count, the common-prefix length and the index of a block of
+        /// about thirty entries (16-byte keys, 100-byte values, 4 KiB).
+        const TAIL: usize = 192;
+        let (Some(map), Some(ie)) = (self.map.as_ref(), self.index.get(i)) else {
+            return;
+        };
+        let Ok(end) = usize::try_from(ie.offset.saturating_add(u64::from(ie.len))) else {
+            return;
+        };
+        if let Some(tail) = map.get(end.saturating_sub(TAIL)..end) {
+            super::prefetch(tail);
+        }
+    }
+
     /// The last key of block `i`.
     #[inline]
     fn last_key(&self, i: usize) -> &[u8] {
@@ -556,13 +576,32 @@ impl SegmentReader {
     /// (the caller checked it: a run finds the one segment that covers the
     /// key), with the key's hash computed by the caller.
     pub(crate) fn lookup_covered(&self, key: &[u8], hash: u64) -> Result<Option<Found<'_>>> {
-        if !self.bloom.may_contain(hash) {
+        if !self.may_contain_hash(hash) {
             return Ok(None);
         }
+        self.lookup_admitted(key)
+    }
+
+    /// Starts loading what [`SegmentReader::may_contain_hash`] reads for
+    /// `hash` (a hint: see `Bloom::prefetch`).
+    #[inline]
+    pub(crate) fn prefetch_filter(&self, hash: u64) {
+        self.bloom.prefetch(hash);
+    }
+
+    /// Whether the Bloom filter admits a key whose [`key_hash`] is `hash`.
+    #[inline]
+    pub(crate) fn may_contain_hash(&self, hash: u64) -> bool {
+        self.bloom.may_contain(hash)
+    }
+
+    /// [`SegmentReader::lookup_covered`] for a key the Bloom filter admitted.
+    pub(crate) fn lookup_admitted(&self, key: &[u8]) -> Result<Option<Found<'_>>> {
         let i = self.block_for(key);
         if i >= self.index.len() {
             return Ok(None);
         }
+        self.prefetch_block_tail(i);
         if !self.verified.is_empty() {
             if let Some(found) = self.lookup_in_map(i, key)? {
                 return Ok(found);
@@ -670,6 +709,9 @@ impl SegmentReader {
     /// (a range iterator seeks every run from the same key): no copy of it.
     pub(crate) fn iter_from_shared(self: &Arc<Self>, start: &Arc<[u8]>) -> SegmentIter {
         let first_block = self.block_for(start);
+        // A scan makes the iterators of all its runs before it reads any:
+        // their first blocks load together.
+        self.prefetch_block_tail(first_block);
         SegmentIter {
             seg: Arc::clone(self),
             cached: true,
