@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -318,6 +319,9 @@ typedef struct engine {
     int (*get)(void *s, const uint8_t *k, size_t kl, uint8_t *buf, size_t cap, size_t *vl);
     void (*del)(void *s, const uint8_t *k, size_t kl);
     size_t (*scan)(void *s, const uint8_t *start, size_t kl, size_t n, uint8_t *first_key, uint64_t *sum);
+    /* Sorted runs a read may have to probe in the open database, or -1 (not
+     * open, or not an engine that reports it). */
+    int (*runs)(void);
 } engine;
 
 /* ---- edgestore --------------------------------------------------------- */
@@ -329,6 +333,15 @@ static void es_check(edgestore_status st, const char *what) {
         die("edgestore %s: %s: %s", what, edgestore_status_name((int)st), edgestore_last_error());
 }
 
+/* The open database, for es_runs (one at a time but for run_two's). */
+static edgestore_db *g_es_open_db;
+
+static int es_runs(void) {
+    edgestore_metrics m;
+    if (!g_es_open_db || edgestore_get_metrics(g_es_open_db, &m) != EDGESTORE_OK) return -1;
+    return m.sorted_runs < INT_MAX ? (int)m.sorted_runs : INT_MAX;
+}
+
 static void *es_open(const char *dir, int durable) {
     edgestore_options *o = NULL;
     edgestore_db *db = NULL;
@@ -338,10 +351,14 @@ static void *es_open(const char *dir, int durable) {
     es_check(edgestore_options_set_background_compaction(o, g_es_compaction_ms), "set_background_compaction");
     es_check(edgestore_open(dir, o, &db), "open");
     es_check(edgestore_options_free(o), "options_free");
+    g_es_open_db = db;
     return db;
 }
 
-static void es_close(void *db) { es_check(edgestore_close(db), "close"); }
+static void es_close(void *db) {
+    if (db == g_es_open_db) g_es_open_db = NULL;
+    es_check(edgestore_close(db), "close");
+}
 static void *es_session(void *db) { return db; }
 static void es_session_free(void *s) { (void)s; }
 
@@ -378,7 +395,7 @@ static size_t es_scan(void *s, const uint8_t *start, size_t kl, size_t n, uint8_
 }
 
 static const engine ENGINE_EDGESTORE = {"edgestore", es_open, es_close, es_session, es_session_free,
-                                        es_put, es_get, es_del, es_scan};
+                                        es_put, es_get, es_del, es_scan, es_runs};
 
 /* ---- RocksDB ------------------------------------------------------------ */
 #ifdef HAVE_ROCKSDB
@@ -484,7 +501,7 @@ static size_t rdb_scan(void *s, const uint8_t *start, size_t kl, size_t n, uint8
 }
 
 static const engine ENGINE_ROCKSDB = {"rocksdb", rdb_open, rdb_close, rdb_session, rdb_session_free,
-                                      rdb_put, rdb_get, rdb_del, rdb_scan};
+                                      rdb_put, rdb_get, rdb_del, rdb_scan, NULL};
 #endif
 
 /* ---- LMDB --------------------------------------------------------------- */
@@ -610,7 +627,7 @@ static size_t lm_scan(void *p, const uint8_t *start, size_t kl, size_t n, uint8_
 }
 
 static const engine ENGINE_LMDB = {"lmdb", lm_open, lm_close, lm_session, lm_session_free,
-                                   lm_put, lm_get, lm_del, lm_scan};
+                                   lm_put, lm_get, lm_del, lm_scan, NULL};
 #endif
 
 /* ---- LevelDB ------------------------------------------------------------ */
@@ -714,7 +731,7 @@ static size_t ldb_scan(void *s, const uint8_t *start, size_t kl, size_t n, uint8
 }
 
 static const engine ENGINE_LEVELDB = {"leveldb", ldb_open, ldb_close, ldb_session, ldb_session_free,
-                                      ldb_put, ldb_get, ldb_del, ldb_scan};
+                                      ldb_put, ldb_get, ldb_del, ldb_scan, NULL};
 #endif
 
 /* ---- SQLite ------------------------------------------------------------- */
@@ -846,7 +863,7 @@ static size_t sq_scan(void *p, const uint8_t *start, size_t kl, size_t n, uint8_
 }
 
 static const engine ENGINE_SQLITE = {"sqlite", sq_open, sq_close, sq_session, sq_session_free,
-                                     sq_put, sq_get, sq_del, sq_scan};
+                                     sq_put, sq_get, sq_del, sq_scan, NULL};
 #endif
 
 static const engine *const ALL_ENGINES[] = {
@@ -902,6 +919,7 @@ typedef struct {
     uint64_t user_bytes;  /* key+value bytes the phase wrote */
     uint64_t disk_bytes;  /* allocated bytes in the engine's directory after the phase */
     uint64_t rss_peak;    /* VmHWM during the phase minus the RSS before the engine opened */
+    int runs0, runs1;     /* sorted runs at the phase's start and end (-1: not reported) */
 } result;
 
 typedef struct {
@@ -951,6 +969,7 @@ static void phase_begin(run *r, int w) {
     if (reset_hwm() == 0) r->res->hwm_reset_ok = 1;
     r->phase_wb0 = io_write_bytes();
     r->phase_wc0 = io_counter("wchar");
+    r->cur->runs0 = r->e->runs ? r->e->runs() : -1;
 }
 
 static void phase_end(run *r, uint64_t ops, uint64_t t0, uint64_t t1, const char *dir) {
@@ -964,8 +983,20 @@ static void phase_end(run *r, uint64_t ops, uint64_t t0, uint64_t t1, const char
     c->disk_bytes = dir_disk_bytes(dir);
     uint64_t hwm = status_bytes("VmHWM");
     c->rss_peak = hwm > r->rss_base ? hwm - r->rss_base : 0;
+    c->runs1 = r->e->runs ? r->e->runs() : -1;
     if (c->rss_peak > r->res->rss_max) r->res->rss_max = c->rss_peak;
     c->done = 1;
+}
+
+/* "start..end" sorted runs of an engine that reports them, else "-"; a
+ * phase that opens its database has no start figure. */
+static void fmt_runs(char *out, size_t cap, const result *x) {
+    if (x->runs1 < 0)
+        snprintf(out, cap, "-");
+    else if (x->runs0 < 0)
+        snprintf(out, cap, "%d", x->runs1);
+    else
+        snprintf(out, cap, "%d..%d", x->runs0, x->runs1);
 }
 
 static void check_value(run *r, uint64_t i, const uint8_t *buf, size_t len, unsigned gen_lo, unsigned gen_hi,
@@ -1447,11 +1478,11 @@ static void print_size_tables(size_t si, engine_result (*res)[N_ENGINES], const 
     /* Detail: one row per workload and engine. */
     printf("\n");
     {
-        enum { NCOL = 11 };
+        enum { NCOL = 12 };
         const char *hdr[] = {"workload", "engine", "ops/s", "x RocksDB", "p50 us", "p99 us",
-                             "MB to disk", "WA", "syscall MB", "disk MiB", "peak RSS MiB"};
-        int widths[] = {17, 9, 8, 9, 8, 8, 10, 6, 10, 8, 12};
-        header(NCOL, widths, hdr, "llrrrrrrrrr");
+                             "MB to disk", "WA", "syscall MB", "disk MiB", "peak RSS MiB", "runs"};
+        int widths[] = {17, 9, 8, 9, 8, 8, 10, 6, 10, 8, 12, 7};
+        header(NCOL, widths, hdr, "llrrrrrrrrrr");
         for (int w = 0; w < W_COUNT; w++) {
             for (size_t e = 0; e < N_ENGINES; e++) {
                 if (!enabled[e]) continue;
@@ -1479,6 +1510,7 @@ static void print_size_tables(size_t si, engine_result (*res)[N_ENGINES], const 
                     snprintf(c[8], 32, "%.1f", (double)x->syscall_bytes / 1e6);
                     snprintf(c[9], 32, "%.1f", (double)x->disk_bytes / 1048576.0);
                     snprintf(c[10], 32, "%.1f", (double)x->rss_peak / 1048576.0);
+                    fmt_runs(c[11], 32, x);
                 }
                 for (int i = 0; i < NCOL; i++) cells[i] = c[i];
                 row(NCOL, widths, cells);
