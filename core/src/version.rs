@@ -258,7 +258,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // 20 runs (more than two probe groups), run r written at LSN 100 + r:
         // "own-r" in run r alone, "s" in every seventh run, "t" in runs 2
-        // and 5 (the second and third groups, newest first).
+        // and 5 (the second and third groups, newest first), "u" in runs 18
+        // and 13 (near the two ends of the first group: a read that probed
+        // one run's segment for another would return run 13's).
         let runs = 20u64;
         let owns: Vec<String> = (0..runs).map(|r| format!("own-{r:02}")).collect();
         let segs = (0..runs)
@@ -270,6 +272,9 @@ mod tests {
                 }
                 if r == 2 || r == 5 {
                     keys.push(("t", lsn));
+                }
+                if r == 13 || r == 18 {
+                    keys.push(("u", lsn));
                 }
                 keys.sort();
                 segment(dir.path(), r + 1, r + 1, &keys)
@@ -284,6 +289,7 @@ mod tests {
         }
         assert_eq!(lsn("s"), Some(114));
         assert_eq!(lsn("t"), Some(105));
+        assert_eq!(lsn("u"), Some(118));
         assert_eq!(lsn("own-99"), None);
         assert_eq!(lsn("a"), None);
     }
