@@ -173,6 +173,20 @@ def bench(store: Store, keys: list[bytes], value: bytes, seed: int) -> dict[str,
     return {"put": (t1 - t0) / n, "get": (t3 - t2) / n, "range": (t5 - t4) / n}
 
 
+OPS = ["put", "get", "range"]
+
+
+def fastest(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The lowest ns per operation among the stores."""
+    return {op: min(r[op] for r in results.values()) for op in OPS}
+
+
+def worst_ratio(results: dict[str, dict[str, float]]) -> float:
+    """edgestore's worst ratio to the fastest store over the operations."""
+    best = fastest(results)
+    return max(results["edgestore"][op] / best[op] for op in OPS)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=50_000, help="number of keys")
@@ -211,44 +225,42 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    ops = ["put", "get", "range"]
     order = [n for n in names if n in rounds]
-    results = {n: {op: statistics.median(x[op] for x in rounds[n]) for op in ops} for n in order}
-    best = {op: min(r[op] for r in results.values()) for op in ops}
+    results = {n: {op: statistics.median(x[op] for x in rounds[n]) for op in OPS} for n in order}
+    best = fastest(results)
     what = "the median of %d rounds" % args.rounds if args.rounds > 1 else "one round"
     print(
         f"n={args.n} keys of 16 bytes, values of {args.value_size} bytes, "
         f"Python {sys.version.split()[0]}; ns per operation, {what} (x fastest)\n"
     )
-    print("| store | " + " | ".join(ops) + " |")
-    print("|---|" + "---:|" * len(ops))
+    print("| store | " + " | ".join(OPS) + " |")
+    print("|---|" + "---:|" * len(OPS))
     for name, res in results.items():
-        cells = [f"{res[op]:,.0f} ({res[op] / best[op]:.2f}x)" for op in ops]
+        cells = [f"{res[op]:,.0f} ({res[op] / best[op]:.2f}x)" for op in OPS]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.rounds > 1:
         print("\nrange over the rounds (ns):\n")
-        print("| store | " + " | ".join(ops) + " |")
-        print("|---|" + "---:|" * len(ops))
+        print("| store | " + " | ".join(OPS) + " |")
+        print("|---|" + "---:|" * len(OPS))
         for name in order:
             cells = [
                 f"{min(x[op] for x in rounds[name]):,.0f}-{max(x[op] for x in rounds[name]):,.0f}"
-                for op in ops
+                for op in OPS
             ]
             print(f"| {name} | " + " | ".join(cells) + " |")
     if skipped:
         print(f"\nnot installed, skipped: {', '.join(skipped)}")
     if "edgestore" in results:
-        worst = max(results["edgestore"][op] / best[op] for op in ops)
+        worst = worst_ratio(results)
         verdict = "met" if worst <= 1.2 else "NOT met"
         print(f"\nedgestore worst ratio to the fastest binding: {worst:.2f}x "
               f"(target <= 1.2x: {verdict})")
         if args.rounds > 1:
             # The same verdict per round: how often a single run would meet it.
-            met = 0
-            for r in range(args.rounds):
-                per = {n: rounds[n][r] for n in order if len(rounds[n]) > r}
-                worst_r = max(per["edgestore"][op] / min(x[op] for x in per.values()) for op in ops)
-                met += worst_r <= 1.2
+            met = sum(
+                worst_ratio({n: rounds[n][r] for n in order if len(rounds[n]) > r}) <= 1.2
+                for r in range(args.rounds)
+            )
             print(f"rounds in which it was met: {met} of {args.rounds}")
     return 0
 
