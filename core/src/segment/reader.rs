@@ -546,7 +546,13 @@ impl SegmentReader {
         // word is above end after it; only equal words need whole keys.
         let w = word_at(key, common);
         let lo = self.fence.partition_point(|&f| f < w);
-        let hi = lo + self.fence[lo..].partition_point(|&f| f == w);
+        // Usually no block's word equals the key's: block `lo` is then the
+        // one, without a second search for the end of the equal words.
+        let hi = if self.fence.get(lo) == Some(&w) {
+            lo + self.fence[lo..].partition_point(|&f| f == w)
+        } else {
+            lo
+        };
         let (mut lo, mut hi) = (lo, hi);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
