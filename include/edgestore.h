@@ -336,8 +336,9 @@ typedef struct edgestore_options edgestore_options;
  * (`edgestore_snapshot_new()`); free with `edgestore_snapshot_free()`.
  *
  * Lifetime: independent of the database handle. A snapshot stays readable
- * after `edgestore_close()` of its database; it keeps the files it reads
- * alive until freed. Thread safety: usable from many threads at once.
+ * after `edgestore_close()` of its database; it holds the files it reads
+ * open until freed (compaction does not wait for it). Thread safety: usable
+ * from many threads at once.
  */
 typedef struct edgestore_snapshot edgestore_snapshot;
 
@@ -453,7 +454,9 @@ typedef struct edgestore_metrics {
      */
     uint64_t memtable_bytes;
     /**
-     * Segment files pinned by live snapshots.
+     * Segment files live snapshots hold open. Compaction does not wait for
+     * them: the space of those it already removed returns when the
+     * snapshots are freed.
      */
     uint64_t pinned_segments;
     /**
@@ -1037,8 +1040,9 @@ enum edgestore_status edgestore_flush_to_segments(struct edgestore_db *db);
  * Runs one compaction cycle now and reports what it did in `*stats_out`.
  *
  * Fully expired cohorts are dropped without writing; partly dead cohorts are
- * rewritten within the compaction budget. Segments pinned by live snapshots
- * are left alone. Errors: `EDGESTORE_INVALID_ARGUMENT`,
+ * rewritten within the compaction budget. Live snapshots do not hold it
+ * back: they keep reading the files it removes, whose space returns when
+ * they are freed. Errors: `EDGESTORE_INVALID_ARGUMENT`,
  * `EDGESTORE_CLOSED`, `EDGESTORE_IO`, `EDGESTORE_CORRUPTION`.
  *
  * # Safety
@@ -1310,8 +1314,10 @@ enum edgestore_status edgestore_options_set_manual_clock(struct edgestore_option
  *
  * Ownership: the caller owns `*snapshot_out` and frees it with
  * `edgestore_snapshot_free()`. Lifetime: independent of `db` (stays valid after
- * `edgestore_close(db)`); while it lives, compaction keeps the segment files it
- * reads. Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`.
+ * `edgestore_close(db)`). It holds the segment files it reads open:
+ * compaction goes on merging and dropping them meanwhile, and the disk space
+ * of those it removed returns when the snapshot and its iterators are freed.
+ * Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`.
  *
  * # Safety
  * `snapshot_out` must be NULL or valid for writing one pointer.
@@ -1320,7 +1326,7 @@ enum edgestore_status edgestore_snapshot_new(struct edgestore_db *db,
                                              struct edgestore_snapshot **snapshot_out);
 
 /**
- * Frees a snapshot, releasing the files it pinned. NULL is accepted; freeing
+ * Frees a snapshot, releasing the files it holds open. NULL is accepted; freeing
  * twice returns `EDGESTORE_CLOSED`. Iterators created from it stay valid.
  */
 enum edgestore_status edgestore_snapshot_free(struct edgestore_snapshot *snapshot);

@@ -25,8 +25,12 @@
 //! In a rewrite, only the newest version of each key among the inputs is kept.
 //! A dead record (tombstone or expired value) is dropped only when its retention
 //! has passed or no older version of its key exists in any segment outside the
-//! inputs; otherwise it is kept as a tombstone. Pinned segments (held by a live
-//! snapshot) are never touched.
+//! inputs; otherwise it is kept as a tombstone. Segments in the caller's
+//! `pinned` set are never touched. The engine pins none: its snapshots and
+//! iterators read through the files they opened, which stay readable after
+//! compaction removes them (their space returns when the last reader drops),
+//! so a stream of overlapping snapshots (a sync client's) cannot keep expired
+//! files from being dropped or runs from being merged.
 //!
 //! Rewrites are paid from a token bucket of `write_budget_bytes` a cycle: a
 //! job starts only while the balance is positive and is charged what it
@@ -277,30 +281,27 @@ impl Compactor {
         pinned: &HashSet<u64>,
         edited: impl FnMut(&Manifest),
     ) -> Result<CompactionStats> {
-        self.cycle(manifest, now_nanos, &|| pinned.clone(), edited)
+        self.cycle(manifest, now_nanos, pinned, edited)
     }
 
     /// A cycle over a manifest others edit too: the lock is held to plan,
     /// to allocate output ids and to publish, never while a merge reads and
-    /// writes, so flushes go on publishing meanwhile. `pinned` is asked again
-    /// before each publish (a snapshot taken during a merge may pin its
-    /// inputs; the job is then abandoned). Cycles of one compactor never
-    /// overlap.
+    /// writes, so flushes go on publishing meanwhile. Nothing is pinned (see
+    /// the module docs). Cycles of one compactor never overlap.
     pub(crate) fn compact_cycle_shared(
         &self,
         manifest: &Mutex<Manifest>,
         now_nanos: i64,
-        pinned: &dyn Fn() -> HashSet<u64>,
         edited: impl FnMut(&Manifest),
     ) -> Result<CompactionStats> {
-        self.cycle(manifest, now_nanos, pinned, edited)
+        self.cycle(manifest, now_nanos, &HashSet::new(), edited)
     }
 
     fn cycle(
         &self,
         mut manifest: impl ManifestAccess,
         now_nanos: i64,
-        pinned: &dyn Fn() -> HashSet<u64>,
+        pinned: &HashSet<u64>,
         mut edited: impl FnMut(&Manifest),
     ) -> Result<CompactionStats> {
         // Held for the whole cycle: one cycle at a time, and the token bucket
@@ -310,11 +311,10 @@ impl Compactor {
 
         // 1. Whole segments whose retention has passed: zero bytes written.
         let dropped = manifest.with(|m| -> Result<Option<Vec<u64>>> {
-            let pins = pinned();
             let expired: Vec<&SegmentMeta> = m
                 .list_segments()
                 .iter()
-                .filter(|s| !pins.contains(&s.segment_id) && s.death_time <= now_nanos)
+                .filter(|s| !pinned.contains(&s.segment_id) && s.death_time <= now_nanos)
                 .collect();
             if expired.is_empty() {
                 return Ok(None);
@@ -339,7 +339,7 @@ impl Compactor {
         // 2 and 3. Rewrite jobs, paid from the token bucket.
         let budget = i64::try_from(self.write_budget_bytes).unwrap_or(i64::MAX);
         *balance = balance.saturating_add(budget).min(budget);
-        let jobs = manifest.with(|m| self.plan(m, now_nanos, &pinned()));
+        let jobs = manifest.with(|m| self.plan(m, now_nanos, pinned));
         let mut caught_up = false;
         for planned in jobs {
             let job = if *balance > 0 {
@@ -350,7 +350,7 @@ impl Compactor {
                 // fold some, once a cycle, planned now (an earlier job of
                 // this cycle may have merged runs away).
                 let small = (!caught_up)
-                    .then(|| manifest.with(|m| self.catch_up_merge(m, now_nanos, &pinned())))
+                    .then(|| manifest.with(|m| self.catch_up_merge(m, now_nanos, pinned)))
                     .flatten();
                 caught_up = true;
                 match small {
@@ -359,27 +359,12 @@ impl Compactor {
                 }
             };
             let mut s = CompactionStats::default();
-            let res = self.merge(
-                &mut manifest,
-                &job,
-                now_nanos,
-                None,
-                pinned,
-                &mut s,
-                &mut edited,
-            );
+            let res = self.merge(&mut manifest, &job, now_nanos, None, &mut s, &mut edited);
             // What a job wrote is charged whether or not it was published.
             let spent = i64::try_from(s.bytes_written).unwrap_or(i64::MAX);
             *balance = balance.saturating_sub(spent);
-            if res? {
-                s.cohorts_collected = 1;
-            } else {
-                // Abandoned: its output was deleted, nothing changed.
-                s = CompactionStats {
-                    jobs_deferred: 1,
-                    ..Default::default()
-                };
-            }
+            res?;
+            s.cohorts_collected = 1;
             stats.add(&s);
         }
         Ok(stats)
@@ -401,7 +386,6 @@ impl Compactor {
             &cohort.segment_ids,
             now_nanos,
             Some(output_segment_id),
-            &HashSet::new,
             &mut s,
             &mut |_| {},
         )?;
@@ -544,21 +528,18 @@ impl Compactor {
     }
 
     /// Merges `inputs` into new segments (the first `first_output`, or a
-    /// newly allocated id) and swaps them in with one manifest edit, unless
-    /// an input got pinned meanwhile: then the outputs are deleted and it
-    /// returns false. The manifest is locked only to look, allocate and
-    /// publish; `stats.bytes_written` counts the output either way.
-    #[allow(clippy::too_many_arguments)]
+    /// newly allocated id) and swaps them in with one manifest edit. The
+    /// manifest is locked only to look, allocate and publish;
+    /// `stats.bytes_written` counts the output even when publishing fails.
     fn merge(
         &self,
         manifest: &mut impl ManifestAccess,
         inputs: &[u64],
         now_nanos: i64,
         first_output: Option<u64>,
-        pinned: &dyn Fn() -> HashSet<u64>,
         stats: &mut CompactionStats,
         edited: &mut dyn FnMut(&Manifest),
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let input_set: HashSet<u64> = inputs.iter().copied().collect();
         let (outside, first) = manifest.with(|m| -> Result<(Vec<u64>, u64)> {
             if let Some(id) = inputs.iter().find(|id| m.segment(**id).is_none()) {
@@ -625,34 +606,24 @@ impl Compactor {
         };
         let written: u64 = metas.iter().map(|m| m.file_size).sum();
         stats.bytes_written += written;
-        let published = manifest.with(|m| -> Result<bool> {
-            let pins = pinned();
-            if inputs.iter().any(|id| pins.contains(id)) {
-                return Ok(false);
-            }
+        // After a failed edit the outputs stay: the edit may have reached
+        // the disk, and open removes files the manifest does not name.
+        manifest.with(|m| -> Result<()> {
             m.apply(ManifestEdit {
                 add: metas.clone(),
                 remove: inputs.to_vec(),
                 ..Default::default()
             })?;
             edited(m);
-            Ok(true)
-        });
-        if !published? {
-            // Not in the manifest: nothing refers to them. (After a failed
-            // edit they stay: the edit may have reached the disk, and open
-            // removes files the manifest does not name.)
-            let outputs: Vec<u64> = metas.iter().map(|m| m.segment_id).collect();
-            self.delete_files(&outputs)?;
-            return Ok(false);
-        }
+            Ok(())
+        })?;
         stats.records_dropped += merge.read - kept;
         let reclaimed: u64 = readers.iter().map(|r| r.meta.file_size).sum();
         self.delete_files(inputs)?;
         stats.segments_removed += inputs.len() as u64;
         stats.segments_written += metas.len() as u64;
         stats.bytes_reclaimed += reclaimed;
-        Ok(true)
+        Ok(())
     }
 }
 

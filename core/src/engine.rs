@@ -1093,17 +1093,14 @@ impl Inner {
         // maintenance lock is taken only around each edit, so flushes (and
         // the writers waiting on them) do not wait for a merge.
         let mut open_failed = None;
-        let stats = self.compactor.compact_cycle_shared(
-            &self.maintenance,
-            now,
-            &|| self.pins.pinned(),
-            |m| match readers(m) {
-                Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
-                Err(e) => {
-                    open_failed.get_or_insert(e);
-                }
-            },
-        );
+        let stats =
+            self.compactor
+                .compact_cycle_shared(&self.maintenance, now, |m| match readers(m) {
+                    Ok(segs) => self.install(Version::new(self.current().mems.clone(), segs)),
+                    Err(e) => {
+                        open_failed.get_or_insert(e);
+                    }
+                });
         // A cycle that failed part-way may have edited the manifest after its
         // last report (a merge published, its inputs not yet deleted):
         // install whatever the manifest now says. A cycle that succeeded

@@ -55,7 +55,9 @@ pub struct Metrics {
     pub sorted_runs: u64,
     /// Approximate bytes held by memtables.
     pub memtable_bytes: u64,
-    /// Segments pinned by live snapshots.
+    /// Segment files live snapshots hold open. Compaction does not wait for
+    /// them: the space of those it already removed returns when the
+    /// snapshots are dropped.
     pub pinned_segments: u64,
 }
 

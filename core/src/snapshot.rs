@@ -114,7 +114,9 @@ pub(crate) fn point_get<R>(
     .flatten())
 }
 
-/// Counts of live snapshots per segment id: compaction leaves pinned segments alone.
+/// Counts of live snapshots per segment id, for [`crate::Metrics::pinned_segments`].
+/// Compaction does not consult it: a snapshot reads through its own open
+/// files, which outlive their removal from the database.
 #[derive(Debug, Default)]
 pub(crate) struct PinRegistry {
     pins: Mutex<HashMap<u64, usize>>,
@@ -144,10 +146,6 @@ impl PinRegistry {
         }
     }
 
-    pub(crate) fn pinned(&self) -> std::collections::HashSet<u64> {
-        self.lock().keys().copied().collect()
-    }
-
     pub(crate) fn live_pins(&self) -> usize {
         self.lock().len()
     }
@@ -157,9 +155,11 @@ impl PinRegistry {
 /// TTLs are judged at the instant it was taken: a record alive then stays
 /// readable through the snapshot after it expires.
 ///
-/// Owned, `Send + Sync`, independent of the engine's lifetime. Its segments are
-/// never deleted by compaction while it lives; dropping it releases them and
-/// the memtables it holds.
+/// Owned, `Send + Sync`, independent of the engine's lifetime. It holds the
+/// segment files it reads open: compaction goes on merging and dropping
+/// them from the database meanwhile, and the disk space of those it removed
+/// returns when the snapshot (and any iterator reading them) is dropped,
+/// with the memtables it holds.
 #[derive(Debug)]
 pub struct Snapshot {
     view: ReadView,

@@ -156,7 +156,7 @@ fn workloads() -> Vec<Workload> {
     steps.push(Snapshot);
     steps.push(Delete(0, 2));
     steps.push(FlushToSegments);
-    steps.push(Compact); // pinned: nothing to do
+    steps.push(Compact); // merges the snapshot's runs all the same
     steps.push(DropSnapshots);
     steps.push(Compact);
     steps.push(Put(0, 9, 0));

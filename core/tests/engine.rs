@@ -334,22 +334,87 @@ fn snapshots_see_the_past_including_the_memtable_and_ttl() {
 }
 
 #[test]
-fn pinned_segments_survive_until_the_snapshot_drops() {
+fn expired_files_are_dropped_while_a_snapshot_still_reads_them() {
+    // A snapshot does not hold compaction back: the expired file leaves the
+    // database (and the directory) at once, and the snapshot, which judges
+    // TTLs at the instant it was taken, reads on through the file it holds
+    // open. Both read paths: mapped and plain reads.
+    for mmap_reads in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let mut c = config(dir.path(), &clock);
+        c.mmap_reads = mmap_reads;
+        let db = Engine::open(c).unwrap();
+        db.put_with_ttl(b"ns", b"k", b"v", 60).unwrap();
+        db.flush_to_segments().unwrap();
+        let snap = db.snapshot().unwrap();
+        assert_eq!(db.metrics().pinned_segments, 1);
+        clock.advance_secs(7200);
+        let s1 = db.compact_once().unwrap();
+        assert_eq!(s1.segments_removed, 1, "{s1:?}");
+        assert_eq!(s1.bytes_written, 0, "{s1:?}");
+        assert_eq!(seg_files(dir.path()), 0);
+        assert_eq!(db.get(b"ns", b"k").unwrap(), None);
+        assert_eq!(snap.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(snap.prefix(b"ns", b"").unwrap().len(), 1);
+        assert_eq!(db.metrics().pinned_segments, 1);
+        drop(snap);
+        assert_eq!(db.metrics().pinned_segments, 0);
+        let s2 = db.compact_once().unwrap();
+        assert_eq!(s2.segments_removed, 0, "{s2:?}");
+    }
+}
+
+#[test]
+fn overlapping_snapshots_do_not_stop_compaction() {
+    // A sync client keeps a snapshot open at all times: it takes the next
+    // one before it drops the last. Runs must still be merged and expired
+    // files dropped, and every snapshot must keep reading what it saw.
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
-    let db = open(dir.path(), &clock);
-    db.put_with_ttl(b"ns", b"k", b"v", 60).unwrap();
-    db.flush_to_segments().unwrap();
-    let snap = db.snapshot().unwrap();
-    clock.advance_secs(7200);
-    let s1 = db.compact_once().unwrap();
-    assert_eq!(s1.segments_removed, 0);
-    assert_eq!(seg_files(dir.path()), 1);
-    assert_eq!(snap.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
-    drop(snap);
-    let s2 = db.compact_once().unwrap();
-    assert_eq!(s2.segments_removed, 1);
-    assert_eq!(seg_files(dir.path()), 0);
+    let mut c = config(dir.path(), &clock);
+    c.sync_mode = SyncMode::Buffered;
+    c.background_flush = false;
+    c.max_permanent_runs = 2;
+    let db = Engine::open(c).unwrap();
+    let mut held: Option<(u32, edgestore::Snapshot)> = None;
+    for round in 0..12u32 {
+        for i in 0..100u32 {
+            db.put(b"ns", &i.to_be_bytes(), &round.to_le_bytes())
+                .unwrap();
+        }
+        db.put_with_ttl(b"ttl", &round.to_be_bytes(), b"short", 60)
+            .unwrap();
+        db.flush_to_segments().unwrap();
+        let next = db.snapshot().unwrap();
+        if let Some((seen, snap)) = held.take() {
+            // The older snapshot reads what it saw, after the merges and
+            // drops its segments went through.
+            for i in (0..100u32).step_by(7) {
+                assert_eq!(
+                    snap.get(b"ns", &i.to_be_bytes()).unwrap(),
+                    Some(seen.to_le_bytes().to_vec())
+                );
+            }
+            assert_eq!(snap.prefix(b"ns", b"").unwrap().len(), 100);
+        }
+        held = Some((round, next));
+        clock.advance_secs(3600);
+        db.compact_once().unwrap();
+        let m = db.metrics();
+        assert!(m.sorted_runs <= 2, "round {round}: {m:?}");
+    }
+    // Every TTL record has died: no file holding one is left.
+    assert!(db.prefix(b"ttl", b"").unwrap().is_empty());
+    let m = db.metrics();
+    assert!(m.segments <= 2, "{m:?}");
+    assert_eq!(seg_files(dir.path()) as u64, m.segments);
+    let (seen, snap) = held.unwrap();
+    assert_eq!(
+        snap.get(b"ns", &5u32.to_be_bytes()).unwrap(),
+        Some(seen.to_le_bytes().to_vec())
+    );
+    assert_eq!(snap.prefix(b"ttl", b"").unwrap().len(), 1);
 }
 
 #[test]
@@ -1134,39 +1199,40 @@ fn a_flush_does_not_wait_for_a_merge() {
 }
 
 #[test]
-fn a_merge_whose_inputs_get_pinned_meanwhile_is_abandoned() {
-    // A snapshot taken while a merge runs pins the merge's inputs: they must
-    // stay on disk while it lives, so the merge must not publish.
+fn a_snapshot_taken_during_a_merge_reads_on_after_it_publishes() {
+    // A snapshot taken while a merge runs holds the merge's inputs; the
+    // merge publishes all the same (its writes are not wasted), the inputs
+    // leave the directory, and the snapshot reads on through them.
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let (db, gate) = gated_db(dir.path(), &clock);
-    let before = seg_files(dir.path());
     let (stats, snap) = std::thread::scope(|s| {
         gate.arm();
         let merge = s.spawn(|| db.compact_once().unwrap());
         gate.wait_blocked();
         let snap = db.snapshot().unwrap();
+        db.put(b"ns", &9u32.to_be_bytes(), b"after").unwrap();
         gate.release();
         (merge.join().unwrap(), snap)
     });
-    assert_eq!(stats.segments_written, 0, "{stats:?}");
-    assert_eq!(stats.segments_removed, 0, "{stats:?}");
-    assert!(stats.jobs_deferred >= 1, "{stats:?}");
-    // The abandoned output is gone, the inputs are all there.
-    assert_eq!(seg_files(dir.path()), before);
-    assert_eq!(db.metrics().sorted_runs, 4);
-    assert_eq!(
-        snap.get(b"ns", &9u32.to_be_bytes()).unwrap(),
-        Some(3u32.to_le_bytes().to_vec())
-    );
-    drop(snap);
-    let stats = db.compact_once().unwrap();
     assert!(stats.segments_written > 0, "{stats:?}");
+    assert_eq!(stats.segments_removed, 4, "{stats:?}");
     assert!(db.metrics().sorted_runs <= 2, "{:?}", db.metrics());
+    assert_eq!(seg_files(dir.path()) as u64, db.metrics().segments);
+    assert_eq!(db.metrics().pinned_segments, 4);
+    for i in 0..200u32 {
+        assert_eq!(
+            snap.get(b"ns", &i.to_be_bytes()).unwrap(),
+            Some(3u32.to_le_bytes().to_vec())
+        );
+    }
+    assert_eq!(snap.prefix(b"ns", b"").unwrap().len(), 200);
     assert_eq!(
         db.get(b"ns", &9u32.to_be_bytes()).unwrap(),
-        Some(3u32.to_le_bytes().to_vec())
+        Some(b"after".to_vec())
     );
+    drop(snap);
+    assert_eq!(db.metrics().pinned_segments, 0);
 }
 
 /// The engine of the two tests below: explicit flushes and cycles, a

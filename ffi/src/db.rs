@@ -83,7 +83,9 @@ pub struct edgestore_metrics {
     pub segment_bytes: u64,
     /// Approximate bytes held in memtables.
     pub memtable_bytes: u64,
-    /// Segment files pinned by live snapshots.
+    /// Segment files live snapshots hold open. Compaction does not wait for
+    /// them: the space of those it already removed returns when the
+    /// snapshots are freed.
     pub pinned_segments: u64,
     /// (WAL + flush + compaction bytes) / user bytes; 0 before any write.
     pub write_amplification: f64,
@@ -407,8 +409,9 @@ pub extern "C" fn edgestore_flush_to_segments(db: *mut edgestore_db) -> edgestor
 /// Runs one compaction cycle now and reports what it did in `*stats_out`.
 ///
 /// Fully expired cohorts are dropped without writing; partly dead cohorts are
-/// rewritten within the compaction budget. Segments pinned by live snapshots
-/// are left alone. Errors: `EDGESTORE_INVALID_ARGUMENT`,
+/// rewritten within the compaction budget. Live snapshots do not hold it
+/// back: they keep reading the files it removes, whose space returns when
+/// they are freed. Errors: `EDGESTORE_INVALID_ARGUMENT`,
 /// `EDGESTORE_CLOSED`, `EDGESTORE_IO`, `EDGESTORE_CORRUPTION`.
 ///
 /// # Safety

@@ -74,8 +74,9 @@ pub struct edgestore_batch {
 /// (`edgestore_snapshot_new()`); free with `edgestore_snapshot_free()`.
 ///
 /// Lifetime: independent of the database handle. A snapshot stays readable
-/// after `edgestore_close()` of its database; it keeps the files it reads
-/// alive until freed. Thread safety: usable from many threads at once.
+/// after `edgestore_close()` of its database; it holds the files it reads
+/// open until freed (compaction does not wait for it). Thread safety: usable
+/// from many threads at once.
 pub struct edgestore_snapshot {
     _opaque: [u8; 0],
 }

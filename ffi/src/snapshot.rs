@@ -34,8 +34,10 @@ const OK: Result<edgestore_status, Fail> = Ok(edgestore_status::EDGESTORE_OK);
 ///
 /// Ownership: the caller owns `*snapshot_out` and frees it with
 /// `edgestore_snapshot_free()`. Lifetime: independent of `db` (stays valid after
-/// `edgestore_close(db)`); while it lives, compaction keeps the segment files it
-/// reads. Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`.
+/// `edgestore_close(db)`). It holds the segment files it reads open:
+/// compaction goes on merging and dropping them meanwhile, and the disk space
+/// of those it removed returns when the snapshot and its iterators are freed.
+/// Errors: `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_CLOSED`.
 ///
 /// # Safety
 /// `snapshot_out` must be NULL or valid for writing one pointer.
@@ -57,7 +59,7 @@ pub unsafe extern "C" fn edgestore_snapshot_new(
     })
 }
 
-/// Frees a snapshot, releasing the files it pinned. NULL is accepted; freeing
+/// Frees a snapshot, releasing the files it holds open. NULL is accepted; freeing
 /// twice returns `EDGESTORE_CLOSED`. Iterators created from it stay valid.
 #[no_mangle]
 pub extern "C" fn edgestore_snapshot_free(snapshot: *mut edgestore_snapshot) -> edgestore_status {
