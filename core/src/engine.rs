@@ -597,6 +597,16 @@ impl Engine {
         self.inner.view()?.scan_prefix(ns, prefix)
     }
 
+    /// The Merkle tree of `ns`'s live entries as they are now, with
+    /// `16^depth` leaves (`depth` 1 to [`crate::MERKLE_MAX_DEPTH`]): two
+    /// replicas compare roots, then the children of differing nodes, then
+    /// exchange the keys of differing leaves (see [`crate::merkle`]). Reads
+    /// the whole namespace from a consistent view;
+    /// [`Snapshot::merkle_tree`] pairs the tree with the exact data it hashed.
+    pub fn merkle_tree(&self, ns: &[u8], depth: u32) -> Result<crate::MerkleTree> {
+        self.inner.view()?.merkle_tree(ns, depth)
+    }
+
     /// A consistent, owned view of the database as it is now.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::new(

@@ -23,6 +23,7 @@ pub mod fault;
 mod iter;
 pub mod manifest;
 pub mod memtable;
+pub mod merkle;
 pub mod metrics;
 pub mod segment;
 pub mod snapshot;
@@ -40,6 +41,7 @@ pub use engine::{Engine, VerifyReport, LOCK_FILE};
 pub use error::{Error, Result};
 pub use iter::RangeIter;
 pub use manifest::Manifest;
+pub use merkle::{MerkleTree, MERKLE_DEFAULT_DEPTH, MERKLE_FANOUT, MERKLE_MAX_DEPTH};
 pub use metrics::Metrics;
 pub use snapshot::Snapshot;
 pub use vector::{

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::iter::RangeIter;
+use crate::merkle::{MerkleBuilder, MerkleTree};
 use crate::types::{
     check_key, encode_key, is_live, ns_prefix_len, prefix_successor, with_encoded_key,
 };
@@ -88,6 +89,16 @@ impl ReadView {
 
     pub(crate) fn prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.scan_prefix(ns, prefix)?.collect()
+    }
+
+    /// The Merkle tree of `ns`'s live entries in this view (one scan).
+    pub(crate) fn merkle_tree(&self, ns: &[u8], depth: u32) -> Result<MerkleTree> {
+        let mut b = MerkleBuilder::new(depth)?;
+        let mut it = self.scan(ns, b"", None)?;
+        while let Some((k, v)) = it.next_entry()? {
+            b.add(k, v)?;
+        }
+        Ok(b.finish())
     }
 }
 
@@ -211,6 +222,14 @@ impl Snapshot {
     /// Streaming form of [`Snapshot::prefix`].
     pub fn scan_prefix(&self, ns: &[u8], prefix: &[u8]) -> Result<RangeIter> {
         self.view.scan_prefix(ns, prefix)
+    }
+
+    /// The Merkle tree of `ns`'s live entries as of the snapshot, with
+    /// `16^depth` leaves (`depth` 1 to [`crate::MERKLE_MAX_DEPTH`]; see
+    /// [`crate::merkle`] for the sync it serves and its exact hashes).
+    /// Reads the whole namespace.
+    pub fn merkle_tree(&self, ns: &[u8], depth: u32) -> Result<MerkleTree> {
+        self.view.merkle_tree(ns, depth)
     }
 
     /// The sequence number the snapshot reads at.
