@@ -1183,6 +1183,83 @@ enum edgestore_status edgestore_iter_next(struct edgestore_iter *iter,
 enum edgestore_status edgestore_iter_free(struct edgestore_iter *iter);
 
 /**
+ * Writes to `*count_out` the number of nodes in a Merkle tree of `depth`
+ * levels below the root (1 to 4): `(16^(depth+1) - 1) / 15`, so a buffer of
+ * `count * 32` bytes holds every node. Errors: `EDGESTORE_INVALID_ARGUMENT`
+ * (depth out of range, NULL `count_out`). Thread safety: any thread.
+ *
+ * # Safety
+ * `count_out` must be NULL or valid for writing a `size_t`.
+ */
+enum edgestore_status edgestore_merkle_node_count(uint32_t depth, size_t *count_out);
+
+/**
+ * Writes to `*leaf_out` the leaf `key` belongs to in a Merkle tree of
+ * `depth` levels (0 to `16^depth - 1`): a replica sends, for each leaf
+ * whose hash differs from its peer's, the keys of that leaf. Depends on
+ * the key alone. Errors: `EDGESTORE_INVALID_ARGUMENT`. Thread safety: any
+ * thread.
+ *
+ * # Safety
+ * `key` must point to `key_len` readable bytes (or be NULL with `key_len`
+ * 0); `leaf_out` must be NULL or valid for writing a `uint32_t`.
+ */
+enum edgestore_status edgestore_merkle_leaf_of(const uint8_t *key,
+                                               size_t key_len,
+                                               uint32_t depth,
+                                               uint32_t *leaf_out);
+
+/**
+ * Computes the Merkle tree of the live entries of `ns` as they are now
+ * (one scan of the namespace from a consistent view) with `16^depth`
+ * leaves, `depth` 1 to 4, and copies every node into `nodes_out`: 32 bytes
+ * each, level by level from the root (node `i` of level `l` starts at byte
+ * `32 * ((16^l - 1) / 15 + i)`; its children are nodes `16i .. 16i + 15`
+ * of level `l + 1`). `*entries_out` is the number of entries hashed.
+ *
+ * Sync: two replicas compare roots (the first 32 bytes), then the children
+ * of differing nodes, then exchange the keys of differing leaves
+ * (`edgestore_merkle_leaf_of()`). The hashes are fixed in `core/FORMAT.md`
+ * and do not depend on TTLs, write order, flushes or compaction.
+ *
+ * `nodes_cap` must be at least `edgestore_merkle_node_count(depth) * 32`,
+ * else `EDGESTORE_BUFFER_TOO_SMALL` (checked before anything is read).
+ * Nothing is written unless the call returns `EDGESTORE_OK`. Errors:
+ * `EDGESTORE_INVALID_ARGUMENT`, `EDGESTORE_BUFFER_TOO_SMALL`,
+ * `EDGESTORE_CLOSED`, `EDGESTORE_IO`, `EDGESTORE_CORRUPTION`. Thread
+ * safety: any thread.
+ *
+ * # Safety
+ * `ns` must point to `ns_len` readable bytes (or be NULL with `ns_len` 0);
+ * `nodes_out` must have `nodes_cap` writable bytes; `entries_out` must be
+ * NULL or valid for writing a `uint64_t`.
+ */
+enum edgestore_status edgestore_merkle_tree(struct edgestore_db *db,
+                                            const uint8_t *ns,
+                                            size_t ns_len,
+                                            uint32_t depth,
+                                            uint8_t *nodes_out,
+                                            size_t nodes_cap,
+                                            uint64_t *entries_out);
+
+/**
+ * `edgestore_merkle_tree()` as of the snapshot: the tree of exactly the
+ * data the snapshot reads, so a replica can send the keys of differing
+ * leaves from the same view it hashed. Arguments, errors and layout as for
+ * `edgestore_merkle_tree()`. Thread safety: any thread.
+ *
+ * # Safety
+ * As for `edgestore_merkle_tree()`.
+ */
+enum edgestore_status edgestore_snapshot_merkle_tree(struct edgestore_snapshot *snapshot,
+                                                     const uint8_t *ns,
+                                                     size_t ns_len,
+                                                     uint32_t depth,
+                                                     uint8_t *nodes_out,
+                                                     size_t nodes_cap,
+                                                     uint64_t *entries_out);
+
+/**
  * Creates options holding the defaults: durable sync, 4 MiB memtable, 4 MiB
  * segments, 3600 s cohort window, 64 MiB compaction budget, background
  * compaction every 1000 ms (expired files are dropped and sorted runs merged

@@ -1358,12 +1358,17 @@ fn merkle_trees_agree_across_layouts_and_drive_a_sync() {
     a.flush_to_segments().unwrap();
     b.compact_once().unwrap();
     clock.advance_secs(20);
-    let (ta, tb) = (a.merkle_tree(b"ns", 3).unwrap(), b.merkle_tree(b"ns", 3).unwrap());
+    let (ta, tb) = (
+        a.merkle_tree(b"ns", 3).unwrap(),
+        b.merkle_tree(b"ns", 3).unwrap(),
+    );
     assert_eq!(ta.entries(), 3000);
     assert_eq!(ta, tb);
     assert_ne!(ta.root(), b.merkle_tree(b"other", 3).unwrap().root());
     assert!(a.merkle_tree(b"ns", 0).is_err());
-    assert!(a.merkle_tree(b"ns", edgestore::MERKLE_MAX_DEPTH + 1).is_err());
+    assert!(a
+        .merkle_tree(b"ns", edgestore::MERKLE_MAX_DEPTH + 1)
+        .is_err());
 
     // A snapshot's tree is the data it reads, whatever happens after.
     let snap = a.snapshot().unwrap();

@@ -16,6 +16,7 @@ mod batch;
 mod db;
 mod handles;
 mod iter;
+mod merkle;
 mod options;
 mod snapshot;
 mod status;
