@@ -31,7 +31,7 @@ echo "==> pip install $here"
 
 echo "==> test dependencies"
 "$py" -m pip install --quiet --disable-pip-version-check \
-    "pytest>=7" "hypothesis>=6" numpy "mypy>=1.10" typing_extensions
+    "pytest>=7" "hypothesis>=6" numpy "mypy>=1.10" typing_extensions blake3
 
 # Run from the test directory's parent with the installed package: the source
 # tree's python/ folder is never on sys.path, so the wheel is what is tested.

@@ -368,6 +368,112 @@ impl From<edgestore::CompactionStats> for CompactionStats {
     }
 }
 
+// The `depth=3` defaults of the merkle methods spell the engine's default as a literal, so
+// the signature Python shows (and stubtest checks) has it.
+const _: () = assert!(edgestore::MERKLE_DEFAULT_DEPTH == 3);
+
+/// A tree depth from Python: out-of-range values (negative ones too) are
+/// `InvalidArgumentError`, as the engine reports 0 or 5.
+fn merkle_depth(py: Python<'_>, depth: i64) -> PyResult<u32> {
+    u32::try_from(depth).map_err(|_| {
+        invalid(
+            py,
+            format!(
+                "merkle depth {depth} is outside 1..={}",
+                edgestore::MERKLE_MAX_DEPTH
+            ),
+        )
+    })
+}
+
+/// A Merkle tree of one namespace's live `(key, value)` pairs, for sync
+/// between replicas (see `Database.merkle`).
+#[pyclass(module = "edgestore._native", frozen, eq)]
+#[derive(PartialEq)]
+struct MerkleTree {
+    tree: edgestore::MerkleTree,
+}
+
+#[pymethods]
+impl MerkleTree {
+    /// The root hash (32 bytes).
+    #[getter]
+    fn root<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.tree.root())
+    }
+
+    /// Levels below the root: the tree has `16 ** depth` leaves.
+    #[getter]
+    fn depth(&self) -> u32 {
+        self.tree.depth()
+    }
+
+    /// Live entries hashed.
+    #[getter]
+    fn entries(&self) -> u64 {
+        self.tree.entries()
+    }
+
+    /// Node `index` of `level` (0: the root; `depth`: the leaves), 32 bytes.
+    fn node<'py>(
+        &self,
+        py: Python<'py>,
+        level: u32,
+        index: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        match self.tree.node(level, index) {
+            Some(h) => Ok(PyBytes::new(py, &h)),
+            None => Err(invalid(
+                py,
+                format!(
+                    "no node {index} at level {level} of a depth {} tree",
+                    self.tree.depth()
+                ),
+            )),
+        }
+    }
+
+    /// Every node of `level`, in index order: the children of node `i` of
+    /// level `l` are nodes `16 * i` to `16 * i + 15` of level `l + 1`.
+    fn level<'py>(&self, py: Python<'py>, level: u32) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        match self.tree.level(level) {
+            Some(nodes) => Ok(nodes.iter().map(|h| PyBytes::new(py, h)).collect()),
+            None => Err(invalid(
+                py,
+                format!("no level {level} in a depth {} tree", self.tree.depth()),
+            )),
+        }
+    }
+
+    /// The leaves whose hashes differ from `other`'s (same depth), in order.
+    fn differing_leaves(&self, py: Python<'_>, other: &MerkleTree) -> PyResult<Vec<u32>> {
+        self.tree.differing_leaves(&other.tree).py(py)
+    }
+
+    /// The leaf `key` belongs to in a tree of `depth` levels.
+    #[staticmethod]
+    #[pyo3(signature = (key, depth=3))]
+    fn leaf_of(py: Python<'_>, key: &Bound<'_, PyAny>, depth: i64) -> PyResult<u32> {
+        let depth = merkle_depth(py, depth)?;
+        let key = bytes_like(key, "key")?;
+        edgestore::MerkleTree::leaf_of(key.as_slice(), depth).py(py)
+    }
+
+    fn __repr__(&self) -> String {
+        let hex: String = self
+            .tree
+            .root()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!(
+            "MerkleTree(root={hex}, depth={}, entries={})",
+            self.tree.depth(),
+            self.tree.entries()
+        )
+    }
+}
+
 /// A point-in-time copy of the engine's counters (bytes since this open).
 #[pyclass(module = "edgestore._native", frozen, get_all)]
 #[derive(Clone)]
@@ -756,6 +862,17 @@ impl Database {
         self.with_engine(py, |e| e.flush_to_segments())
     }
 
+    /// The Merkle tree of the live entries of `ns` as they are now, with
+    /// `16 ** depth` leaves (depth 1 to 4); reads the whole namespace.
+    #[pyo3(signature = (ns, depth=3))]
+    fn merkle(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, depth: i64) -> PyResult<MerkleTree> {
+        let depth = merkle_depth(py, depth)?;
+        let ns = namespace(ns)?;
+        let ns = ns.as_slice();
+        let tree = self.with_engine(py, |e| e.merkle_tree(ns, depth))?;
+        Ok(MerkleTree { tree })
+    }
+
     /// Runs one compaction cycle now.
     fn compact(&self, py: Python<'_>) -> PyResult<CompactionStats> {
         self.with_engine(py, |e| e.compact_once()).map(Into::into)
@@ -1055,6 +1172,17 @@ impl Snapshot {
             .map(RangeIterator::new)
     }
 
+    /// The Merkle tree of `ns` as of the snapshot: of exactly the data it
+    /// reads, so the keys of differing leaves can be sent from the same view.
+    #[pyo3(signature = (ns, depth=3))]
+    fn merkle(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, depth: i64) -> PyResult<MerkleTree> {
+        let depth = merkle_depth(py, depth)?;
+        let ns = namespace(ns)?;
+        let ns = ns.as_slice();
+        let tree = self.with_snap(py, |s| s.merkle_tree(ns, depth))?;
+        Ok(MerkleTree { tree })
+    }
+
     /// The sequence number the snapshot reads at.
     #[getter]
     fn sequence(&self, py: Python<'_>) -> PyResult<u64> {
@@ -1260,6 +1388,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Snapshot>()?;
     m.add_class::<RangeIterator>()?;
     m.add_class::<CompactionStats>()?;
+    m.add_class::<MerkleTree>()?;
     m.add_class::<Metrics>()?;
     m.add_class::<VerifyReport>()?;
     m.add_function(wrap_pyfunction!(open, m)?)?;

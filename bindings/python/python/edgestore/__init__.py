@@ -23,6 +23,21 @@ Errors are subclasses of :class:`Error`: :class:`InvalidArgumentError` (also a
 :class:`CorruptionError`, :class:`LockedError`, :class:`ClosedError` and
 :class:`PoisonedError`.
 
+Sync
+----
+``db.merkle(ns)`` (or ``snapshot.merkle(ns)``) hashes a namespace's live pairs
+into a :class:`MerkleTree` of ``16 ** depth`` leaves (``depth=3`` by
+default). Two replicas compare ``root``; where it differs they compare
+``level(1)``, then the children of differing nodes, down to the leaves, and
+send each other only the pairs whose ``MerkleTree.leaf_of(key)`` is a
+differing leaf. The hashes do not depend on write order, TTLs, flushes or
+compaction (wire format: ``core/FORMAT.md``)::
+
+    mine, theirs = db.merkle("sensors"), peer_tree  # peer_tree from the peer
+    leaves = set(mine.differing_leaves(theirs))
+    to_send = [(k, v) for k, v in db.range("sensors")
+               if edgestore.MerkleTree.leaf_of(k) in leaves]
+
 Vector search
 -------------
 ``db.vectors(ns, name, dim=..., metric=..., dtype=...)`` opens (creating when
@@ -66,6 +81,7 @@ from ._native import (
     Filter,
     InvalidArgumentError,
     LockedError,
+    MerkleTree,
     Metrics,
     PoisonedError,
     RangeIterator,
@@ -93,6 +109,7 @@ __all__ = [
     "Filter",
     "InvalidArgumentError",
     "LockedError",
+    "MerkleTree",
     "Metrics",
     "PoisonedError",
     "RangeIterator",

@@ -1,0 +1,145 @@
+"""Merkle trees for sync: layout, the wire format against an independent
+implementation (the ``blake3`` package), a sync driven by differing leaves,
+and bad arguments."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+import edgestore
+
+
+def derive(context: str, data: bytes) -> bytes:
+    return blake3(data, derive_key_context=context).digest()
+
+
+def reference_tree(pairs: dict[bytes, bytes], depth: int) -> list[list[bytes]]:
+    """The tree of core/FORMAT.md ("Merkle trees"), levels from the root."""
+
+    def leaf_of(key: bytes) -> int:
+        word: int = struct.unpack("<I", derive("edgestore merkle leaf index v1", key)[:4])[0]
+        return word >> (32 - 4 * depth)
+
+    leaves = [bytes(32)] * 16**depth
+    for k in sorted(pairs):
+        v = pairs[k]
+        e = derive(
+            "edgestore merkle entry v1",
+            struct.pack("<I", len(k)) + k + struct.pack("<Q", len(v)) + v,
+        )
+        i = leaf_of(k)
+        leaves[i] = derive("edgestore merkle leaf v1", leaves[i] + e)
+    levels = [leaves]
+    while len(levels[0]) > 1:
+        below = levels[0]
+        levels.insert(
+            0,
+            [
+                derive("edgestore merkle node v1", b"".join(below[i : i + 16]))
+                for i in range(0, len(below), 16)
+            ],
+        )
+    return levels
+
+
+def test_known_answer(tmp_path: Path) -> None:
+    with edgestore.open(tmp_path / "db", sync="buffered") as db:
+        db.put("ns", b"k1", b"v1")
+        db.put("ns", b"k2", b"")
+        t = db.merkle("ns", depth=1)
+    assert t.root.hex() == "3996ef4e76afe7279a9fb4ba4f626b5759b4845afbd8f29c811192f38e3c0395"
+    assert (t.depth, t.entries) == (1, 2)
+    assert "3996ef4e" in repr(t)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_every_node_matches_an_independent_implementation(tmp_path: Path, depth: int) -> None:
+    rng = random.Random(depth)
+    pairs = {rng.randbytes(rng.randint(0, 24)): rng.randbytes(rng.randint(0, 300)) for _ in range(1500)}
+    with edgestore.open(tmp_path / "db", sync="buffered", memtable_size_bytes=64 << 10) as db:
+        for k, v in pairs.items():
+            db.put(b"ns", k, v)
+            db.put(b"other", k, b"not hashed")
+        db.put("ns", b"deleted", b"x", ttl=None)
+        db.delete("ns", b"deleted")
+        pairs.pop(b"deleted", None)
+        t = db.merkle(b"ns", depth=depth)
+    want = reference_tree(pairs, depth)
+    assert t.entries == len(pairs)
+    assert t.root == want[0][0]
+    for level in range(depth + 1):
+        assert t.level(level) == want[level]
+    assert t.node(depth, 16**depth - 1) == want[depth][-1]
+    for k in list(pairs)[:50]:
+        d: int = struct.unpack("<I", derive("edgestore merkle leaf index v1", k)[:4])[0]
+        assert edgestore.MerkleTree.leaf_of(k, depth) == d >> (32 - 4 * depth)
+
+
+def test_replicas_sync_through_differing_leaves(tmp_path: Path) -> None:
+    keys = [b"key-%05d" % i for i in range(3000)]
+    with (
+        edgestore.open(tmp_path / "a", sync="buffered") as a,
+        edgestore.open(tmp_path / "b", sync="buffered", memtable_size_bytes=32 << 10) as b,
+    ):
+        for k in keys:
+            a.put("ns", k, k[::-1])
+        for k in reversed(keys):
+            b.put("ns", k, b"stale")
+            b.put("ns", k, k[::-1], ttl=86400)
+        b.compact()
+        assert a.merkle("ns") == b.merkle("ns")
+
+        with a.snapshot() as snap:
+            before = snap.merkle("ns")
+            a.put("ns", keys[7], b"changed")
+            a.delete("ns", keys[1234])
+            a.put("ns", b"new-key", b"added")
+            assert snap.merkle("ns") == before
+        mine, theirs = a.merkle("ns"), b.merkle("ns")
+        assert mine != theirs and mine.root != theirs.root
+        leaves = mine.differing_leaves(theirs)
+        assert leaves == sorted({edgestore.MerkleTree.leaf_of(k) for k in (keys[7], keys[1234], b"new-key")})
+        want = set(leaves)
+        send = [(k, v) for k, v in a.range("ns") if edgestore.MerkleTree.leaf_of(k) in want]
+        held = [k for k, _ in b.range("ns") if edgestore.MerkleTree.leaf_of(k) in want]
+        assert len(send) < 30
+        sent = {k for k, _ in send}
+        with b.batch() as batch:
+            for k in held:
+                if k not in sent:
+                    batch.delete("ns", k)
+            for k, v in send:
+                batch.put("ns", k, v)
+        assert b.merkle("ns") == mine
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    db = edgestore.open(tmp_path / "db", sync="buffered")
+    t = db.merkle("ns", depth=2)
+    assert t.entries == 0 and t.root == t.level(0)[0]
+    assert t.level(2) == [bytes(32)] * 256
+    for depth in (0, 5, -1, 2**40):
+        with pytest.raises(edgestore.InvalidArgumentError, match="depth"):
+            db.merkle("ns", depth=depth)
+        with pytest.raises(edgestore.InvalidArgumentError, match="depth"):
+            edgestore.MerkleTree.leaf_of(b"k", depth)
+    with pytest.raises(edgestore.InvalidArgumentError):
+        t.node(3, 0)
+    with pytest.raises(edgestore.InvalidArgumentError):
+        t.node(2, 256)
+    with pytest.raises(edgestore.InvalidArgumentError):
+        t.level(3)
+    with pytest.raises(edgestore.InvalidArgumentError):
+        t.differing_leaves(db.merkle("ns", depth=1))
+    with pytest.raises(TypeError):
+        edgestore.MerkleTree.leaf_of("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        db.merkle(123)  # type: ignore[arg-type]
+    db.close()
+    with pytest.raises(edgestore.ClosedError):
+        db.merkle("ns")
