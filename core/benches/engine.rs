@@ -1,5 +1,6 @@
 //! Criterion benchmarks: put in each sync mode, get from the memtable and from
-//! segments, range scans, and short scans over time-ordered runs. Run with
+//! segments, range scans, short scans over time-ordered runs, and the Merkle
+//! tree of a namespace (sync). Run with
 //! `cargo bench -p edgestore --bench engine`.
 
 use std::time::Duration;
@@ -159,9 +160,22 @@ fn time_ordered(c: &mut Criterion) {
     g.finish();
 }
 
+/// The Merkle tree of a namespace of N pairs (16-byte keys, 100-byte values,
+/// in segments), at the bindings' default depth: the cost of one sync round's
+/// first step, a whole-namespace scan plus three BLAKE3 calls a pair.
+fn merkle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("merkle");
+    g.throughput(Throughput::Elements(u64::from(N)));
+    let (_dir, db) = loaded(true);
+    g.bench_function("tree-100k-depth-3", |b| {
+        b.iter(|| black_box(db.merkle_tree(b"bench", 3).unwrap().root()))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = puts, gets, ranges, time_ordered
+    targets = puts, gets, ranges, time_ordered, merkle
 }
 criterion_main!(benches);

@@ -58,6 +58,13 @@ fn level_start(level: u32) -> usize {
     (MERKLE_FANOUT.pow(level) - 1) / (MERKLE_FANOUT - 1)
 }
 
+/// The leaf of `key` in a tree of `depth` (checked) levels, hashed with
+/// `h`, a fresh or reset hasher of [`LEAF_INDEX_CONTEXT`].
+fn leaf_index(h: &mut blake3::Hasher, key: &[u8], depth: u32) -> u32 {
+    let b = *h.update(key).finalize().as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) >> (32 - 4 * depth)
+}
+
 fn check_depth(depth: u32) -> Result<()> {
     if (1..=MERKLE_MAX_DEPTH).contains(&depth) {
         Ok(())
@@ -79,12 +86,11 @@ impl MerkleTree {
     /// The leaf `key` belongs to in a tree of `depth` levels.
     pub fn leaf_of(key: &[u8], depth: u32) -> Result<u32> {
         check_depth(depth)?;
-        let h = blake3::Hasher::new_derive_key(LEAF_INDEX_CONTEXT)
-            .update(key)
-            .finalize();
-        let b = h.as_bytes();
-        let word = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        Ok(word >> (32 - 4 * depth))
+        Ok(leaf_index(
+            &mut blake3::Hasher::new_derive_key(LEAF_INDEX_CONTEXT),
+            key,
+            depth,
+        ))
     }
 
     /// The root hash.
@@ -153,6 +159,12 @@ pub(crate) struct MerkleBuilder {
     depth: u32,
     entries: u64,
     leaves: Vec<[u8; 32]>,
+    /// One hasher per context, reset after each use: a new derive-key
+    /// hasher hashes its context string first, which doubled the cost of
+    /// hashing a short pair.
+    entry: blake3::Hasher,
+    index: blake3::Hasher,
+    chain: blake3::Hasher,
 }
 
 impl MerkleBuilder {
@@ -162,6 +174,9 @@ impl MerkleBuilder {
             depth,
             entries: 0,
             leaves: vec![[0; 32]; MERKLE_FANOUT.pow(depth)],
+            entry: blake3::Hasher::new_derive_key(ENTRY_CONTEXT),
+            index: blake3::Hasher::new_derive_key(LEAF_INDEX_CONTEXT),
+            chain: blake3::Hasher::new_derive_key(LEAF_CONTEXT),
         })
     }
 
@@ -169,18 +184,24 @@ impl MerkleBuilder {
     pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let key_len = u32::try_from(key.len())
             .map_err(|_| Error::invalid("key too long for a merkle entry"))?;
-        let entry = blake3::Hasher::new_derive_key(ENTRY_CONTEXT)
+        let entry = self
+            .entry
             .update(&key_len.to_le_bytes())
             .update(key)
             .update(&(value.len() as u64).to_le_bytes())
             .update(value)
             .finalize();
-        let leaf = &mut self.leaves[MerkleTree::leaf_of(key, self.depth)? as usize];
-        *leaf = *blake3::Hasher::new_derive_key(LEAF_CONTEXT)
+        self.entry.reset();
+        let i = leaf_index(&mut self.index, key, self.depth) as usize;
+        self.index.reset();
+        let leaf = &mut self.leaves[i];
+        *leaf = *self
+            .chain
             .update(leaf.as_slice())
             .update(entry.as_bytes())
             .finalize()
             .as_bytes();
+        self.chain.reset();
         self.entries += 1;
         Ok(())
     }
