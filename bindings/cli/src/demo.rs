@@ -39,12 +39,18 @@ pub fn run(dir: &Path, days: u32, sensors: u32) -> Result<(), Error> {
     cfg.memtable_size_bytes = 512 << 10;
     let db = Engine::open(cfg)?;
 
-    println!("edgestore demo: {sensors} sensors, one reading a minute each, {days} simulated days");
-    println!("TTL mix: raw readings 1 h (70%), minute summaries 24 h (20%), alerts 7 d (10%);");
-    println!("device settings are permanent, rewritten daily, one device retired each day.\n");
-    println!(
+    out!("edgestore demo: {sensors} sensors, one reading a minute each, {days} simulated days");
+    out!("TTL mix: raw readings 1 h (70%), minute summaries 24 h (20%), alerts 7 d (10%);");
+    out!("device settings are permanent, rewritten daily, one device retired each day.\n");
+    out!(
         "{:>4} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12}",
-        "day", "writes", "segments", "disk KiB", "dropped", "compact KiB", "WA compact"
+        "day",
+        "writes",
+        "segments",
+        "disk KiB",
+        "dropped",
+        "compact KiB",
+        "WA compact"
     );
 
     let mut expect_settings = std::collections::BTreeMap::new();
@@ -87,7 +93,7 @@ pub fn run(dir: &Path, days: u32, sensors: u32) -> Result<(), Error> {
         expect_settings.insert(retired, None);
         dropped_total += dropped_today;
         let m = db.metrics();
-        println!(
+        out!(
             "{:>4} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12.4}",
             day + 1,
             m.user_writes,
@@ -99,7 +105,7 @@ pub fn run(dir: &Path, days: u32, sensors: u32) -> Result<(), Error> {
         );
     }
 
-    println!("\nAll TTLs run out: advancing the clock 8 days and compacting once more.");
+    out!("\nAll TTLs run out: advancing the clock 8 days and compacting once more.");
     clock.advance_secs(8 * 24 * HOUR);
     db.flush_to_segments()?;
     let st = db.compact_once()?;
@@ -121,34 +127,35 @@ pub fn run(dir: &Path, days: u32, sensors: u32) -> Result<(), Error> {
         )));
     }
     let report = db.verify()?;
-    println!("  segments dropped whole over the run: {dropped_total}");
-    println!("  telemetry keys still visible:        {live_telemetry}");
-    println!(
+    out!("  segments dropped whole over the run: {dropped_total}");
+    out!("  telemetry keys still visible:        {live_telemetry}");
+    out!(
         "  settings kept (permanent):           {} of {} written keys",
         settings.len(),
         expect_settings.len()
     );
-    println!(
+    out!(
         "  segments left: {} ({} KiB on disk)",
         m.segments,
         dir_size(dir) / 1024
     );
-    println!(
+    out!(
         "  user bytes {} KiB, WAL {} KiB, flush {} KiB, compaction {} KiB",
         m.user_bytes_written / 1024,
         m.wal_bytes_written / 1024,
         m.flush_bytes_written / 1024,
         m.compaction_bytes_written / 1024
     );
-    println!(
+    out!(
         "  write amplification: total {:.3} (WAL + flush + compaction), compaction only {:.4}",
         m.write_amplification(),
         m.compaction_write_amplification()
     );
-    println!(
+    out!(
         "  verify: {} segments, {} records, every checksum ok",
-        report.segments, report.segment_records
+        report.segments,
+        report.segment_records
     );
-    println!("\ndemo database left in {}", dir.display());
+    out!("\ndemo database left in {}", dir.display());
     Ok(())
 }

@@ -1,5 +1,18 @@
 //! `edgestore`: inspect and operate an edgestore database from the shell.
 
+/// `println!` for a tool whose output is often piped: a reader that went
+/// away (`edgestore scan ns | head`) ends the process quietly instead of a
+/// panic; any other write error is reported. (The database needs no
+/// orderly close: every acknowledged write survives a process exit.)
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::output_failed(e)
+        }
+    }};
+}
+
 mod demo;
 
 use std::path::PathBuf;
@@ -55,6 +68,18 @@ enum Cmd {
     Compact,
     /// Check every checksum in the database.
     Verify,
+    /// Print the Merkle tree root of a namespace's live pairs (what two
+    /// replicas compare to sync), or with --level every node of that level.
+    Merkle {
+        ns: String,
+        /// Levels below the root (16^depth leaves), 1 to 4.
+        #[arg(long, default_value_t = edgestore::MERKLE_DEFAULT_DEPTH)]
+        depth: u32,
+        /// Print each node of this level (0 = root, depth = leaves) as
+        /// `index hash`.
+        #[arg(long)]
+        level: Option<u32>,
+    },
     /// Run a simulated week of sensor data with mixed TTLs and show what
     /// deathtime-cohort compaction does (uses ./edgestore-demo unless --db is given).
     Demo {
@@ -96,7 +121,7 @@ fn run(cli: Cli) -> Result<(), edgestore::Error> {
         } => open(&cli.db)?.put_with_ttl(ns.as_bytes(), key.as_bytes(), value.as_bytes(), ttl),
         Cmd::Get { ns, key } => match open(&cli.db)?.get(ns.as_bytes(), key.as_bytes())? {
             Some(v) => {
-                println!("{}", show(&v));
+                out!("{}", show(&v));
                 Ok(())
             }
             None => Err(edgestore::Error::InvalidArgument(format!(
@@ -122,26 +147,26 @@ fn run(cli: Cli) -> Result<(), edgestore::Error> {
             };
             for item in iter.take(limit.unwrap_or(usize::MAX)) {
                 let (k, v) = item?;
-                println!("{}\t{}", show(&k), show(&v));
+                out!("{}\t{}", show(&k), show(&v));
             }
             Ok(())
         }
         Cmd::Stats => {
             let db = open(&cli.db)?;
             let m = db.metrics();
-            println!("segments            {}", m.segments);
-            println!("segment bytes       {}", m.segment_bytes);
-            println!("memtable bytes      {}", m.memtable_bytes);
+            out!("segments            {}", m.segments);
+            out!("segment bytes       {}", m.segment_bytes);
+            out!("memtable bytes      {}", m.memtable_bytes);
             let v = db.verify()?;
-            println!("records in segments {}", v.segment_records);
-            println!("wal files           {}", v.wal_files);
-            println!("(write amplification is counted per process; see `edgestore demo` for a measured run)");
+            out!("records in segments {}", v.segment_records);
+            out!("wal files           {}", v.wal_files);
+            out!("(write amplification is counted per process; see `edgestore demo` for a measured run)");
             Ok(())
         }
         Cmd::Flush => open(&cli.db)?.flush_to_segments(),
         Cmd::Compact => {
             let s = open(&cli.db)?.compact_once()?;
-            println!(
+            out!(
                 "cohorts collected {}  segments removed {}  segments written {}  bytes written {}  bytes reclaimed {}  live records relocated {}",
                 s.cohorts_collected, s.segments_removed, s.segments_written, s.bytes_written, s.bytes_reclaimed, s.live_records_relocated
             );
@@ -149,10 +174,36 @@ fn run(cli: Cli) -> Result<(), edgestore::Error> {
         }
         Cmd::Verify => {
             let r = open(&cli.db)?.verify()?;
-            println!(
+            out!(
                 "ok: {} segments ({} records), {} WAL files ({} batches): every checksum verified",
-                r.segments, r.segment_records, r.wal_files, r.wal_batches
+                r.segments,
+                r.segment_records,
+                r.wal_files,
+                r.wal_batches
             );
+            Ok(())
+        }
+        Cmd::Merkle { ns, depth, level } => {
+            let tree = open(&cli.db)?.merkle_tree(ns.as_bytes(), depth)?;
+            let hex = |h: &[u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            match level {
+                None => out!(
+                    "root {}  depth {}  entries {}",
+                    hex(&tree.root()),
+                    tree.depth(),
+                    tree.entries()
+                ),
+                Some(l) => {
+                    let nodes = tree.level(l).ok_or_else(|| {
+                        edgestore::Error::InvalidArgument(format!(
+                            "level {l} is outside 0..={depth}"
+                        ))
+                    })?;
+                    for (i, h) in nodes.iter().enumerate() {
+                        out!("{i} {}", hex(h));
+                    }
+                }
+            }
             Ok(())
         }
         Cmd::Demo { days, sensors } => {
@@ -164,6 +215,15 @@ fn run(cli: Cli) -> Result<(), edgestore::Error> {
             demo::run(&dir, days, sensors)
         }
     }
+}
+
+/// See [`out!`].
+fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("edgestore: writing output: {e}");
+    std::process::exit(1)
 }
 
 fn main() -> ExitCode {
