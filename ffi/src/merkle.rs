@@ -82,12 +82,24 @@ fn check_out(
     args::out(entries_out, "entries_out")
 }
 
-/// Copies `tree` out (arguments checked by [`check_out`]).
+/// The body of the two tree calls: checks every argument, then computes
+/// the tree of `ns` with `tree` and copies it out.
 ///
 /// # Safety
-/// `nodes_out` must have room for every node of `tree`; `entries_out` must
-/// be writable.
-unsafe fn emit(tree: &MerkleTree, nodes_out: *mut u8, entries_out: *mut u64) {
+/// As for `edgestore_merkle_tree()`.
+unsafe fn tree_into(
+    ns: *const u8,
+    ns_len: usize,
+    depth: u32,
+    nodes_out: *mut u8,
+    nodes_cap: usize,
+    entries_out: *mut u64,
+    tree: impl FnOnce(&[u8]) -> Result<MerkleTree, Fail>,
+) -> Result<edgestore_status, Fail> {
+    // SAFETY: the caller guarantees a non-NULL ns covers ns_len bytes.
+    let ns = unsafe { args::namespace(ns, ns_len)? };
+    check_out(depth, nodes_out, nodes_cap, entries_out)?;
+    let tree = tree(ns)?;
     let nodes = tree.nodes();
     // SAFETY: check_out verified the buffer holds node_count(depth) hashes,
     // which is nodes.len(); a caller-owned buffer cannot overlap the tree.
@@ -100,6 +112,7 @@ unsafe fn emit(tree: &MerkleTree, nodes_out: *mut u8, entries_out: *mut u64) {
     };
     // SAFETY: entries_out was checked non-NULL; the caller guarantees it is writable.
     unsafe { args::write(entries_out, tree.entries()) };
+    OK
 }
 
 /// Computes the Merkle tree of the live entries of `ns` as they are now
@@ -136,13 +149,12 @@ pub unsafe extern "C" fn edgestore_merkle_tree(
     entries_out: *mut u64,
 ) -> edgestore_status {
     boundary("edgestore_merkle_tree", || {
-        // SAFETY: the caller guarantees a non-NULL ns covers ns_len bytes.
-        let ns = unsafe { args::namespace(ns, ns_len)? };
-        check_out(depth, nodes_out, nodes_cap, entries_out)?;
-        let tree = lookup_db(db)?.engine.merkle_tree(ns, depth)?;
-        // SAFETY: arguments checked by check_out for this depth.
-        unsafe { emit(&tree, nodes_out, entries_out) };
-        OK
+        // SAFETY: forwarded contract.
+        unsafe {
+            tree_into(ns, ns_len, depth, nodes_out, nodes_cap, entries_out, |ns| {
+                Ok(lookup_db(db)?.engine.merkle_tree(ns, depth)?)
+            })
+        }
     })
 }
 
@@ -164,14 +176,13 @@ pub unsafe extern "C" fn edgestore_snapshot_merkle_tree(
     entries_out: *mut u64,
 ) -> edgestore_status {
     boundary("edgestore_snapshot_merkle_tree", || {
-        // SAFETY: the caller guarantees a non-NULL ns covers ns_len bytes.
-        let ns = unsafe { args::namespace(ns, ns_len)? };
-        check_out(depth, nodes_out, nodes_cap, entries_out)?;
-        let tree = SNAPSHOTS
-            .get(snapshot, "snapshot")?
-            .merkle_tree(ns, depth)?;
-        // SAFETY: arguments checked by check_out for this depth.
-        unsafe { emit(&tree, nodes_out, entries_out) };
-        OK
+        // SAFETY: forwarded contract.
+        unsafe {
+            tree_into(ns, ns_len, depth, nodes_out, nodes_cap, entries_out, |ns| {
+                Ok(SNAPSHOTS
+                    .get(snapshot, "snapshot")?
+                    .merkle_tree(ns, depth)?)
+            })
+        }
     })
 }
