@@ -200,6 +200,16 @@ impl BlockCache {
         self.blocks.insert((file, block), data);
     }
 
+    /// Drops the blocks `0..blocks` of the file with cache id `file`: its
+    /// reader is gone, so nothing will ask for them again, and a block of a
+    /// mapped file would keep the whole mapping (and a removed file's disk
+    /// space) alive until evicted.
+    pub fn forget_file(&self, file: u64, blocks: u32) {
+        for block in 0..blocks {
+            self.blocks.remove(&(file, block));
+        }
+    }
+
     /// Bytes currently held.
     pub fn used_bytes(&self) -> u64 {
         self.blocks.weight()

@@ -192,6 +192,19 @@ impl<'a> Found<'a> {
     }
 }
 
+impl Drop for SegmentReader {
+    fn drop(&mut self) {
+        // The last holder of this reader is gone (compaction may have removed
+        // its file long ago): its cached blocks can never be asked for again.
+        if let Some(cache) = &self.cache {
+            cache.forget_file(
+                self.cache_id,
+                u32::try_from(self.index.len()).unwrap_or(u32::MAX),
+            );
+        }
+    }
+}
+
 impl SegmentReader {
     /// Opens segment `segment_id` in `dir` on the real file system (read
     /// with `pread`, not mapped).
@@ -1662,6 +1675,38 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 250);
+    }
+
+    #[test]
+    fn a_dropped_reader_leaves_nothing_in_the_block_cache() {
+        // A cached block of a mapped file holds the whole mapping: left in
+        // the cache, it would keep a file compaction removed on the disk.
+        for mmap in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let es = entries(500);
+            SegmentWriter::new(dir.path().to_path_buf(), 7, 3600)
+                .flush(&es)
+                .unwrap();
+            let cache = Arc::new(BlockCache::new(1 << 20, 4096, mmap));
+            let other = SegmentReader::open_with(&FsStorage, dir.path(), 7, mmap)
+                .unwrap()
+                .with_cache(Some(Arc::clone(&cache)));
+            let r = SegmentReader::open_with(&FsStorage, dir.path(), 7, mmap)
+                .unwrap()
+                .with_cache(Some(Arc::clone(&cache)));
+            for (k, _) in &es {
+                other.block(other.block_for(k)).unwrap();
+            }
+            let theirs = cache.used_bytes();
+            for (k, _) in &es {
+                r.block(r.block_for(k)).unwrap();
+            }
+            assert!(cache.used_bytes() > theirs && theirs > 0);
+            drop(r);
+            assert_eq!(cache.used_bytes(), theirs, "mmap {mmap}");
+            drop(other);
+            assert_eq!(cache.used_bytes(), 0, "mmap {mmap}");
+        }
     }
 
     #[test]
