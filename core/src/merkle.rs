@@ -18,8 +18,9 @@
 //!   `BLAKE3-derive-key("edgestore merkle leaf index v1", key)` read as a
 //!   little-endian u32, shifted right by `32 - 4 * depth`;
 //! * leaf hash: `L = [0; 32]`, then for each of its entries in key order
-//!   `L = BLAKE3-derive-key("edgestore merkle leaf v1", L || E)`: a leaf
-//!   without entries is 32 zero bytes;
+//!   (unsigned bytewise order of the user keys, the namespace not part of
+//!   them) `L = BLAKE3-derive-key("edgestore merkle leaf v1", L || E)`: a
+//!   leaf without entries is 32 zero bytes;
 //! * node hash: `BLAKE3-derive-key("edgestore merkle node v1", child_0 ||
 //!   ... || child_15)` over its 16 children, up to the root.
 //!
@@ -43,8 +44,9 @@ const NODE_CONTEXT: &str = "edgestore merkle node v1";
 
 /// A Merkle tree over one namespace's live `(key, value)` pairs (see the
 /// module docs for the exact hashes). Level 0 is the root, level `depth`
-/// holds the `16^depth` leaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// holds the `16^depth` leaves. Two trees are equal when their depths and
+/// nodes are (the entry count is informational).
+#[derive(Debug, Clone)]
 pub struct MerkleTree {
     depth: u32,
     entries: u64,
@@ -75,7 +77,33 @@ fn check_depth(depth: u32) -> Result<()> {
     }
 }
 
+impl PartialEq for MerkleTree {
+    fn eq(&self, other: &Self) -> bool {
+        self.depth == other.depth && self.nodes == other.nodes
+    }
+}
+
+impl Eq for MerkleTree {}
+
 impl MerkleTree {
+    /// A peer's tree from its nodes as [`MerkleTree::nodes`] lays them out
+    /// (every node, root first, level by level) and the entry count it
+    /// reported (0 when unknown), to compare with a local one.
+    pub fn from_nodes(depth: u32, entries: u64, nodes: &[[u8; 32]]) -> Result<Self> {
+        let want = Self::node_count(depth)?;
+        if nodes.len() != want {
+            return Err(Error::invalid(format!(
+                "a depth {depth} tree has {want} nodes, not {}",
+                nodes.len()
+            )));
+        }
+        Ok(MerkleTree {
+            depth,
+            entries,
+            nodes: nodes.to_vec(),
+        })
+    }
+
     /// Nodes in a tree of `depth` levels below the root (1 to
     /// [`MERKLE_MAX_DEPTH`]): the length of [`MerkleTree::nodes`].
     pub fn node_count(depth: u32) -> Result<usize> {
@@ -103,7 +131,8 @@ impl MerkleTree {
         self.depth
     }
 
-    /// Live entries hashed.
+    /// Live entries hashed (for a tree made by [`MerkleTree::from_nodes`],
+    /// what the peer reported).
     pub fn entries(&self) -> u64 {
         self.entries
     }
@@ -336,6 +365,25 @@ mod tests {
             vec![MerkleTree::leaf_of(&keys[0], 3).unwrap()]
         );
         assert!(t.differing_leaves(&tree(2, &[])).is_err());
+    }
+
+    #[test]
+    fn a_peer_tree_is_rebuilt_from_its_nodes() {
+        let local = tree(2, &[(b"a", b"1"), (b"b", b"2")]);
+        let peer = MerkleTree::from_nodes(2, 2, local.nodes()).unwrap();
+        assert_eq!(peer, local);
+        assert_eq!((peer.root(), peer.entries()), (local.root(), 2));
+        // The count is informational: equal nodes, equal trees.
+        assert_eq!(MerkleTree::from_nodes(2, 0, local.nodes()).unwrap(), local);
+        let other = tree(2, &[(b"a", b"1")]);
+        let theirs = MerkleTree::from_nodes(2, 1, other.nodes()).unwrap();
+        assert_eq!(
+            local.differing_leaves(&theirs).unwrap(),
+            vec![MerkleTree::leaf_of(b"b", 2).unwrap()]
+        );
+        assert!(MerkleTree::from_nodes(2, 0, &local.nodes()[1..]).is_err());
+        assert!(MerkleTree::from_nodes(1, 0, local.nodes()).is_err());
+        assert!(MerkleTree::from_nodes(0, 0, &[]).is_err());
     }
 
     #[test]

@@ -82,7 +82,10 @@ pub trait Storage: Send + Sync + Debug {
     }
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Removes a file.
+    /// Removes a file. Handles opened before (by [`Storage::open_read`] or
+    /// [`Storage::open_mapped`]) must stay readable, with the same bytes,
+    /// until dropped, as POSIX `unlink` keeps them: compaction removes
+    /// segment files that snapshots and iterators are still reading.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes creates, renames and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;

@@ -415,13 +415,12 @@ impl MerkleTree {
     }
 
     /// Node `index` of `level` (0: the root; `depth`: the leaves), 32 bytes.
-    fn node<'py>(
-        &self,
-        py: Python<'py>,
-        level: u32,
-        index: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        match self.tree.node(level, index) {
+    fn node<'py>(&self, py: Python<'py>, level: i64, index: i64) -> PyResult<Bound<'py, PyBytes>> {
+        let found = match (u32::try_from(level), usize::try_from(index)) {
+            (Ok(l), Ok(i)) => self.tree.node(l, i),
+            _ => None,
+        };
+        match found {
             Some(h) => Ok(PyBytes::new(py, &h)),
             None => Err(invalid(
                 py,
@@ -435,14 +434,48 @@ impl MerkleTree {
 
     /// Every node of `level`, in index order: the children of node `i` of
     /// level `l` are nodes `16 * i` to `16 * i + 15` of level `l + 1`.
-    fn level<'py>(&self, py: Python<'py>, level: u32) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        match self.tree.level(level) {
+    fn level<'py>(&self, py: Python<'py>, level: i64) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        match u32::try_from(level).ok().and_then(|l| self.tree.level(l)) {
             Some(nodes) => Ok(nodes.iter().map(|h| PyBytes::new(py, h)).collect()),
             None => Err(invalid(
                 py,
                 format!("no level {level} in a depth {} tree", self.tree.depth()),
             )),
         }
+    }
+
+    /// Every node, 32 bytes each, root first, level by level (what a
+    /// replica sends its peer; `MerkleTree.from_bytes` reads it back).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.tree.nodes().as_flattened())
+    }
+
+    /// A peer's tree from its `to_bytes()` and the entry count it reported
+    /// (0 when unknown), to compare with a local tree.
+    #[staticmethod]
+    #[pyo3(signature = (data, depth=3, entries=0))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        depth: i64,
+        entries: i64,
+    ) -> PyResult<MerkleTree> {
+        let depth = merkle_depth(py, depth)?;
+        let entries = u64::try_from(entries)
+            .map_err(|_| invalid(py, format!("entries must not be negative, got {entries}")))?;
+        let data = bytes_like(data, "data")?;
+        let (nodes, rest) = data.as_slice().as_chunks::<32>();
+        if !rest.is_empty() {
+            return Err(invalid(
+                py,
+                format!(
+                    "{} bytes are not a whole number of 32-byte nodes",
+                    data.as_slice().len()
+                ),
+            ));
+        }
+        let tree = edgestore::MerkleTree::from_nodes(depth, entries, nodes).py(py)?;
+        Ok(MerkleTree { tree })
     }
 
     /// The leaves whose hashes differ from `other`'s (same depth), in order.
@@ -1198,7 +1231,8 @@ impl Snapshot {
             .is_none()
     }
 
-    /// Releases the snapshot (its segments may then be compacted away).
+    /// Releases the snapshot and the segment files it held open (those
+    /// compaction removed meanwhile give their disk space back).
     fn close(&self, py: Python<'_>) {
         let s = py.detach(|| self.snap.write().unwrap_or_else(|p| p.into_inner()).take());
         drop(s);

@@ -100,7 +100,13 @@ def test_replicas_sync_through_differing_leaves(tmp_path: Path) -> None:
             a.delete("ns", keys[1234])
             a.put("ns", b"new-key", b"added")
             assert snap.merkle("ns") == before
-        mine, theirs = a.merkle("ns"), b.merkle("ns")
+        # What b sends a: its nodes as bytes, and its entry count.
+        mine, sent_tree = a.merkle("ns"), b.merkle("ns")
+        wire = sent_tree.to_bytes()
+        assert len(wire) == 32 * (16**4 - 1) // 15 and wire[:32] == sent_tree.root
+        theirs = edgestore.MerkleTree.from_bytes(wire, 3, sent_tree.entries)
+        assert theirs == sent_tree and theirs.entries == 3000
+        assert edgestore.MerkleTree.from_bytes(bytearray(wire)) == sent_tree
         assert mine != theirs and mine.root != theirs.root
         leaves = mine.differing_leaves(theirs)
         assert leaves == sorted({edgestore.MerkleTree.leaf_of(k) for k in (keys[7], keys[1234], b"new-key")})
@@ -134,6 +140,25 @@ def test_bad_arguments(tmp_path: Path) -> None:
         t.node(2, 256)
     with pytest.raises(edgestore.InvalidArgumentError):
         t.level(3)
+    for bad in (-1, 2**40):
+        with pytest.raises(edgestore.InvalidArgumentError):
+            t.level(bad)
+        with pytest.raises(edgestore.InvalidArgumentError):
+            t.node(bad, 0)
+        with pytest.raises(edgestore.InvalidArgumentError):
+            t.node(0, bad)
+    wire = t.to_bytes()
+    assert edgestore.MerkleTree.from_bytes(wire, 2) == t
+    with pytest.raises(edgestore.InvalidArgumentError, match="273 nodes"):
+        edgestore.MerkleTree.from_bytes(wire[:-32], 2)
+    with pytest.raises(edgestore.InvalidArgumentError, match="whole number"):
+        edgestore.MerkleTree.from_bytes(wire[:-1], 2)
+    with pytest.raises(edgestore.InvalidArgumentError, match="17 nodes, not 273"):
+        edgestore.MerkleTree.from_bytes(wire, 1)
+    with pytest.raises(edgestore.InvalidArgumentError, match="negative"):
+        edgestore.MerkleTree.from_bytes(wire, 2, -1)
+    with pytest.raises(TypeError):
+        edgestore.MerkleTree.from_bytes("text", 2)  # type: ignore[arg-type]
     with pytest.raises(edgestore.InvalidArgumentError):
         t.differing_leaves(db.merkle("ns", depth=1))
     with pytest.raises(TypeError):

@@ -33,7 +33,9 @@ send each other only the pairs whose ``MerkleTree.leaf_of(key)`` is a
 differing leaf. The hashes do not depend on write order, TTLs, flushes or
 compaction (wire format: ``core/FORMAT.md``)::
 
-    mine, theirs = db.merkle("sensors"), peer_tree  # peer_tree from the peer
+    mine = db.merkle("sensors")
+    send_to_peer(mine.to_bytes())                      # your transport
+    theirs = edgestore.MerkleTree.from_bytes(receive_from_peer())
     leaves = set(mine.differing_leaves(theirs))
     to_send = [(k, v) for k, v in db.range("sensors")
                if edgestore.MerkleTree.leaf_of(k) in leaves]
