@@ -165,10 +165,11 @@ impl MerkleTree {
                 self.depth, other.depth
             )));
         }
-        let mut differ = vec![0usize];
-        if self.nodes[0] == other.nodes[0] {
-            differ.clear();
-        }
+        let mut differ: Vec<usize> = if self.root() == other.root() {
+            Vec::new()
+        } else {
+            vec![0]
+        };
         for level in 1..=self.depth {
             let start = level_start(level);
             differ = differ
@@ -237,17 +238,15 @@ impl MerkleBuilder {
 
     pub(crate) fn finish(self) -> MerkleTree {
         // Levels are built from the leaves up, then laid out root first.
+        let mut node = blake3::Hasher::new_derive_key(NODE_CONTEXT);
         let mut levels = vec![self.leaves];
-        while levels.last().is_some_and(|l| l.len() > 1) {
-            let below = levels.last().map_or(&[][..], |l| l.as_slice());
+        while let Some(below) = levels.last().filter(|l| l.len() > 1) {
             let above = below
                 .chunks(MERKLE_FANOUT)
                 .map(|children| {
-                    let mut h = blake3::Hasher::new_derive_key(NODE_CONTEXT);
-                    for c in children {
-                        h.update(c);
-                    }
-                    *h.finalize().as_bytes()
+                    let h = *node.update(children.as_flattened()).finalize().as_bytes();
+                    node.reset();
+                    h
                 })
                 .collect();
             levels.push(above);
