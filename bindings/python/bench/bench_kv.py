@@ -34,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +52,15 @@ def open_edgestore(path: Path) -> Store:
     import edgestore
 
     db = edgestore.open(path, sync="buffered")
-    get = partial(db.get, "b")
+    # A namespace handle: its methods take no namespace argument (the
+    # name is checked and encoded once), like LMDB's methods of one
+    # transaction and plyvel's of one database.
+    ns = db.namespace("b")
     return Store(
         "edgestore",
-        put=partial(db.put, "b"),
-        begin_reads=lambda: get,
-        scan=partial(db.range, "b"),
+        put=ns.put,
+        begin_reads=lambda: ns.get,
+        scan=ns.range,
         close=db.close,
     )
 

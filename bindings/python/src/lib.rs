@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use edgestore::{EdgestoreConfig, Engine, RangeIter, SyncMode};
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple, PyType};
@@ -754,6 +754,71 @@ impl Database {
         })
         .py(py)
     }
+
+    fn put_in(
+        &self,
+        py: Python<'_>,
+        ns: &[u8],
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let key = bytes_like(key, "key")?;
+        let value = bytes_like(value, "value")?;
+        let ttl = ttl_secs(py, ttl)?;
+        let (key, value) = (key.as_slice(), value.as_slice());
+        self.with_engine(py, |e| e.put_with_ttl(ns, key, value, ttl))
+    }
+
+    fn get_in<'py>(
+        &self,
+        py: Python<'py>,
+        ns: &[u8],
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = bytes_like(key, "key")?;
+        let key = key.as_slice();
+        let mut buf = ValueBuf::new();
+        let got = self.with_engine(py, |e| e.get_with(ns, key, |v| buf.fill(v)))?;
+        Ok(match got {
+            Some(v) => buf.to_bytes(py, v).into_any(),
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
+    }
+
+    fn delete_in(&self, py: Python<'_>, ns: &[u8], key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = bytes_like(key, "key")?;
+        let key = key.as_slice();
+        self.with_engine(py, |e| e.delete(ns, key))
+    }
+
+    fn range_in(
+        &self,
+        py: Python<'_>,
+        ns: &[u8],
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RangeIterator> {
+        let start = opt_bytes(start, "start")?;
+        let end = opt_bytes(end, "end")?;
+        let start = start.as_ref().map_or(&b""[..], |b| b.as_slice());
+        let end = end.as_ref().map(|b| b.as_slice());
+        self.with_engine(py, |e| e.scan(ns, start, end))
+            .map(RangeIterator::new)
+    }
+
+    fn prefix_in(
+        &self,
+        py: Python<'_>,
+        ns: &[u8],
+        prefix: &Bound<'_, PyAny>,
+    ) -> PyResult<RangeIterator> {
+        let prefix = bytes_like(prefix, "prefix")?;
+        let prefix = prefix.as_slice();
+        self.with_engine(py, |e| e.scan_prefix(ns, prefix))
+            .map(RangeIterator::new)
+    }
 }
 
 #[pymethods]
@@ -783,12 +848,7 @@ impl Database {
         value: &Bound<'_, PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let ns = namespace(ns)?;
-        let key = bytes_like(key, "key")?;
-        let value = bytes_like(value, "value")?;
-        let ttl = ttl_secs(py, ttl)?;
-        let (ns, key, value) = (ns.as_slice(), key.as_slice(), value.as_slice());
-        self.with_engine(py, |e| e.put_with_ttl(ns, key, value, ttl))
+        self.put_in(py, namespace(ns)?.as_slice(), key, value, ttl)
     }
 
     /// The value of `key` in `ns`, or `default` when it is missing or expired.
@@ -800,15 +860,7 @@ impl Database {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let ns = namespace(ns)?;
-        let key = bytes_like(key, "key")?;
-        let (ns, key) = (ns.as_slice(), key.as_slice());
-        let mut buf = ValueBuf::new();
-        let got = self.with_engine(py, |e| e.get_with(ns, key, |v| buf.fill(v)))?;
-        Ok(match got {
-            Some(v) => buf.to_bytes(py, v).into_any(),
-            None => default.unwrap_or_else(|| py.None().into_bound(py)),
-        })
+        self.get_in(py, namespace(ns)?.as_slice(), key, default)
     }
 
     /// Deletes `key` in `ns` (deleting a missing key is not an error).
@@ -818,10 +870,7 @@ impl Database {
         ns: &Bound<'_, PyAny>,
         key: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let ns = namespace(ns)?;
-        let key = bytes_like(key, "key")?;
-        let (ns, key) = (ns.as_slice(), key.as_slice());
-        self.with_engine(py, |e| e.delete(ns, key))
+        self.delete_in(py, namespace(ns)?.as_slice(), key)
     }
 
     /// Lazy iterator of `(key, value)` for keys in `[start, end)` of `ns`.
@@ -833,14 +882,7 @@ impl Database {
         start: Option<&Bound<'_, PyAny>>,
         end: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RangeIterator> {
-        let ns = namespace(ns)?;
-        let start = opt_bytes(start, "start")?;
-        let end = opt_bytes(end, "end")?;
-        let ns = ns.as_slice();
-        let start = start.as_ref().map_or(&b""[..], |b| b.as_slice());
-        let end = end.as_ref().map(|b| b.as_slice());
-        self.with_engine(py, |e| e.scan(ns, start, end))
-            .map(RangeIterator::new)
+        self.range_in(py, namespace(ns)?.as_slice(), start, end)
     }
 
     /// Lazy iterator of `(key, value)` for keys of `ns` starting with `prefix`.
@@ -850,11 +892,18 @@ impl Database {
         ns: &Bound<'_, PyAny>,
         prefix: &Bound<'_, PyAny>,
     ) -> PyResult<RangeIterator> {
-        let ns = namespace(ns)?;
-        let prefix = bytes_like(prefix, "prefix")?;
-        let (ns, prefix) = (ns.as_slice(), prefix.as_slice());
-        self.with_engine(py, |e| e.scan_prefix(ns, prefix))
-            .map(RangeIterator::new)
+        self.prefix_in(py, namespace(ns)?.as_slice(), prefix)
+    }
+
+    /// A handle on namespace `ns` of this database: the same operations
+    /// without the namespace argument, and a mapping interface.
+    fn namespace(slf: &Bound<'_, Self>, ns: &Bound<'_, PyAny>) -> PyResult<Namespace> {
+        let name = namespace(ns)?.as_slice().to_vec();
+        edgestore::types::check_key(&name, b"").py(slf.py())?;
+        Ok(Namespace {
+            db: slf.clone().unbind(),
+            name,
+        })
     }
 
     /// A new, empty write batch bound to this database.
@@ -1016,6 +1065,134 @@ fn opt_bytes<'a>(obj: Option<&'a Bound<'_, PyAny>>, what: &str) -> PyResult<Opti
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
         Some(o) => bytes_like(o, what).map(Some),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Namespace
+// ---------------------------------------------------------------------------
+
+/// One namespace of a database (`Database.namespace(ns)`): the keyed
+/// operations without the namespace argument, and `ns[key]`, `ns[key] =
+/// value`, `del ns[key]`, `key in ns`. Holds no engine state of its own: it
+/// is valid as long as its database is open, and as safe to share between
+/// threads.
+#[pyclass(module = "edgestore._native", frozen)]
+struct Namespace {
+    db: Py<Database>,
+    /// The namespace's bytes (a `str` name is stored UTF-8 encoded).
+    name: Vec<u8>,
+}
+
+#[pymethods]
+impl Namespace {
+    /// The namespace's name as bytes.
+    #[getter]
+    fn name<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.name)
+    }
+
+    /// The database the namespace belongs to.
+    #[getter]
+    fn database(&self, py: Python<'_>) -> Py<Database> {
+        self.db.clone_ref(py)
+    }
+
+    /// Stores `value` under `key`; with `ttl` (seconds) it expires.
+    #[pyo3(signature = (key, value, ttl=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.db.get().put_in(py, &self.name, key, value, ttl)
+    }
+
+    /// The value of `key`, or `default` when it is missing or expired.
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.db.get().get_in(py, &self.name, key, default)
+    }
+
+    /// Deletes `key` (deleting a missing key is not an error).
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.db.get().delete_in(py, &self.name, key)
+    }
+
+    /// Lazy iterator of `(key, value)` for keys in `[start, end)`.
+    #[pyo3(signature = (start=None, end=None))]
+    fn range(
+        &self,
+        py: Python<'_>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RangeIterator> {
+        self.db.get().range_in(py, &self.name, start, end)
+    }
+
+    /// Lazy iterator of `(key, value)` for keys starting with `prefix`.
+    fn prefix(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<RangeIterator> {
+        self.db.get().prefix_in(py, &self.name, prefix)
+    }
+
+    /// `ns[key]`: the value, or `KeyError` when it is missing or expired.
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key_bytes = bytes_like(key, "key")?;
+        let k = key_bytes.as_slice();
+        let mut buf = ValueBuf::new();
+        let got = self
+            .db
+            .get()
+            .with_engine(py, |e| e.get_with(&self.name, k, |v| buf.fill(v)))?;
+        match got {
+            Some(v) => Ok(buf.to_bytes(py, v).into_any()),
+            None => Err(PyKeyError::new_err(key.clone().unbind())),
+        }
+    }
+
+    /// `ns[key] = value`: [`Namespace::put`] without a TTL.
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.db.get().put_in(py, &self.name, key, value, None)
+    }
+
+    /// `del ns[key]`: [`Namespace::delete`]; like it, no error for a missing key.
+    fn __delitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.db.get().delete_in(py, &self.name, key)
+    }
+
+    /// `key in ns`: whether `key` holds a live (unexpired) value.
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = bytes_like(key, "key")?;
+        let key = key.as_slice();
+        let got = self
+            .db
+            .get()
+            .with_engine(py, |e| e.get_with(&self.name, key, |_| ()))?;
+        Ok(got.is_some())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<edgestore.Namespace b'{}' of {}>",
+            self.name.escape_ascii(),
+            self.db.get().__repr__()
+        )
     }
 }
 
@@ -1419,6 +1596,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EdgestoreIOError", ex.io.bind(py))?;
     m.add_class::<Database>()?;
     m.add_class::<Batch>()?;
+    m.add_class::<Namespace>()?;
     m.add_class::<Snapshot>()?;
     m.add_class::<RangeIterator>()?;
     m.add_class::<CompactionStats>()?;

@@ -27,6 +27,51 @@ def test_put_get_delete(db: edgestore.Database) -> None:
     assert db.get("ns", b"k", default=None) is None
 
 
+def test_namespace_handle(db: edgestore.Database) -> None:
+    users = db.namespace("users")
+    assert users.name == b"users"
+    assert users.database is db
+    assert "users" in repr(users)
+    users.put(b"a", b"1")
+    users[b"b"] = bytearray(b"2")
+    db.put("users", b"c", b"3")
+    db.put("other", b"a", b"elsewhere")
+    # The handle and the database's own methods see the same data.
+    assert db.get("users", b"a") == b"1"
+    assert users.get(b"c") == b"3"
+    assert users[b"b"] == b"2"
+    assert b"a" in users and memoryview(b"c") in users
+    assert b"zz" not in users
+    assert users.get(b"zz") is None
+    assert users.get(b"zz", b"fallback") == b"fallback"
+    with pytest.raises(KeyError) as err:
+        users[b"zz"]
+    assert err.value.args == (b"zz",)
+    assert list(users.range()) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    assert list(users.range(b"b")) == [(b"b", b"2"), (b"c", b"3")]
+    assert list(users.range(end=b"b")) == [(b"a", b"1")]
+    assert list(users.prefix(b"c")) == [(b"c", b"3")]
+    del users[b"a"]
+    del users[b"never-existed"]  # a blind delete, like Database.delete
+    users.delete(b"b")
+    assert list(db.range("users")) == [(b"c", b"3")]
+    assert db.get("other", b"a") == b"elsewhere"
+    # str and bytes names are the same namespace; bytes names need not be UTF-8.
+    assert db.namespace(b"users")[b"c"] == b"3"
+    raw = db.namespace(b"\xff\x00")
+    raw[b"k"] = b"v"
+    assert db.get(b"\xff\x00", b"k") == b"v"
+    assert "\\xff" in repr(raw)
+
+
+def test_namespace_name_is_checked_once(db: edgestore.Database) -> None:
+    with pytest.raises(edgestore.InvalidArgumentError, match="namespace"):
+        db.namespace("n" * (edgestore.MAX_NAMESPACE_LEN + 1))
+    longest = db.namespace("n" * edgestore.MAX_NAMESPACE_LEN)
+    longest[b"k"] = b"v"
+    assert db.get("n" * edgestore.MAX_NAMESPACE_LEN, b"k") == b"v"
+
+
 def test_empty_key_and_value(db: edgestore.Database) -> None:
     db.put("ns", b"", b"")
     assert db.get("ns", b"") == b""
@@ -113,11 +158,19 @@ def test_ttl_expires(db: edgestore.Database) -> None:
     db.put("ns", b"short", b"1", ttl=1)
     db.put("ns", b"long", b"2", ttl=3600)
     db.put("ns", b"forever", b"3", ttl=None)
+    cache = db.namespace("cache")
+    cache.put(b"short", b"x", ttl=1)
     assert db.get("ns", b"short") == b"1"
+    assert cache[b"short"] == b"x"
     time.sleep(2.1)
     assert db.get("ns", b"short") is None
     assert db.get("ns", b"long") == b"2"
     assert [k for k, _ in db.range("ns")] == [b"forever", b"long"]
+    # Through a namespace handle an expired key is missing everywhere.
+    assert b"short" not in cache
+    assert cache.get(b"short") is None
+    with pytest.raises(KeyError):
+        cache[b"short"]
 
 
 def test_batch_commits_on_success(db: edgestore.Database) -> None:

@@ -37,6 +37,14 @@ DB_CALLS: list[tuple[str, DbCall, list[Any]]] = [
     ("snapshot get", lambda db, a: db.snapshot().get(*a), ["ns", b"k"]),
     ("snapshot prefix", lambda db, a: db.snapshot().prefix(*a), ["ns", b"k"]),
     ("snapshot range", lambda db, a: db.snapshot().range(*a), ["ns"]),
+    ("namespace put", lambda db, a: db.namespace(a[0]).put(*a[1:]), ["ns", b"k", b"v"]),
+    ("namespace get", lambda db, a: db.namespace(a[0]).get(*a[1:]), ["ns", b"k"]),
+    ("namespace item", lambda db, a: db.namespace(a[0])[a[1]], ["ns", b"k"]),
+    ("namespace set item", lambda db, a: db.namespace(a[0]).__setitem__(*a[1:]), ["ns", b"k", b"v"]),
+    ("namespace delete", lambda db, a: db.namespace(a[0]).delete(*a[1:]), ["ns", b"k"]),
+    ("namespace contains", lambda db, a: a[1] in db.namespace(a[0]), ["ns", b"k"]),
+    ("namespace prefix", lambda db, a: db.namespace(a[0]).prefix(*a[1:]), ["ns", b"k"]),
+    ("namespace range", lambda db, a: db.namespace(a[0]).range(*a[1:]), ["ns"]),
     ("write", lambda db, a: db.write(*a), [None]),
 ]
 

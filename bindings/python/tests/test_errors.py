@@ -54,6 +54,16 @@ def test_hierarchy() -> None:
         lambda db: db.batch().delete(object(), b"k"),
         lambda db: db.write("not a batch"),
         lambda db: db.put("ns", b"k"),
+        lambda db: db.namespace(1),
+        lambda db: db.namespace(bytearray(b"ns")),
+        lambda db: db.namespace("ns").put("k", b"v"),
+        lambda db: db.namespace("ns").get(5),
+        lambda db: db.namespace("ns")["k"],
+        lambda db: db.namespace("ns").__setitem__(b"k", "v"),
+        lambda db: "k" in db.namespace("ns"),
+        lambda db: db.namespace("ns").range("a"),
+        lambda db: db.namespace("ns").prefix(None),
+        lambda db: db.namespace("ns").put(b"k", b"v", ttl=1.5),
     ],
 )
 def test_wrong_types_raise_type_error(
@@ -104,9 +114,11 @@ def test_closed_database(db_path: Path) -> None:
     db.put("ns", b"k", b"v")
     batch = db.batch()
     batch.put("ns", b"k2", b"v")
+    ns = db.namespace("ns")
     db.close()
     db.close()  # twice is a no-op
     assert db.closed
+    late = db.namespace("ns")  # a handle is only a name; its calls raise
     calls: list[Callable[[], object]] = [
         lambda: db.put("ns", b"k", b"v"),
         lambda: db.get("ns", b"k"),
@@ -121,6 +133,21 @@ def test_closed_database(db_path: Path) -> None:
         lambda: db.verify(),
         lambda: db.write(batch),
         lambda: batch.commit(),
+        *(
+            call
+            for handle in (ns, late)
+            for call in (
+                lambda h=handle: h.put(b"k", b"v"),
+                lambda h=handle: h.get(b"k"),
+                lambda h=handle: h[b"k"],
+                lambda h=handle: h.__setitem__(b"k", b"v"),
+                lambda h=handle: h.__delitem__(b"k"),
+                lambda h=handle: b"k" in h,
+                lambda h=handle: h.delete(b"k"),
+                lambda h=handle: h.range(),
+                lambda h=handle: h.prefix(b""),
+            )
+        ),
     ]
     for call in calls:
         with pytest.raises(edgestore.ClosedError):

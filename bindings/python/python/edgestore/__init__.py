@@ -15,6 +15,17 @@ Namespaces are ``str`` (stored as UTF-8) or ``bytes``; keys and values are any
 bytes-like object (``bytes``, ``bytearray``, ``memoryview``, numpy arrays, ...)
 and always come back as ``bytes``.
 
+``db.namespace(ns)`` returns a :class:`Namespace`, a handle with the same
+keyed methods minus the namespace argument (``put``, ``get``, ``delete``,
+``range``, ``prefix``) and a mapping interface; it is also the cheapest way
+to call them in a loop (the name is checked and encoded once)::
+
+    sensors = db.namespace("sensors")
+    sensors[b"t1"] = b"21.5"           # put without TTL
+    assert sensors[b"t1"] == b"21.5"   # KeyError when missing or expired
+    assert b"t1" in sensors
+    del sensors[b"t1"]                 # no error when missing, like delete()
+
 Every method that touches the engine releases the GIL, and one
 :class:`Database` may be shared by many threads.
 
@@ -85,6 +96,7 @@ from ._native import (
     LockedError,
     MerkleTree,
     Metrics,
+    Namespace,
     PoisonedError,
     RangeIterator,
     Snapshot,
@@ -113,6 +125,7 @@ __all__ = [
     "LockedError",
     "MerkleTree",
     "Metrics",
+    "Namespace",
     "PoisonedError",
     "RangeIterator",
     "Snapshot",
