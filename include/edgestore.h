@@ -1153,6 +1153,49 @@ enum edgestore_status edgestore_snapshot_iter_prefix(struct edgestore_snapshot *
                                                      struct edgestore_iter **iter_out);
 
 /**
+ * Creates an iterator over the live pairs of `ns` whose keys fall in the
+ * `n_leaves` leaves `leaves` (indexes 0 to `16^depth - 1`, any order,
+ * repeats allowed) of a Merkle tree of `depth` levels (1 to 4), in key
+ * order, reading a consistent view of `db` taken now: the pairs a replica
+ * sends its peer for the leaves whose hashes differ (see
+ * `edgestore_merkle_tree()`). It reads the whole namespace once, testing
+ * each key's leaf (a leaf's keys are spread over the key space).
+ * `n_leaves == 0` gives an iterator with no items. Ownership and lifetime
+ * as for `edgestore_iter_range()`. Errors: `EDGESTORE_INVALID_ARGUMENT`
+ * (depth out of range, a leaf out of range, `leaves` NULL with `n_leaves >
+ * 0`, NULL `iter_out`), `EDGESTORE_CLOSED`; `*iter_out` is written only on
+ * success. Thread safety: as for `edgestore_iter_range()`.
+ *
+ * # Safety
+ * `ns` must point to `ns_len` readable bytes and `leaves` to `n_leaves`
+ * readable `uint32_t` (either may be NULL with length 0); `iter_out` must
+ * be NULL or writable.
+ */
+enum edgestore_status edgestore_iter_merkle_leaves(struct edgestore_db *db,
+                                                   const uint8_t *ns,
+                                                   size_t ns_len,
+                                                   uint32_t depth,
+                                                   const uint32_t *leaves,
+                                                   size_t n_leaves,
+                                                   struct edgestore_iter **iter_out);
+
+/**
+ * Like `edgestore_iter_merkle_leaves()`, reading the snapshot's view (the
+ * same data as `edgestore_snapshot_merkle_tree()`). The iterator stays
+ * valid after the snapshot is freed.
+ *
+ * # Safety
+ * As for `edgestore_iter_merkle_leaves()`.
+ */
+enum edgestore_status edgestore_snapshot_iter_merkle_leaves(struct edgestore_snapshot *snapshot,
+                                                            const uint8_t *ns,
+                                                            size_t ns_len,
+                                                            uint32_t depth,
+                                                            const uint32_t *leaves,
+                                                            size_t n_leaves,
+                                                            struct edgestore_iter **iter_out);
+
+/**
  * Advances the iterator.
  *
  * Returns `EDGESTORE_OK` with the next item: `*key_out`/`*key_len_out` and

@@ -607,6 +607,19 @@ impl Engine {
         self.inner.view()?.merkle_tree(ns, depth)
     }
 
+    /// The live pairs of `ns` whose keys fall in `leaves` (indexes of the
+    /// `16^depth` leaves, any order, repeats allowed) of a `depth` tree, in
+    /// key order, from a consistent view taken now: what a replica sends
+    /// its peer for the leaves [`crate::MerkleTree::differing_leaves`]
+    /// found. Reads the whole namespace once (a key's leaf comes from a hash
+    /// of the key, so a leaf's keys are spread over the key space), testing
+    /// each key's leaf in the engine. No leaves: an empty iterator. A leaf
+    /// past `16^depth - 1` or a depth outside 1 to
+    /// [`crate::MERKLE_MAX_DEPTH`] is `InvalidArgument`.
+    pub fn scan_merkle_leaves(&self, ns: &[u8], depth: u32, leaves: &[u32]) -> Result<RangeIter> {
+        self.inner.view()?.scan_merkle_leaves(ns, depth, leaves)
+    }
+
     /// A consistent, owned view of the database as it is now.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::new(

@@ -203,8 +203,13 @@ pub struct RangeIter {
     /// The source whose entry `next_entry` last lent out: out of the heap
     /// until the next call moves it on.
     lent: Option<usize>,
+    /// Skips the pairs whose user key it rejects (a sync's leaf set).
+    key_filter: Option<KeyFilter>,
     _version: Arc<Version>,
 }
+
+/// A test of user keys: [`RangeIter`] yields only the keys it accepts.
+pub(crate) type KeyFilter = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
 impl std::fmt::Debug for RangeIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -275,6 +280,7 @@ impl RangeIter {
             failed: false,
             pending,
             lent: None,
+            key_filter: None,
             _version: version,
         };
         for i in 0..it.sources.len() {
@@ -452,13 +458,22 @@ impl RangeIter {
         if self.failed {
             return Ok(None);
         }
-        match self.step() {
-            Ok(true) => {}
-            Ok(false) => return Ok(None),
-            Err(e) => {
-                self.failed = true;
-                self.lent = None;
-                return Err(e);
+        loop {
+            match self.step() {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => {
+                    self.failed = true;
+                    self.lent = None;
+                    return Err(e);
+                }
+            }
+            let (Some(filter), Some(s)) = (self.key_filter.as_mut(), self.lent) else {
+                break;
+            };
+            let key = self.sources[s].key();
+            if filter(&key[self.prefix_len.min(key.len())..]) {
+                break;
             }
         }
         Ok(self.lent.map(|s| {
@@ -466,6 +481,14 @@ impl RangeIter {
             let key = src.key();
             (&key[self.prefix_len.min(key.len())..], src.value())
         }))
+    }
+}
+
+impl RangeIter {
+    /// This iterator yielding only the pairs whose user key `filter` accepts.
+    pub(crate) fn with_key_filter(mut self, filter: KeyFilter) -> Self {
+        self.key_filter = Some(filter);
+        self
     }
 }
 

@@ -183,6 +183,55 @@ impl MerkleTree {
     }
 }
 
+/// The leaves a sync asks the pairs of ([`crate::Engine::scan_merkle_leaves`]):
+/// a set of leaf indexes of a tree of one depth, and the test of a key
+/// against it.
+#[derive(Debug)]
+pub(crate) struct LeafSet {
+    depth: u32,
+    /// One bit a leaf (`16^depth` bits, at most 8 KiB).
+    wanted: Vec<u64>,
+    any: bool,
+    index: blake3::Hasher,
+}
+
+impl LeafSet {
+    /// The set of `leaves` (in any order, repeats allowed) of a tree of
+    /// `depth` levels; a leaf past `16^depth - 1` is an error.
+    pub(crate) fn new(depth: u32, leaves: &[u32]) -> Result<Self> {
+        check_depth(depth)?;
+        let n = MERKLE_FANOUT.pow(depth);
+        let mut wanted = vec![0u64; n.div_ceil(64)];
+        for &leaf in leaves {
+            let i = leaf as usize;
+            if i >= n {
+                return Err(Error::invalid(format!(
+                    "merkle leaf {leaf} is outside 0..{n} (depth {depth})"
+                )));
+            }
+            wanted[i / 64] |= 1 << (i % 64);
+        }
+        Ok(LeafSet {
+            depth,
+            wanted,
+            any: !leaves.is_empty(),
+            index: blake3::Hasher::new_derive_key(LEAF_INDEX_CONTEXT),
+        })
+    }
+
+    /// Whether the set holds no leaf.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.any
+    }
+
+    /// Whether `key`'s leaf is in the set.
+    pub(crate) fn contains_key(&mut self, key: &[u8]) -> bool {
+        let i = leaf_index(&mut self.index, key, self.depth) as usize;
+        self.index.reset();
+        self.wanted[i / 64] >> (i % 64) & 1 == 1
+    }
+}
+
 /// Builds a [`MerkleTree`] from a namespace's live entries, fed in key order.
 #[derive(Debug)]
 pub(crate) struct MerkleBuilder {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::iter::RangeIter;
-use crate::merkle::{MerkleBuilder, MerkleTree};
+use crate::merkle::{LeafSet, MerkleBuilder, MerkleTree};
 use crate::types::{
     check_key, encode_key, is_live, ns_prefix_len, prefix_successor, with_encoded_key,
 };
@@ -92,6 +92,23 @@ impl ReadView {
     }
 
     /// The Merkle tree of `ns`'s live entries in this view (one scan).
+    pub(crate) fn scan_merkle_leaves(
+        &self,
+        ns: &[u8],
+        depth: u32,
+        leaves: &[u32],
+    ) -> Result<RangeIter> {
+        let mut set = LeafSet::new(depth, leaves)?;
+        if set.is_empty() {
+            // No leaf, no pair: an empty range rather than a filtered
+            // scan of the whole namespace.
+            return self.scan(ns, b"", Some(b""));
+        }
+        Ok(self
+            .scan(ns, b"", None)?
+            .with_key_filter(Box::new(move |key| set.contains_key(key))))
+    }
+
     pub(crate) fn merkle_tree(&self, ns: &[u8], depth: u32) -> Result<MerkleTree> {
         let mut b = MerkleBuilder::new(depth)?;
         let mut it = self.scan(ns, b"", None)?;
@@ -230,6 +247,14 @@ impl Snapshot {
     /// Reads the whole namespace.
     pub fn merkle_tree(&self, ns: &[u8], depth: u32) -> Result<MerkleTree> {
         self.view.merkle_tree(ns, depth)
+    }
+
+    /// The live pairs of `ns` as of the snapshot whose keys fall in
+    /// `leaves` of a `depth` tree, in key order: what a replica sends for
+    /// the leaves [`MerkleTree::differing_leaves`] found (see
+    /// [`crate::Engine::scan_merkle_leaves`]).
+    pub fn scan_merkle_leaves(&self, ns: &[u8], depth: u32, leaves: &[u32]) -> Result<RangeIter> {
+        self.view.scan_merkle_leaves(ns, depth, leaves)
     }
 
     /// The sequence number the snapshot reads at.

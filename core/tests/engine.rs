@@ -1391,11 +1391,20 @@ fn merkle_trees_agree_across_layouts_and_drive_a_sync() {
     want.dedup();
     assert_eq!(leaves, want);
     let in_leaves = |db: &Engine| -> Vec<(Vec<u8>, Vec<u8>)> {
-        db.prefix(b"ns", b"")
+        let sent: Vec<_> = db
+            .scan_merkle_leaves(b"ns", 3, &leaves)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // The engine's leaf test agrees with leaf_of on every key.
+        let reference: Vec<_> = db
+            .prefix(b"ns", b"")
             .unwrap()
             .into_iter()
             .filter(|(k, _)| leaves.contains(&edgestore::MerkleTree::leaf_of(k, 3).unwrap()))
-            .collect()
+            .collect();
+        assert_eq!(sent, reference);
+        sent
     };
     let (from_a, from_b) = (in_leaves(&a), in_leaves(&b));
     assert!(from_a.len() < 30, "{} keys sent", from_a.len());
@@ -1408,4 +1417,85 @@ fn merkle_trees_agree_across_layouts_and_drive_a_sync() {
         b.put(b"ns", k, v).unwrap();
     }
     assert_eq!(b.merkle_tree(b"ns", 3).unwrap(), ta);
+}
+
+#[test]
+fn scan_merkle_leaves_yields_exactly_the_live_pairs_of_the_leaves() {
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), &clock);
+    let key = |i: u32| format!("k{i:04}").into_bytes();
+    for i in 0..2000u32 {
+        db.put(b"ns", &key(i), &i.to_le_bytes()).unwrap();
+        db.put(b"ns2", &key(i), b"other namespace").unwrap();
+    }
+    db.compact_once().unwrap();
+    db.put_with_ttl(b"ns", &key(5), b"expires", 10).unwrap();
+    db.delete(b"ns", &key(6)).unwrap();
+    clock.advance_secs(20);
+    let all: Vec<(Vec<u8>, Vec<u8>)> = db.prefix(b"ns", b"").unwrap();
+    assert_eq!(all.len(), 1998);
+    let collect = |it: edgestore::RangeIter| -> Vec<(Vec<u8>, Vec<u8>)> {
+        it.collect::<Result<_, _>>().unwrap()
+    };
+    // Leaf sets of every depth, in any order and with repeats, against the
+    // pairs leaf_of puts in them.
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for depth in 1..=edgestore::MERKLE_MAX_DEPTH {
+        let n = 16u32.pow(depth);
+        for picks in [1usize, 3, 40] {
+            let leaves: Vec<u32> = (0..picks)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % u64::from(n)) as u32
+                })
+                .chain(std::iter::once(n - 1))
+                .collect();
+            let want: Vec<_> = all
+                .iter()
+                .filter(|(k, _)| {
+                    leaves.contains(&edgestore::MerkleTree::leaf_of(k, depth).unwrap())
+                })
+                .cloned()
+                .collect();
+            let got = collect(db.scan_merkle_leaves(b"ns", depth, &leaves).unwrap());
+            assert_eq!(got, want, "depth {depth}, {picks} leaves");
+        }
+    }
+    let every: Vec<u32> = (0..16).rev().collect();
+    assert_eq!(
+        collect(db.scan_merkle_leaves(b"ns", 1, &every).unwrap()),
+        all
+    );
+    assert!(collect(db.scan_merkle_leaves(b"ns", 3, &[]).unwrap()).is_empty());
+    assert!(collect(db.scan_merkle_leaves(b"none", 3, &every).unwrap()).is_empty());
+    // Bad arguments are errors, an empty leaf list included.
+    for (depth, leaves) in [
+        (0, &[0u32][..]),
+        (5, &[0]),
+        (0, &[]),
+        (2, &[256]),
+        (1, &[3, 16]),
+    ] {
+        match db.scan_merkle_leaves(b"ns", depth, leaves) {
+            Err(edgestore::Error::InvalidArgument(_)) => {}
+            other => panic!("depth {depth}, leaves {leaves:?}: {other:?}"),
+        }
+    }
+    // A snapshot's pairs are the data it reads, whatever happens after.
+    let snap = db.snapshot().unwrap();
+    let leaf = edgestore::MerkleTree::leaf_of(&key(7), 2).unwrap();
+    let before = collect(snap.scan_merkle_leaves(b"ns", 2, &[leaf]).unwrap());
+    assert!(before.iter().any(|(k, _)| *k == key(7)));
+    db.delete(b"ns", &key(7)).unwrap();
+    db.compact_once().unwrap();
+    assert_eq!(
+        collect(snap.scan_merkle_leaves(b"ns", 2, &[leaf]).unwrap()),
+        before
+    );
+    let after = collect(db.scan_merkle_leaves(b"ns", 2, &[leaf]).unwrap());
+    assert_eq!(after.len() + 1, before.len());
+    assert!(!after.iter().any(|(k, _)| *k == key(7)));
 }

@@ -37,6 +37,35 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Merkle leaf indexes: at most 16^4, the leaves of the deepest tree (a
+/// longer list must repeat some); NULL only with `len == 0`.
+///
+/// # Safety
+/// When `ptr` is non-NULL and `len` within the limit, `ptr` must point to
+/// `len` readable, aligned `uint32_t` that stay valid and unmodified for `'a`.
+pub(crate) unsafe fn leaves<'a>(ptr: *const u32, len: usize) -> Result<&'a [u32], Fail> {
+    const MAX: usize = 1 << 16;
+    if len > MAX {
+        return Err(Fail::invalid(format!(
+            "n_leaves is {len}; the limit is {MAX} (the leaves of the deepest tree)"
+        )));
+    }
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Fail::invalid(format!(
+            "leaves is NULL but n_leaves is {len}"
+        )));
+    }
+    if !ptr.is_aligned() {
+        return Err(Fail::invalid("leaves is not aligned for uint32_t"));
+    }
+    // SAFETY: ptr is non-NULL and aligned, len <= 2^16, and the caller
+    // guarantees ptr points to len readable u32 valid for 'a.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
 /// A namespace argument.
 ///
 /// # Safety

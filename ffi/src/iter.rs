@@ -96,9 +96,11 @@ enum Source {
 enum Bounds<'a> {
     Range(&'a [u8], Option<&'a [u8]>),
     Prefix(&'a [u8]),
+    /// The keys in these leaves of a Merkle tree of this depth.
+    MerkleLeaves(u32, &'a [u32]),
 }
 
-/// Shared body of the four constructors.
+/// Shared body of the constructors.
 ///
 /// # Safety
 /// `iter_out` must be NULL or writable.
@@ -115,6 +117,9 @@ unsafe fn make(
             match bounds {
                 Bounds::Range(start, end) => d.engine.scan(ns, start, end)?,
                 Bounds::Prefix(p) => d.engine.scan_prefix(ns, p)?,
+                Bounds::MerkleLeaves(depth, leaves) => {
+                    d.engine.scan_merkle_leaves(ns, depth, leaves)?
+                }
             }
         }
         Source::Snapshot(s) => {
@@ -122,6 +127,7 @@ unsafe fn make(
             match bounds {
                 Bounds::Range(start, end) => s.scan(ns, start, end)?,
                 Bounds::Prefix(p) => s.scan_prefix(ns, p)?,
+                Bounds::MerkleLeaves(depth, leaves) => s.scan_merkle_leaves(ns, depth, leaves)?,
             }
         }
     };
@@ -269,6 +275,89 @@ pub unsafe extern "C" fn edgestore_snapshot_iter_prefix(
                 Source::Snapshot(snapshot),
                 ns,
                 Bounds::Prefix(prefix),
+                iter_out,
+            )
+        }
+    })
+}
+
+/// Creates an iterator over the live pairs of `ns` whose keys fall in the
+/// `n_leaves` leaves `leaves` (indexes 0 to `16^depth - 1`, any order,
+/// repeats allowed) of a Merkle tree of `depth` levels (1 to 4), in key
+/// order, reading a consistent view of `db` taken now: the pairs a replica
+/// sends its peer for the leaves whose hashes differ (see
+/// `edgestore_merkle_tree()`). It reads the whole namespace once, testing
+/// each key's leaf (a leaf's keys are spread over the key space).
+/// `n_leaves == 0` gives an iterator with no items. Ownership and lifetime
+/// as for `edgestore_iter_range()`. Errors: `EDGESTORE_INVALID_ARGUMENT`
+/// (depth out of range, a leaf out of range, `leaves` NULL with `n_leaves >
+/// 0`, NULL `iter_out`), `EDGESTORE_CLOSED`; `*iter_out` is written only on
+/// success. Thread safety: as for `edgestore_iter_range()`.
+///
+/// # Safety
+/// `ns` must point to `ns_len` readable bytes and `leaves` to `n_leaves`
+/// readable `uint32_t` (either may be NULL with length 0); `iter_out` must
+/// be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_iter_merkle_leaves(
+    db: *mut edgestore_db,
+    ns: *const u8,
+    ns_len: usize,
+    depth: u32,
+    leaves: *const u32,
+    n_leaves: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> edgestore_status {
+    boundary("edgestore_iter_merkle_leaves", || {
+        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+        let (ns, leaves) = unsafe {
+            (
+                args::namespace(ns, ns_len)?,
+                args::leaves(leaves, n_leaves)?,
+            )
+        };
+        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        unsafe {
+            make(
+                Source::Db(db),
+                ns,
+                Bounds::MerkleLeaves(depth, leaves),
+                iter_out,
+            )
+        }
+    })
+}
+
+/// Like `edgestore_iter_merkle_leaves()`, reading the snapshot's view (the
+/// same data as `edgestore_snapshot_merkle_tree()`). The iterator stays
+/// valid after the snapshot is freed.
+///
+/// # Safety
+/// As for `edgestore_iter_merkle_leaves()`.
+#[no_mangle]
+pub unsafe extern "C" fn edgestore_snapshot_iter_merkle_leaves(
+    snapshot: *mut edgestore_snapshot,
+    ns: *const u8,
+    ns_len: usize,
+    depth: u32,
+    leaves: *const u32,
+    n_leaves: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> edgestore_status {
+    boundary("edgestore_snapshot_iter_merkle_leaves", || {
+        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+        let (ns, leaves) = unsafe {
+            (
+                args::namespace(ns, ns_len)?,
+                args::leaves(leaves, n_leaves)?,
+            )
+        };
+        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        unsafe {
+            make(
+                Source::Snapshot(snapshot),
+                ns,
+                Bounds::MerkleLeaves(depth, leaves),
                 iter_out,
             )
         }

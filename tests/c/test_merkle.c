@@ -1,7 +1,9 @@
 /* Merkle trees for sync: two replicas written differently agree on every
  * node; the known-answer root matches the Rust test (the wire format is the
  * same bytes through C); differing leaves name the keys to send, and a
- * sync driven by them makes the trees equal; bad arguments write nothing. */
+ * sync driven by them (each side iterating only its pairs of those leaves,
+ * edgestore_iter_merkle_leaves) makes the trees equal; bad arguments write
+ * nothing. */
 #include "test_util.h"
 
 #define DEPTH 2u
@@ -33,21 +35,42 @@ static void put_key(edgestore_db *db, int i, const char *value) {
     CHECK_OK(edgestore_put(db, B("ns"), B(key), B(value)));
 }
 
-/* Copies to `dst` the keys of `src` in `leaves` (marked 1), deleting those
- * of dst in the same leaves that src lacks: the receiving end of a sync. */
-static size_t send_leaves(edgestore_db *src, edgestore_db *dst, const unsigned char *leaves) {
+/* Pairs of `ns` in `db` whose leaf is marked in `leaves`, counted with a
+ * whole-namespace scan and edgestore_merkle_leaf_of: the reference the
+ * engine's leaf iterator is checked against. */
+static size_t count_by_scan(edgestore_db *db, const unsigned char *leaves) {
+    edgestore_iter *it = NULL;
+    const uint8_t *k, *v;
+    size_t kl, vl, n = 0;
+    edgestore_status st;
+    uint32_t leaf;
+    CHECK_OK(edgestore_iter_prefix(db, B("ns"), NULL, 0, &it));
+    while ((st = edgestore_iter_next(it, &k, &kl, &v, &vl)) == EDGESTORE_OK) {
+        CHECK_OK(edgestore_merkle_leaf_of(k, kl, DEPTH, &leaf));
+        n += leaves[leaf];
+    }
+    CHECK(st == EDGESTORE_DONE);
+    CHECK_OK(edgestore_iter_free(it));
+    return n;
+}
+
+/* Copies to `dst` the pairs of `src` in the `n` leaves `list`, deleting
+ * those of dst in the same leaves that src lacks: both ends of a sync, each
+ * reading only its pairs of those leaves. */
+static size_t send_leaves(edgestore_db *src, edgestore_db *dst, const uint32_t *list, size_t n,
+                          const unsigned char *leaves) {
     edgestore_iter *it = NULL;
     const uint8_t *k, *v;
     size_t kl, vl, sent = 0;
     edgestore_status st;
     uint32_t leaf;
-    CHECK_OK(edgestore_iter_prefix(dst, B("ns"), NULL, 0, &it));
+    CHECK_OK(edgestore_iter_merkle_leaves(dst, B("ns"), DEPTH, list, n, &it));
     while ((st = edgestore_iter_next(it, &k, &kl, &v, &vl)) == EDGESTORE_OK) {
         uint8_t *got = NULL;
         size_t len = 0;
         edgestore_status g;
         CHECK_OK(edgestore_merkle_leaf_of(k, kl, DEPTH, &leaf));
-        if (!leaves[leaf]) continue;
+        CHECK(leaves[leaf]);
         g = edgestore_get(src, B("ns"), k, kl, &got, &len);
         if (g == EDGESTORE_NOT_FOUND) {
             CHECK_OK(edgestore_delete(dst, B("ns"), k, kl));
@@ -58,15 +81,16 @@ static size_t send_leaves(edgestore_db *src, edgestore_db *dst, const unsigned c
     }
     CHECK(st == EDGESTORE_DONE);
     CHECK_OK(edgestore_iter_free(it));
-    CHECK_OK(edgestore_iter_prefix(src, B("ns"), NULL, 0, &it));
+    CHECK_OK(edgestore_iter_merkle_leaves(src, B("ns"), DEPTH, list, n, &it));
     while ((st = edgestore_iter_next(it, &k, &kl, &v, &vl)) == EDGESTORE_OK) {
         CHECK_OK(edgestore_merkle_leaf_of(k, kl, DEPTH, &leaf));
-        if (!leaves[leaf]) continue;
+        CHECK(leaves[leaf]);
         CHECK_OK(edgestore_put(dst, B("ns"), k, kl, v, vl));
         sent++;
     }
     CHECK(st == EDGESTORE_DONE);
     CHECK_OK(edgestore_iter_free(it));
+    CHECK(sent == count_by_scan(src, leaves));
     return sent;
 }
 
@@ -81,6 +105,8 @@ int main(void) {
     size_t count = 0, sent, i;
     uint32_t leaf = 0;
     unsigned char leaves[256];
+    uint32_t list[256];
+    size_t n_list = 0;
     char h[65];
     uint8_t small[32];
     edgestore_compaction_stats st;
@@ -142,6 +168,7 @@ int main(void) {
         for (i = 0; i < 256; i++) {
             if (memcmp(ta + 32 * (first + i), tb + 32 * (first + i), 32) != 0) {
                 leaves[i] = 1;
+                list[n_list++] = (uint32_t)i;
                 differ++;
             }
         }
@@ -151,8 +178,8 @@ int main(void) {
     CHECK(leaves[leaf]);
     CHECK_OK(edgestore_merkle_leaf_of(B("key-02500"), DEPTH, &leaf));
     CHECK(leaves[leaf]);
-    sent = send_leaves(a, b, leaves);
-    CHECK(sent < 100);
+    sent = send_leaves(a, b, list, n_list, leaves);
+    CHECK(sent >= 2 && sent < 100);
     free(tb);
     tb = tree_of(b, NULL, "ns", DEPTH, &eb);
     CHECK(eb == ea && memcmp(ta, tb, count * 32) == 0);
@@ -184,7 +211,65 @@ int main(void) {
     CHECK(ea == 77);
     CHECK_STATUS(edgestore_snapshot_merkle_tree(NULL, B("ns"), DEPTH, tb, count * 32, &ea),
                  EDGESTORE_INVALID_ARGUMENT);
+    {
+        /* The leaf iterator: no leaves, no pairs; a snapshot's pairs are
+         * its data; bad arguments leave *iter_out alone. */
+        edgestore_iter *it = NULL, *const sentinel = (edgestore_iter *)&leaf;
+        const uint8_t *k, *v;
+        size_t kl, vl, before = 0, after = 0;
+        uint32_t bad_leaf = 256, key5_leaf = 0;
+        edgestore_status s;
+        CHECK_OK(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, NULL, 0, &it));
+        CHECK(edgestore_iter_next(it, &k, &kl, &v, &vl) == EDGESTORE_DONE);
+        CHECK_OK(edgestore_iter_free(it));
+        CHECK_OK(edgestore_merkle_leaf_of(B("key-00005"), DEPTH, &key5_leaf));
+        CHECK_OK(edgestore_snapshot_new(a, &snap));
+        put_key(a, 5, "after the snapshot");
+        CHECK_OK(edgestore_delete(a, B("ns"), B("key-00005")));
+        CHECK_OK(edgestore_snapshot_iter_merkle_leaves(snap, B("ns"), DEPTH, &key5_leaf, 1, &it));
+        CHECK_OK(edgestore_snapshot_free(snap));
+        while ((s = edgestore_iter_next(it, &k, &kl, &v, &vl)) == EDGESTORE_OK) before++;
+        CHECK(s == EDGESTORE_DONE);
+        CHECK_OK(edgestore_iter_free(it));
+        CHECK_OK(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, &key5_leaf, 1, &it));
+        while ((s = edgestore_iter_next(it, &k, &kl, &v, &vl)) == EDGESTORE_OK) after++;
+        CHECK(s == EDGESTORE_DONE);
+        CHECK_OK(edgestore_iter_free(it));
+        CHECK(before >= 1 && after + 1 == before);
+        it = sentinel;
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, &bad_leaf, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_LAST_ERROR_HAS("merkle leaf 256");
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), 0, list, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), 5, NULL, 0, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, NULL, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, list, SIZE_MAX, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, NULL, 3, DEPTH, list, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_iter_merkle_leaves(NULL, B("ns"), DEPTH, list, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_snapshot_iter_merkle_leaves(NULL, B("ns"), DEPTH, list, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_snapshot_iter_merkle_leaves((edgestore_snapshot *)b, B("ns"), DEPTH,
+                                                           list, 1, &it),
+                     EDGESTORE_INVALID_ARGUMENT);
+        CHECK_STATUS(edgestore_snapshot_iter_merkle_leaves(snap, B("ns"), DEPTH, list, 1, &it),
+                     EDGESTORE_CLOSED);
+        CHECK(it == sentinel);
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, list, 1, NULL),
+                     EDGESTORE_INVALID_ARGUMENT);
+    }
     CHECK_OK(edgestore_close(a));
+    {
+        edgestore_iter *it = NULL;
+        CHECK_STATUS(edgestore_iter_merkle_leaves(a, B("ns"), DEPTH, list, 1, &it),
+                     EDGESTORE_CLOSED);
+        CHECK(it == NULL);
+    }
     CHECK_STATUS(edgestore_merkle_tree(a, B("ns"), DEPTH, tb, count * 32, &ea), EDGESTORE_CLOSED);
     CHECK(ea == 77);
 

@@ -386,6 +386,43 @@ fn merkle_depth(py: Python<'_>, depth: i64) -> PyResult<u32> {
     })
 }
 
+/// Leaf indexes for `merkle_leaves`: any iterable of ints (not a
+/// `str` or bytes-like object, whose items would be read as indexes);
+/// the engine checks them against the depth.
+fn merkle_leaf_list(py: Python<'_>, leaves: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    if leaves.is_instance_of::<PyString>()
+        || leaves.is_instance_of::<PyBytes>()
+        || leaves.is_instance_of::<PyByteArray>()
+    {
+        return Err(PyTypeError::new_err(format!(
+            "leaves must be an iterable of ints, not '{}'",
+            type_name(leaves)
+        )));
+    }
+    let mut out = Vec::new();
+    for item in leaves.try_iter()? {
+        let item = item?;
+        if item.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err(
+                "a merkle leaf must be an int, not 'bool'",
+            ));
+        }
+        match item.extract::<u32>() {
+            Ok(leaf) => out.push(leaf),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(py) => {
+                return Err(invalid(py, format!("merkle leaf {item} is out of range")));
+            }
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "a merkle leaf must be an int, not '{}'",
+                    type_name(&item)
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A Merkle tree of one namespace's live `(key, value)` pairs, for sync
 /// between replicas (see `Database.merkle`).
 #[pyclass(module = "edgestore._native", frozen, eq)]
@@ -955,6 +992,26 @@ impl Database {
         Ok(MerkleTree { tree })
     }
 
+    /// Lazy iterator of the live `(key, value)` pairs of `ns` whose keys
+    /// fall in `leaves` of a `depth` tree, in key order: what a replica
+    /// sends for the leaves `MerkleTree.differing_leaves` found. Reads the
+    /// whole namespace once, testing each key's leaf in the engine.
+    #[pyo3(signature = (ns, leaves, depth=3))]
+    fn merkle_leaves(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        leaves: &Bound<'_, PyAny>,
+        depth: i64,
+    ) -> PyResult<RangeIterator> {
+        let depth = merkle_depth(py, depth)?;
+        let ns = namespace(ns)?;
+        let leaves = merkle_leaf_list(py, leaves)?;
+        let ns = ns.as_slice();
+        self.with_engine(py, |e| e.scan_merkle_leaves(ns, depth, &leaves))
+            .map(RangeIterator::new)
+    }
+
     /// Runs one compaction cycle now.
     fn compact(&self, py: Python<'_>) -> PyResult<CompactionStats> {
         self.with_engine(py, |e| e.compact_once()).map(Into::into)
@@ -1391,6 +1448,24 @@ impl Snapshot {
         let ns = ns.as_slice();
         let tree = self.with_snap(py, |s| s.merkle_tree(ns, depth))?;
         Ok(MerkleTree { tree })
+    }
+
+    /// `Database.merkle_leaves` as of the snapshot: the pairs of the data
+    /// its `merkle` tree hashed.
+    #[pyo3(signature = (ns, leaves, depth=3))]
+    fn merkle_leaves(
+        &self,
+        py: Python<'_>,
+        ns: &Bound<'_, PyAny>,
+        leaves: &Bound<'_, PyAny>,
+        depth: i64,
+    ) -> PyResult<RangeIterator> {
+        let depth = merkle_depth(py, depth)?;
+        let ns = namespace(ns)?;
+        let leaves = merkle_leaf_list(py, leaves)?;
+        let ns = ns.as_slice();
+        self.with_snap(py, |s| s.scan_merkle_leaves(ns, depth, &leaves))
+            .map(RangeIterator::new)
     }
 
     /// The sequence number the snapshot reads at.

@@ -41,15 +41,16 @@ into a :class:`MerkleTree` of ``16 ** depth`` leaves (``depth=3`` by
 default). Two replicas compare ``root``; where it differs they compare
 ``level(1)``, then the children of differing nodes, down to the leaves, and
 send each other only the pairs whose ``MerkleTree.leaf_of(key)`` is a
-differing leaf. The hashes do not depend on write order, TTLs, flushes or
-compaction (wire format: ``core/FORMAT.md``)::
+differing leaf: ``db.merkle_leaves(ns, leaves)`` iterates exactly those
+(one pass over the namespace, the leaf test done in the engine). The
+hashes do not depend on write order, TTLs, flushes or compaction (wire
+format: ``core/FORMAT.md``)::
 
     mine = db.merkle("sensors")
     send_to_peer(mine.to_bytes())                      # your transport
     theirs = edgestore.MerkleTree.from_bytes(receive_from_peer())
-    leaves = set(mine.differing_leaves(theirs))
-    to_send = [(k, v) for k, v in db.range("sensors")
-               if edgestore.MerkleTree.leaf_of(k) in leaves]
+    leaves = mine.differing_leaves(theirs)
+    to_send = list(db.merkle_leaves("sensors", leaves))  # pairs of those leaves
 
 Vector search
 -------------
