@@ -474,6 +474,13 @@ typedef struct edgestore_metrics {
      * write burst faster than its budget leaves more until merges catch up.
      */
     uint64_t sorted_runs;
+    /**
+     * Bytes of segment files compaction removed from the database that
+     * live snapshots still hold open: disk space that returns when those
+     * snapshots are freed (not counted in `segment_bytes`). Iterators hold
+     * the files they read the same way; they are not counted here.
+     */
+    uint64_t snapshot_held_bytes;
 } edgestore_metrics;
 
 /**

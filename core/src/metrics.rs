@@ -59,6 +59,11 @@ pub struct Metrics {
     /// them: the space of those it already removed returns when the
     /// snapshots are dropped.
     pub pinned_segments: u64,
+    /// Bytes of segment files compaction removed from the database that
+    /// live snapshots still hold open: disk space that returns when those
+    /// snapshots are dropped (not counted in `segment_bytes`). Iterators
+    /// hold the files they read the same way; they are not counted here.
+    pub snapshot_held_bytes: u64,
 }
 
 impl Metrics {

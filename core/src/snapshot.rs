@@ -142,30 +142,34 @@ pub(crate) fn point_get<R>(
     .flatten())
 }
 
-/// Counts of live snapshots per segment id, for [`crate::Metrics::pinned_segments`].
-/// Compaction does not consult it: a snapshot reads through its own open
-/// files, which outlive their removal from the database.
+/// Counts of live snapshots per segment id, with each file's size, for
+/// [`crate::Metrics::pinned_segments`] and
+/// [`crate::Metrics::snapshot_held_bytes`]. Compaction does not consult
+/// it: a snapshot reads through its own open files, which outlive their
+/// removal from the database.
 #[derive(Debug, Default)]
 pub(crate) struct PinRegistry {
-    pins: Mutex<HashMap<u64, usize>>,
+    /// Segment id -> (snapshots holding it, its file size).
+    pins: Mutex<HashMap<u64, (usize, u64)>>,
 }
 
 impl PinRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (usize, u64)>> {
         self.pins.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn pin(&self, ids: &[u64]) {
+    /// Counts one more snapshot holding each `(segment id, file size)`.
+    pub(crate) fn pin(&self, segments: &[(u64, u64)]) {
         let mut p = self.lock();
-        for id in ids {
-            *p.entry(*id).or_default() += 1;
+        for &(id, bytes) in segments {
+            p.entry(id).or_insert((0, bytes)).0 += 1;
         }
     }
 
-    pub(crate) fn unpin(&self, ids: &[u64]) {
+    pub(crate) fn unpin(&self, segments: &[(u64, u64)]) {
         let mut p = self.lock();
-        for id in ids {
-            if let Some(n) = p.get_mut(id) {
+        for (id, _) in segments {
+            if let Some((n, _)) = p.get_mut(id) {
                 *n -= 1;
                 if *n == 0 {
                     p.remove(id);
@@ -176,6 +180,16 @@ impl PinRegistry {
 
     pub(crate) fn live_pins(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Bytes of the held files for which `in_use(id)` is false: files no
+    /// longer in the database whose space only snapshots keep.
+    pub(crate) fn held_bytes_outside(&self, in_use: impl Fn(u64) -> bool) -> u64 {
+        self.lock()
+            .iter()
+            .filter(|(&id, _)| !in_use(id))
+            .map(|(_, &(_, bytes))| bytes)
+            .sum()
     }
 }
 
@@ -191,13 +205,14 @@ impl PinRegistry {
 #[derive(Debug)]
 pub struct Snapshot {
     view: ReadView,
-    pinned: Vec<u64>,
+    /// The segments it holds: (id, file size).
+    pinned: Vec<(u64, u64)>,
     registry: Arc<PinRegistry>,
 }
 
 impl Snapshot {
     pub(crate) fn new(view: ReadView, registry: Arc<PinRegistry>) -> Self {
-        let pinned = view.version.segment_ids();
+        let pinned = view.version.segment_sizes();
         registry.pin(&pinned);
         Snapshot {
             view,

@@ -182,8 +182,12 @@ impl Version {
         Ok(best)
     }
 
-    pub(crate) fn segment_ids(&self) -> Vec<u64> {
-        self.segments.iter().map(|s| s.meta.segment_id).collect()
+    /// Each segment's id and file size.
+    pub(crate) fn segment_sizes(&self) -> Vec<(u64, u64)> {
+        self.segments
+            .iter()
+            .map(|s| (s.meta.segment_id, s.meta.file_size))
+            .collect()
     }
 }
 

@@ -349,6 +349,8 @@ fn expired_files_are_dropped_while_a_snapshot_still_reads_them() {
         db.flush_to_segments().unwrap();
         let snap = db.snapshot().unwrap();
         assert_eq!(db.metrics().pinned_segments, 1);
+        // Held, but still in the database: no space is held by the snapshot alone.
+        assert_eq!(db.metrics().snapshot_held_bytes, 0);
         clock.advance_secs(7200);
         let s1 = db.compact_once().unwrap();
         assert_eq!(s1.segments_removed, 1, "{s1:?}");
@@ -357,9 +359,14 @@ fn expired_files_are_dropped_while_a_snapshot_still_reads_them() {
         assert_eq!(db.get(b"ns", b"k").unwrap(), None);
         assert_eq!(snap.get(b"ns", b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(snap.prefix(b"ns", b"").unwrap().len(), 1);
-        assert_eq!(db.metrics().pinned_segments, 1);
+        let m = db.metrics();
+        assert_eq!(m.pinned_segments, 1);
+        assert_eq!(m.segment_bytes, 0);
+        assert_eq!(m.snapshot_held_bytes, s1.bytes_reclaimed, "{m:?} {s1:?}");
+        assert!(s1.bytes_reclaimed > 0);
         drop(snap);
         assert_eq!(db.metrics().pinned_segments, 0);
+        assert_eq!(db.metrics().snapshot_held_bytes, 0);
         let s2 = db.compact_once().unwrap();
         assert_eq!(s2.segments_removed, 0, "{s2:?}");
     }
@@ -1219,7 +1226,12 @@ fn a_snapshot_taken_during_a_merge_reads_on_after_it_publishes() {
     assert_eq!(stats.segments_removed, 4, "{stats:?}");
     assert!(db.metrics().sorted_runs <= 2, "{:?}", db.metrics());
     assert_eq!(seg_files(dir.path()) as u64, db.metrics().segments);
-    assert_eq!(db.metrics().pinned_segments, 4);
+    let m = db.metrics();
+    assert_eq!(m.pinned_segments, 4);
+    // The four merged files are gone from the database but not from the
+    // disk: the snapshot holds them, and the metric says how much.
+    assert!(m.snapshot_held_bytes > 0, "{m:?}");
+    assert!(m.segment_bytes > 0, "{m:?}");
     for i in 0..200u32 {
         assert_eq!(
             snap.get(b"ns", &i.to_be_bytes()).unwrap(),
@@ -1233,6 +1245,7 @@ fn a_snapshot_taken_during_a_merge_reads_on_after_it_publishes() {
     );
     drop(snap);
     assert_eq!(db.metrics().pinned_segments, 0);
+    assert_eq!(db.metrics().snapshot_held_bytes, 0);
 }
 
 /// The engine of the two tests below: explicit flushes and cycles, a

@@ -96,6 +96,11 @@ pub struct edgestore_metrics {
     /// Compaction keeps the permanent data at `max_permanent_runs` runs; a
     /// write burst faster than its budget leaves more until merges catch up.
     pub sorted_runs: u64,
+    /// Bytes of segment files compaction removed from the database that
+    /// live snapshots still hold open: disk space that returns when those
+    /// snapshots are freed (not counted in `segment_bytes`). Iterators hold
+    /// the files they read the same way; they are not counted here.
+    pub snapshot_held_bytes: u64,
 }
 
 /// What `edgestore_verify()` checked.
@@ -471,6 +476,7 @@ pub unsafe extern "C" fn edgestore_get_metrics(
             write_amplification: m.write_amplification(),
             compaction_write_amplification: m.compaction_write_amplification(),
             sorted_runs: m.sorted_runs,
+            snapshot_held_bytes: m.snapshot_held_bytes,
         };
         // SAFETY: metrics_out was checked non-NULL; the caller guarantees it is writable.
         unsafe { args::write(metrics_out, out) };

@@ -85,11 +85,15 @@ int main(void) {
     CHECK_OK(edgestore_snapshot_new(db, &snap));
     CHECK_OK(edgestore_get_metrics(db, &m));
     CHECK(m.pinned_segments >= 1);
+    CHECK(m.snapshot_held_bytes == 0);
     CHECK_OK(edgestore_advance_clock(db, 120));
     CHECK_OK(edgestore_compact(db, &st));
     print_stats("held by a snapshot", &st);
     CHECK(st.segments_removed >= 1);
     CHECK(st.bytes_written == 0);
+    /* Gone from the database, still on disk: the snapshot holds it. */
+    CHECK_OK(edgestore_get_metrics(db, &m));
+    CHECK(m.snapshot_held_bytes > 0 && m.snapshot_held_bytes <= st.bytes_reclaimed);
     {
         uint8_t *v = NULL;
         size_t len = 0;
@@ -102,6 +106,7 @@ int main(void) {
     CHECK_OK(edgestore_snapshot_free(snap));
     CHECK_OK(edgestore_get_metrics(db, &m));
     CHECK(m.pinned_segments == 0);
+    CHECK(m.snapshot_held_bytes == 0);
 
     CHECK_OK(edgestore_verify(db, &r));
     CHECK(r.segments >= 2);

@@ -561,6 +561,7 @@ struct Metrics {
     segment_bytes: u64,
     memtable_bytes: u64,
     pinned_segments: u64,
+    snapshot_held_bytes: u64,
     sorted_runs: u64,
     write_amplification: f64,
     compaction_write_amplification: f64,
@@ -573,7 +574,8 @@ impl Metrics {
             "Metrics(user_writes={}, user_bytes_written={}, wal_bytes_written={}, wal_syncs={}, \
              flushes={}, flush_bytes_written={}, compactions={}, compaction_bytes_written={}, \
              compaction_bytes_reclaimed={}, segments={}, segment_bytes={}, memtable_bytes={}, \
-             pinned_segments={}, sorted_runs={}, write_amplification={:.3}, \
+             pinned_segments={}, snapshot_held_bytes={}, sorted_runs={}, \
+             write_amplification={:.3}, \
              compaction_write_amplification={:.3})",
             self.user_writes,
             self.user_bytes_written,
@@ -588,6 +590,7 @@ impl Metrics {
             self.segment_bytes,
             self.memtable_bytes,
             self.pinned_segments,
+            self.snapshot_held_bytes,
             self.sorted_runs,
             self.write_amplification,
             self.compaction_write_amplification
@@ -611,6 +614,7 @@ impl From<edgestore::Metrics> for Metrics {
             segment_bytes: m.segment_bytes,
             memtable_bytes: m.memtable_bytes,
             pinned_segments: m.pinned_segments,
+            snapshot_held_bytes: m.snapshot_held_bytes,
             sorted_runs: m.sorted_runs,
             write_amplification: m.write_amplification(),
             compaction_write_amplification: m.compaction_write_amplification(),

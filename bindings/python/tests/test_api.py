@@ -266,6 +266,8 @@ def test_flush_compact_metrics_verify(db_path: Path) -> None:
         report = db.verify()
         assert report.segments == m.segments
         assert report.segment_records >= 201
+        snap = db.snapshot()
+        assert m.snapshot_held_bytes == 0 and db.metrics().pinned_segments == m.segments
         time.sleep(2.1)
         stats = db.compact()
         assert isinstance(stats, edgestore.CompactionStats)
@@ -273,6 +275,12 @@ def test_flush_compact_metrics_verify(db_path: Path) -> None:
         assert stats.bytes_reclaimed > 0
         assert stats.jobs_deferred == 0
         assert "CompactionStats(" in repr(stats)
+        # The removed files' space stays taken while the snapshot holds them.
+        held = db.metrics().snapshot_held_bytes
+        assert 0 < held <= stats.bytes_reclaimed
+        assert "snapshot_held_bytes=" in repr(db.metrics())
+        snap.close()
+        assert db.metrics().snapshot_held_bytes == 0
         assert db.metrics().compactions == 1
         assert list(db.range("ns")) == [(b"keep", b"forever")]
         db.verify()

@@ -135,6 +135,8 @@ class Metrics:
     @property
     def pinned_segments(self) -> int: ...
     @property
+    def snapshot_held_bytes(self) -> int: ...
+    @property
     def sorted_runs(self) -> int:
         """Sorted runs the segment files form: the read amplification."""
     @property
