@@ -1,6 +1,6 @@
 //! Criterion benchmarks: put in each sync mode, get from the memtable and from
-//! segments, range scans, short scans over time-ordered runs, and the Merkle
-//! tree of a namespace (sync). Run with
+//! segments, range scans, short scans over time-ordered runs, the Merkle
+//! tree of a namespace (sync), and the flush of a full memtable. Run with
 //! `cargo bench -p edgestore --bench engine`.
 
 use std::time::Duration;
@@ -173,9 +173,41 @@ fn merkle(c: &mut Criterion) {
     g.finish();
 }
 
+/// Writing a full default-size memtable (4 MiB: 30,000 pairs of 16-byte keys
+/// and 100-byte values put in key-hash order) out as a segment: what the
+/// flush thread does while writers fill the next memtable. Setup (opening a
+/// fresh engine and filling it) is outside the measurement.
+fn flush(c: &mut Criterion) {
+    let mut g = c.benchmark_group("flush");
+    const PAIRS: u32 = 30_000;
+    g.throughput(Throughput::Elements(u64::from(PAIRS)));
+    let value = [7u8; 100];
+    g.bench_function("memtable-4mib", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let mut c = EdgestoreConfig::new(dir.path());
+                c.sync_mode = SyncMode::Buffered;
+                c.memtable_size_bytes = 64 << 20; // no flush while filling
+                let db = Engine::open(c).unwrap();
+                for i in 0..PAIRS {
+                    db.put(b"bench", &key(i), &value).unwrap();
+                }
+                (dir, db)
+            },
+            |(dir, db)| {
+                db.flush_to_segments().unwrap();
+                (dir, db)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = puts, gets, ranges, time_ordered, merkle
+    targets = puts, gets, ranges, time_ordered, merkle, flush
 }
 criterion_main!(benches);
