@@ -955,14 +955,13 @@ impl SegmentIter {
                             n,
                             ix.common,
                             |j| ix.prefix(j),
-                            |j| Some(ix.offset(j)),
+                            |j| ix.offset(j),
                             &self.start,
                         )
                         .map_err(corrupt)?;
-                        if j < n {
-                            ix.offset(j) as usize
-                        } else {
-                            entries.len()
+                        match ix.offset(j) {
+                            Some(off) if j < n => off as usize,
+                            _ => entries.len(),
                         }
                     } else {
                         0
@@ -1117,10 +1116,17 @@ struct BlockLayout<'a> {
 /// A block's stored entry index (format version 3): per entry, in key
 /// order, its key prefix (see [`key_prefix`]) and where it starts.
 struct StoredIndex<'a> {
-    prefixes: &'a [u8],
-    offsets: &'a [u8],
-    wide: bool,
+    /// Each entry's key prefix, little-endian.
+    prefixes: &'a [[u8; 2]],
+    /// Each entry's offset: two bytes, or four in a block too large for two.
+    offsets: Offsets<'a>,
     common: usize,
+}
+
+/// A stored index's entry offsets, in the width the block uses.
+enum Offsets<'a> {
+    Narrow(&'a [[u8; 2]]),
+    Wide(&'a [[u8; 4]]),
 }
 
 #[inline]
@@ -1149,13 +1155,19 @@ fn block_layout(block: &[u8]) -> Result<BlockLayout<'_>, String> {
         .ok_or("block index larger than the block")?;
     let (entries, index) = rest.split_at(entries_len);
     let (prefixes, offsets) = index.split_at(2 * n);
+    // Whole chunks by construction: `index` is `n * (2 + width)` bytes.
+    let prefixes = prefixes.as_chunks::<2>().0;
+    let offsets = if wide {
+        Offsets::Wide(offsets.as_chunks::<4>().0)
+    } else {
+        Offsets::Narrow(offsets.as_chunks::<2>().0)
+    };
     Ok(BlockLayout {
         entries,
         count,
         index: Some(StoredIndex {
             prefixes,
             offsets,
-            wide,
             common: u32::from_le_bytes(*common) as usize,
         }),
     })
@@ -1164,44 +1176,35 @@ fn block_layout(block: &[u8]) -> Result<BlockLayout<'_>, String> {
 impl StoredIndex<'_> {
     #[inline]
     fn prefix(&self, i: usize) -> u16 {
-        u16::from_le_bytes([self.prefixes[2 * i], self.prefixes[2 * i + 1]])
+        u16::from_le_bytes(self.prefixes[i])
     }
 
     #[inline]
-    fn offset(&self, i: usize) -> u32 {
-        if self.wide {
-            let o = &self.offsets[4 * i..4 * i + 4];
-            u32::from_le_bytes([o[0], o[1], o[2], o[3]])
-        } else {
-            u16::from_le_bytes([self.offsets[2 * i], self.offsets[2 * i + 1]]) as u32
+    fn offset(&self, i: usize) -> Option<u32> {
+        match self.offsets {
+            Offsets::Narrow(o) => o.get(i).map(|&b| u32::from(u16::from_le_bytes(b))),
+            Offsets::Wide(o) => o.get(i).map(|&b| u32::from_le_bytes(b)),
         }
     }
 
     fn len(&self) -> usize {
-        self.prefixes.len() / 2
+        self.prefixes.len()
     }
 
     /// Where the entry of `key` starts in `entries`, if the block holds it
     /// (as [`find_in_block`] does with a cached block's index).
     fn find(&self, entries: &[u8], key: &[u8]) -> Result<Option<u32>, String> {
         let want = key_prefix(key, self.common);
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.prefix(mid) < want {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let n = self.len();
+        let lo = self
+            .prefixes
+            .partition_point(|&p| u16::from_le_bytes(p) < want);
         match_candidates(
             entries,
             key,
             want,
             lo,
-            |i| (i < n).then(|| self.prefix(i)),
-            |i| Some(self.offset(i)),
+            |i| self.prefixes.get(i).map(|&p| u16::from_le_bytes(p)),
+            |i| self.offset(i),
         )
     }
 
@@ -1222,7 +1225,7 @@ impl StoredIndex<'_> {
         }
         for (i, &off) in offsets.iter().enumerate() {
             let want = key_prefix(entry_key(entries, off as usize)?, common);
-            if self.offset(i) != off || self.prefix(i) != want {
+            if self.offset(i) != Some(off) || self.prefix(i) != want {
                 return Err(format!("stored block index differs at entry {i}"));
             }
         }
@@ -1366,13 +1369,12 @@ fn match_candidates(
     while prefix(i) == Some(want) {
         let off = offset(i).ok_or("entry index past the block")?;
         let k = entry_key(entries, off as usize)?;
-        if k == key {
-            return Ok(Some(off));
+        // One comparison decides: found, past it, or on to the next.
+        match key_cmp(key, k) {
+            std::cmp::Ordering::Equal => return Ok(Some(off)),
+            std::cmp::Ordering::Less => break,
+            std::cmp::Ordering::Greater => i += 1,
         }
-        if key_lt(key, k) {
-            break;
-        }
-        i += 1;
     }
     Ok(None)
 }
