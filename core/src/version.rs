@@ -155,6 +155,14 @@ impl Version {
     /// before compaction folds them) waits for their cache misses together
     /// rather than one after another.
     fn newest_found_hashed(&self, key: &[u8], hash: u64) -> Result<Option<Found<'_>>> {
+        if let [run] = &self.runs[..] {
+            // One run (a compacted database): its one segment for the key
+            // decides, with nothing to request ahead or to compare.
+            return match run.segment_for(key) {
+                Some(s) if s.may_contain_hash(hash) => s.lookup_admitted(key),
+                _ => Ok(None),
+            };
+        }
         let mut best: Option<Found> = None;
         for group in self.runs.chunks(PROBE_GROUP) {
             let mut segs: [Option<&SegmentReader>; PROBE_GROUP] = [None; PROBE_GROUP];
