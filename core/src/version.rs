@@ -153,7 +153,8 @@ impl Version {
     /// group's segments are found and their filter lines requested before
     /// any filter is read, so a read that probes many runs (a write burst's,
     /// before compaction folds them) waits for their cache misses together
-    /// rather than one after another.
+    /// rather than one after another. A single run (a compacted database)
+    /// skips all that: its one segment for the key decides.
     fn newest_found_hashed(&self, key: &[u8], hash: u64) -> Result<Option<Found<'_>>> {
         if let [run] = &self.runs[..] {
             // One run (a compacted database): its one segment for the key
