@@ -4,8 +4,10 @@
 //! segment), then read in another random order with `get_with`, as the
 //! Python binding does.
 //!
-//! `cargo run --release -p edgestore --example point_get -- [n] [rounds] [flush|mem]`
+//! `cargo run --release -p edgestore --example point_get -- [n] [rounds] [flush|two|mem]`
 //! (`flush`: write the memtable out first, so every read goes to segments;
+//! `two`: each half of the puts flushed as its own run, so reads meet two
+//! overlapping runs, as right after bench_kv.py's puts;
 //! `mem`: a memtable large enough for everything, so none go there).
 //! Prints ns per read of each round (the first reads cold blocks); run under `perf stat` for counts.
 
@@ -38,7 +40,7 @@ fn main() {
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let mode = args.next().unwrap_or_default();
-    let flush = mode == "flush";
+    let flush = mode == "flush" || mode == "two";
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = EdgestoreConfig::new(dir.path());
     c.sync_mode = SyncMode::Buffered;
@@ -49,8 +51,11 @@ fn main() {
     let mut order: Vec<u32> = (0..n).collect();
     shuffle(&mut order, 0x2545_F491_4F6C_DD1D);
     let value = [7u8; 100];
-    for &i in &order {
+    for (j, &i) in order.iter().enumerate() {
         db.put(b"b", &key(i), &value).expect("put");
+        if mode == "two" && j + 1 == order.len() / 2 {
+            db.flush_to_segments().expect("flush");
+        }
     }
     if flush {
         db.flush_to_segments().expect("flush");
