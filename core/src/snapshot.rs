@@ -91,7 +91,8 @@ impl ReadView {
         self.scan_prefix(ns, prefix)?.collect()
     }
 
-    /// The Merkle tree of `ns`'s live entries in this view (one scan).
+    /// The live pairs of `ns` in this view whose keys fall in `leaves` of
+    /// a `depth` tree (one scan, each key's leaf tested in the engine).
     pub(crate) fn scan_merkle_leaves(
         &self,
         ns: &[u8],
@@ -109,6 +110,7 @@ impl ReadView {
             .with_key_filter(Box::new(move |key| set.contains_key(key))))
     }
 
+    /// The Merkle tree of `ns`'s live entries in this view (one scan).
     pub(crate) fn merkle_tree(&self, ns: &[u8], depth: u32) -> Result<MerkleTree> {
         let mut b = MerkleBuilder::new(depth)?;
         let mut it = self.scan(ns, b"", None)?;
