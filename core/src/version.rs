@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::memtable::Memtable;
-use crate::segment::{key_hash, Found, Record, SegmentReader};
-use crate::types::{key_lt, EntryRef, MemEntry};
+use crate::segment::{common_prefix_len, key_hash, Found, Record, SegmentReader};
+use crate::types::{key_cmp, key_lt, word_at, EntryRef, MemEntry};
 
 /// Runs whose filters a point read requests at once (see
 /// [`Version::newest_found_hashed`]): enough misses in flight to hide most
@@ -25,6 +25,10 @@ pub(crate) struct Version {
     /// a point read looks at one segment per run, found by binary search,
     /// and a scan reads each run as one sorted source.
     pub runs: Vec<Run>,
+    /// The prefix every segment's keys share (of the least min key and the
+    /// greatest max key), so the bytes past it that decide a point read's
+    /// segment in each run ([`Run::bounds`]) are read from the key once.
+    shared: Vec<u8>,
 }
 
 /// Segments with pairwise disjoint key ranges, in key order (the output of
@@ -35,18 +39,44 @@ pub(crate) struct Run {
     pub max_lsn: u64,
     /// By `min_key` ascending; no two key ranges overlap.
     pub segments: Arc<[Arc<SegmentReader>]>,
+    /// Per segment, the eight bytes of its min and max keys past the
+    /// version's shared prefix, as big-endian words (zero-padded): they
+    /// order a key against the segment's range without reaching the
+    /// segment's keys, unless the key's word equals one of them.
+    bounds: Box<[(u64, u64)]>,
 }
 
 impl Run {
-    /// The one segment whose key range may hold `key`.
-    fn segment_for(&self, key: &[u8]) -> Option<&Arc<SegmentReader>> {
-        let i = self
-            .segments
-            .partition_point(|s| key_lt(&s.meta.max_key, key));
-        // Its max key is >= `key`: it holds `key` unless it starts after it.
-        self.segments
-            .get(i)
-            .filter(|s| !key_lt(key, &s.meta.min_key))
+    fn new(max_lsn: u64, segments: Arc<[Arc<SegmentReader>]>) -> Self {
+        Run {
+            max_lsn,
+            segments,
+            bounds: Box::default(),
+        }
+    }
+
+    /// The one segment whose key range may hold `key`, given the key's
+    /// word `w` past the version's shared prefix (which `key` has).
+    #[inline(always)]
+    fn segment_for(&self, key: &[u8], w: u64) -> Option<&Arc<SegmentReader>> {
+        if let ([s], &[(lo, hi)]) = (&self.segments[..], &self.bounds[..]) {
+            // One segment (a flush's run, or a merge's under 4 MiB): words
+            // decide unless the key's equals one of its bounds'.
+            let inside = (w > lo || (w == lo && !key_lt(key, &s.meta.min_key)))
+                && (w < hi || (w == hi && !key_lt(&s.meta.max_key, key)));
+            return inside.then_some(s);
+        }
+        // The first segment whose max key is >= `key`: by words, then by
+        // whole keys among segments whose max word equals the key's.
+        let mut i = self.bounds.partition_point(|&(_, hi)| hi < w);
+        while self.bounds.get(i).is_some_and(|&(_, hi)| hi == w)
+            && key_lt(&self.segments[i].meta.max_key, key)
+        {
+            i += 1;
+        }
+        let (s, &(lo, _)) = self.segments.get(i).zip(self.bounds.get(i))?;
+        // It holds `key` unless it starts after it.
+        (w > lo || (w == lo && !key_lt(key, &s.meta.min_key))).then_some(s)
     }
 
     /// Index of the first segment that may hold keys in `[start, end)`, if
@@ -77,15 +107,12 @@ fn group_runs(segments: &[Arc<SegmentReader>]) -> Vec<Run> {
             .all(|w| w[0].meta.max_key < w[1].meta.min_key);
         if disjoint {
             let max_lsn = segs.iter().map(|s| s.meta.max_lsn).max().unwrap_or(0);
-            runs.push(Run {
-                max_lsn,
-                segments: segs.into(),
-            });
+            runs.push(Run::new(max_lsn, segs.into()));
         } else {
-            runs.extend(segs.into_iter().map(|s| Run {
-                max_lsn: s.meta.max_lsn,
-                segments: Arc::new([s]),
-            }));
+            runs.extend(
+                segs.into_iter()
+                    .map(|s| Run::new(s.meta.max_lsn, Arc::new([s]))),
+            );
         }
     }
     runs.sort_by_key(|r| std::cmp::Reverse(r.max_lsn));
@@ -100,11 +127,30 @@ impl Version {
                 .cmp(&a.meta.max_lsn)
                 .then(b.meta.segment_id.cmp(&a.meta.segment_id))
         });
-        let runs = group_runs(&segments);
+        let mut runs = group_runs(&segments);
+        let least = segments.iter().map(|s| &s.meta.min_key).min();
+        let greatest = segments.iter().map(|s| &s.meta.max_key).max();
+        let shared = match (least, greatest) {
+            (Some(a), Some(b)) => a[..common_prefix_len(a, b)].to_vec(),
+            _ => Vec::new(),
+        };
+        for run in &mut runs {
+            run.bounds = run
+                .segments
+                .iter()
+                .map(|s| {
+                    (
+                        word_at(&s.meta.min_key, shared.len()),
+                        word_at(&s.meta.max_key, shared.len()),
+                    )
+                })
+                .collect();
+        }
         Version {
             mems,
             segments,
             runs,
+            shared,
         }
     }
 
@@ -154,12 +200,21 @@ impl Version {
     /// any filter is read, so a read that probes many runs (a write burst's,
     /// before compaction folds them) waits for their cache misses together
     /// rather than one after another. A single run (a compacted database)
-    /// skips all that: its one segment for the key decides.
+    /// skips all that: its one segment for the key decides. Each run's
+    /// segment is chosen by the key's word past the version's shared
+    /// prefix (read once), not by comparing whole keys per run.
     fn newest_found_hashed(&self, key: &[u8], hash: u64) -> Result<Option<Found<'_>>> {
+        // Every segment's keys start with `shared`: a key that does not
+        // is in none of them.
+        let c = self.shared.len();
+        if key.len() < c || key_cmp(&key[..c], &self.shared).is_ne() {
+            return Ok(None);
+        }
+        let w = word_at(key, c);
         if let [run] = &self.runs[..] {
             // One run (a compacted database): its one segment for the key
             // decides, with nothing to request ahead or to compare.
-            return match run.segment_for(key) {
+            return match run.segment_for(key, w) {
                 Some(s) if s.may_contain_hash(hash) => s.lookup_admitted(key),
                 _ => Ok(None),
             };
@@ -168,7 +223,7 @@ impl Version {
         for group in self.runs.chunks(PROBE_GROUP) {
             let mut segs: [Option<&SegmentReader>; PROBE_GROUP] = [None; PROBE_GROUP];
             for (slot, run) in segs.iter_mut().zip(group) {
-                *slot = run.segment_for(key).map(|s| &**s);
+                *slot = run.segment_for(key, w).map(|s| &**s);
                 if let Some(s) = slot {
                     s.prefetch_filter(hash);
                 }
@@ -231,6 +286,89 @@ mod tests {
             .write_records(&records, run)
             .unwrap();
         Arc::new(SegmentReader::open(dir.to_path_buf(), id).unwrap())
+    }
+
+    /// Writes segment `id` of run `run` holding `keys` (sorted, unique),
+    /// each with value `[lsn as u8]`.
+    fn segment_of(
+        dir: &std::path::Path,
+        id: u64,
+        run: u64,
+        keys: &[(Vec<u8>, u64)],
+    ) -> Arc<SegmentReader> {
+        let records: Vec<Record> = keys
+            .iter()
+            .map(|(k, lsn)| {
+                Record::new(MemEntry {
+                    key: k.clone(),
+                    value: Some(vec![*lsn as u8]),
+                    op: Operation::Put,
+                    lsn: *lsn,
+                    timestamp: 0,
+                    ttl: 0,
+                })
+            })
+            .collect();
+        let opts = WriterOptions::defaults(dir.to_path_buf(), 3600);
+        SegmentWriter::with_options(opts, id)
+            .write_records(&records, run)
+            .unwrap();
+        Arc::new(SegmentReader::open(dir.to_path_buf(), id).unwrap())
+    }
+
+    /// Bytes that make keys share long prefixes, hold zeros (so a key's
+    /// eight-byte word often equals a segment bound's) and sort at the ends.
+    fn key_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(b'a'), Just(255u8), 0u8..3],
+            0..11,
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A point read picks each run's segment by the words past the
+        /// version's shared prefix, falling back to whole keys on equal
+        /// words: it finds the newest version of every stored key and
+        /// nothing for other keys (outside the prefix, shorter than it,
+        /// between segments), with runs of one or several segments.
+        #[test]
+        fn point_reads_pick_segments_by_words_and_whole_keys(
+            runs in proptest::collection::vec(proptest::collection::btree_set(key_bytes(), 1..24), 1..5),
+            probes in proptest::collection::vec(key_bytes(), 0..40),
+            per_segment in 1usize..5,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let full = |k: &[u8]| [b"shared/".as_slice(), k].concat();
+            let mut segs = Vec::new();
+            let mut newest: std::collections::BTreeMap<Vec<u8>, u64> = Default::default();
+            let mut id = 0;
+            for (r, keys) in runs.iter().enumerate() {
+                let keyed: Vec<(Vec<u8>, u64)> = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (full(k), 1000 * (r as u64 + 1) + i as u64))
+                    .collect();
+                for (k, lsn) in &keyed {
+                    newest.insert(k.clone(), *lsn);
+                }
+                for chunk in keyed.chunks(per_segment) {
+                    id += 1;
+                    segs.push(segment_of(dir.path(), id, r as u64 + 1, chunk));
+                }
+            }
+            let v = Version::new(Vec::new(), segs);
+            let lsn = |k: &[u8]| v.get(k, u64::MAX).unwrap().map(|e| e.lsn);
+            for (k, want) in &newest {
+                proptest::prop_assert_eq!(lsn(k), Some(*want), "{:?}", k);
+            }
+            let mut others: Vec<Vec<u8>> = probes.iter().map(|p| full(p)).collect();
+            others.extend([b"".to_vec(), b"shared".to_vec(), b"shared/".to_vec(), b"shared.".to_vec(), b"sharee".to_vec(), b"\xff".to_vec(), probes.first().cloned().unwrap_or_default()]);
+            for k in others {
+                proptest::prop_assert_eq!(lsn(&k), newest.get(&k).copied(), "{:?}", k);
+            }
+        }
     }
 
     #[test]

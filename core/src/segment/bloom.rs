@@ -114,6 +114,7 @@ impl Bloom {
     }
 
     /// False means the key is certainly absent.
+    #[inline]
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
         match self {
             Bloom::Blocked { lines, k } => {
@@ -121,7 +122,12 @@ impl Bloom {
                     return true;
                 }
                 let line = &lines[line_of(hash, lines.len())];
-                line_bits(hash, *k).all(|bit| line.0[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+                // Every probe, without stopping at the first clear bit: a
+                // point read asks one filter per run, mostly for keys the run
+                // lacks, and an early exit there is a branch taken at random.
+                line_bits(hash, *k).fold(true, |all, bit| {
+                    all & (line.0[(bit / 64) as usize] >> (bit % 64) & 1 != 0)
+                })
             }
             Bloom::Classic { bits, k } => {
                 if *k == 0 || bits.is_empty() {
