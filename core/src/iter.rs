@@ -239,7 +239,7 @@ impl RangeIter {
         // of some source, so it shares with `start` at least the bytes that
         // greatest key does: heap words start past those (for zero-padded
         // numbers, past the leading zeros), so they rarely tie.
-        let shared = |k: &[u8]| start.iter().zip(k).take_while(|(a, b)| a == b).count();
+        let shared = |k: &[u8]| crate::segment::common_prefix_len(&start, k);
         let mut word_from = start.len();
         for m in &version.mems {
             if let Some(n) = m.with_last_key(shared) {
