@@ -1172,9 +1172,10 @@ impl Inner {
             sorted_runs: cur.runs.len() as u64,
             memtable_bytes: cur.mems.iter().map(|m| m.approx_bytes() as u64).sum(),
             pinned_segments: self.pins.live_pins() as u64,
-            snapshot_held_bytes: self
-                .pins
-                .held_bytes_outside(|id| cur.segments.iter().any(|s| s.meta.segment_id == id)),
+            snapshot_held_bytes: self.pins.held_bytes_outside(|| {
+                let now = self.current();
+                now.segments.iter().map(|s| s.meta.segment_id).collect()
+            }),
         }
     }
 

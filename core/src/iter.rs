@@ -209,7 +209,7 @@ pub struct RangeIter {
 }
 
 /// A test of user keys: [`RangeIter`] yields only the keys it accepts.
-pub(crate) type KeyFilter = Box<dyn FnMut(&[u8]) -> bool + Send>;
+pub(crate) type KeyFilter = Box<dyn FnMut(&[u8]) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for RangeIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -184,12 +184,16 @@ impl PinRegistry {
         self.lock().len()
     }
 
-    /// Bytes of the held files for which `in_use(id)` is false: files no
-    /// longer in the database whose space only snapshots keep.
-    pub(crate) fn held_bytes_outside(&self, in_use: impl Fn(u64) -> bool) -> u64 {
-        self.lock()
-            .iter()
-            .filter(|(&id, _)| !in_use(id))
+    /// Bytes of the held files that are not among the segments `current`
+    /// returns: files no longer in the database whose space only snapshots
+    /// keep. `current` is read with the registry locked, so every snapshot
+    /// counted holds a version no newer than it (whose files are either
+    /// still in it or removed), never one of a newer version's files.
+    pub(crate) fn held_bytes_outside(&self, current: impl FnOnce() -> Vec<u64>) -> u64 {
+        let pins = self.lock();
+        let live: std::collections::HashSet<u64> = current().into_iter().collect();
+        pins.iter()
+            .filter(|(id, _)| !live.contains(id))
             .map(|(_, &(_, bytes))| bytes)
             .sum()
     }
@@ -302,5 +306,6 @@ impl Drop for Snapshot {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Snapshot>();
+    is::<RangeIter>();
     let _ = Error::Closed;
 }

@@ -37,8 +37,8 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Merkle leaf indexes: at most 16^4, the leaves of the deepest tree (a
-/// longer list must repeat some); NULL only with `len == 0`.
+/// Merkle leaf indexes: at most 16^4 of them, the leaves of the deepest
+/// tree (a longer list is refused); NULL only with `len == 0`.
 ///
 /// # Safety
 /// When `ptr` is non-NULL and `len` within the limit, `ptr` must point to

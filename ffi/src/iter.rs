@@ -282,17 +282,22 @@ pub unsafe extern "C" fn edgestore_snapshot_iter_prefix(
 }
 
 /// Creates an iterator over the live pairs of `ns` whose keys fall in the
-/// `n_leaves` leaves `leaves` (indexes 0 to `16^depth - 1`, any order,
-/// repeats allowed) of a Merkle tree of `depth` levels (1 to 4), in key
-/// order, reading a consistent view of `db` taken now: the pairs a replica
-/// sends its peer for the leaves whose hashes differ (see
-/// `edgestore_merkle_tree()`). It reads the whole namespace once, testing
-/// each key's leaf (a leaf's keys are spread over the key space).
-/// `n_leaves == 0` gives an iterator with no items. Ownership and lifetime
-/// as for `edgestore_iter_range()`. Errors: `EDGESTORE_INVALID_ARGUMENT`
-/// (depth out of range, a leaf out of range, `leaves` NULL with `n_leaves >
-/// 0`, NULL `iter_out`), `EDGESTORE_CLOSED`; `*iter_out` is written only on
-/// success. Thread safety: as for `edgestore_iter_range()`.
+/// `n_leaves` leaves `leaves` (indexes 0 to `16^depth - 1`, in any order;
+/// at most 65,536 entries, the leaves of the deepest tree) of a Merkle tree
+/// of `depth` levels (1 to 4), in key order, reading a consistent view of
+/// `db` taken now: the pairs a replica sends its peer for the leaves whose
+/// hashes differ (see `edgestore_merkle_tree()`). It reads the whole
+/// namespace once, testing each key's leaf (a leaf's keys are spread over
+/// the key space). `n_leaves == 0` gives an iterator with no items.
+/// Ownership: the caller owns `*iter_out` and frees it with
+/// `edgestore_iter_free()`; it stays valid after `edgestore_close(db)`.
+/// Errors: `EDGESTORE_INVALID_ARGUMENT` (depth or a leaf out of range,
+/// `n_leaves` over 65,536, `leaves` NULL with `n_leaves > 0` or not aligned
+/// for `uint32_t`, NULL `iter_out`), `EDGESTORE_CLOSED`, `EDGESTORE_IO`,
+/// `EDGESTORE_CORRUPTION`; `*iter_out` is written only on success. Thread
+/// safety: callable from any thread, `db` shared; the iterator is used from
+/// one thread at a time (the pointers `edgestore_iter_next()` returns are
+/// invalidated by its next call).
 ///
 /// # Safety
 /// `ns` must point to `ns_len` readable bytes and `leaves` to `n_leaves`

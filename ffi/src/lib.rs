@@ -36,7 +36,7 @@ use std::ffi::{c_char, c_int};
 /// Major version of the library this header belongs to.
 pub const EDGESTORE_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library this header belongs to.
-pub const EDGESTORE_VERSION_MINOR: u32 = 2;
+pub const EDGESTORE_VERSION_MINOR: u32 = 3;
 /// Patch version of the library this header belongs to.
 pub const EDGESTORE_VERSION_PATCH: u32 = 0;
 

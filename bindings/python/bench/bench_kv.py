@@ -53,7 +53,7 @@ def open_edgestore(path: Path) -> Store:
 
     db = edgestore.open(path, sync="buffered")
     # A namespace handle: its methods take no namespace argument (the
-    # name is checked and encoded once), like LMDB's methods of one
+    # name is converted to bytes once), like LMDB's methods of one
     # transaction and plyvel's of one database.
     ns = db.namespace("b")
     return Store(

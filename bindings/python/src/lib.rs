@@ -1138,7 +1138,7 @@ fn opt_bytes<'a>(obj: Option<&'a Bound<'_, PyAny>>, what: &str) -> PyResult<Opti
 /// value`, `del ns[key]`, `key in ns`. Holds no engine state of its own: it
 /// is valid as long as its database is open, and as safe to share between
 /// threads.
-#[pyclass(module = "edgestore._native", frozen)]
+#[pyclass(module = "edgestore._native", frozen, mapping)]
 struct Namespace {
     db: Py<Database>,
     /// The namespace's bytes (a `str` name is stored UTF-8 encoded).

@@ -42,6 +42,8 @@ def test_namespace_handle(db: edgestore.Database) -> None:
     assert users[b"b"] == b"2"
     assert b"a" in users and memoryview(b"c") in users
     assert b"zz" not in users
+    with pytest.raises(TypeError, match="not iterable"):
+        iter(users)  # type: ignore[call-overload]
     assert users.get(b"zz") is None
     assert users.get(b"zz", b"fallback") == b"fallback"
     with pytest.raises(KeyError) as err:

@@ -81,7 +81,7 @@ pub(crate) fn key_prefix(key: &[u8], at: usize) -> u16 {
 }
 
 /// Length of the prefix `a` and `b` share, compared eight bytes at a time
-/// (a scan's setup asks it once per run).
+/// (a scan's setup asks it once per run, a new version once per segment).
 #[inline]
 pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());

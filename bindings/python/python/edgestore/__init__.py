@@ -18,7 +18,7 @@ and always come back as ``bytes``.
 ``db.namespace(ns)`` returns a :class:`Namespace`, a handle with the same
 keyed methods minus the namespace argument (``put``, ``get``, ``delete``,
 ``range``, ``prefix``) and a mapping interface; it is also the cheapest way
-to call them in a loop (the name is checked and encoded once)::
+to call them in a loop (the name is converted to bytes once)::
 
     sensors = db.namespace("sensors")
     sensors[b"t1"] = b"21.5"           # put without TTL
