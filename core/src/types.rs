@@ -240,16 +240,24 @@ pub(crate) fn key_lt(a: &[u8], b: &[u8]) -> bool {
 /// the scan merge compare words first and whole keys only on a tie.
 #[inline]
 pub(crate) fn word_at(key: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    match key.get(at..at.wrapping_add(8)) {
-        Some(w) => b.copy_from_slice(w),
-        None => {
-            let tail = key.get(at..).unwrap_or_default();
-            let n = tail.len().min(8);
-            b[..n].copy_from_slice(&tail[..n]);
-        }
+    if let Some(w) = key.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        return u64::from_be_bytes(*w);
     }
-    u64::from_be_bytes(b)
+    // Fewer than eight bytes from `at` (the end of a key, the usual case
+    // for a point read's key past a long shared prefix): no variable-length
+    // copy, which would be a call to `memcpy`.
+    let n = key.len().saturating_sub(at);
+    if n == 0 {
+        return 0;
+    }
+    match key.last_chunk::<8>() {
+        // The key's last eight bytes end with the `n` wanted: shift them up.
+        Some(last) => u64::from_be_bytes(*last) << (8 * (8 - n)),
+        None => key[at..]
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &b)| w | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 /// Length of the namespace prefix of internal keys in `ns`.
@@ -394,6 +402,14 @@ mod key_order_tests {
             let x = [&prefix[..], &a[..]].concat();
             let mut y = [&prefix[..], &a[..shared.min(a.len())]].concat();
             y.extend_from_slice(&b);
+            for (k, at) in [(&x, 0), (&x, prefix.len()), (&y, prefix.len()), (&y, 3), (&x, x.len()), (&y, y.len() + 2)] {
+                // The eight bytes from `at`, zero-padded, as the simplest code says.
+                let mut b = [0u8; 8];
+                for (i, byte) in k.iter().skip(at).take(8).enumerate() {
+                    b[i] = *byte;
+                }
+                prop_assert_eq!(word_at(k, at), u64::from_be_bytes(b), "{:?} at {}", k, at);
+            }
             let (wx, wy) = (word_at(&x, prefix.len()), word_at(&y, prefix.len()));
             if wx != wy {
                 prop_assert_eq!(wx.cmp(&wy), x.cmp(&y));
