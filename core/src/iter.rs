@@ -291,6 +291,12 @@ impl RangeIter {
         Ok(it)
     }
 
+    /// This iterator yielding only the pairs whose user key `filter` accepts.
+    pub(crate) fn with_key_filter(mut self, filter: KeyFilter) -> Self {
+        self.key_filter = Some(filter);
+        self
+    }
+
     /// Moves source `src` (not in the heap) on and puts it in the heap if it
     /// has another entry.
     fn advance_into_heap(&mut self, src: usize) -> Result<()> {
@@ -481,14 +487,6 @@ impl RangeIter {
             let key = src.key();
             (&key[self.prefix_len.min(key.len())..], src.value())
         }))
-    }
-}
-
-impl RangeIter {
-    /// This iterator yielding only the pairs whose user key `filter` accepts.
-    pub(crate) fn with_key_filter(mut self, filter: KeyFilter) -> Self {
-        self.key_filter = Some(filter);
-        self
     }
 }
 

@@ -261,31 +261,15 @@ mod tests {
     use crate::segment::{SegmentWriter, WriterOptions};
     use crate::types::Operation;
 
-    /// Writes segment `id` of run `run` holding `keys`, each with value `[lsn]`.
+    /// [`segment_of`] for string keys.
     fn segment(
         dir: &std::path::Path,
         id: u64,
         run: u64,
         keys: &[(&str, u64)],
     ) -> Arc<SegmentReader> {
-        let records: Vec<Record> = keys
-            .iter()
-            .map(|&(k, lsn)| {
-                Record::new(MemEntry {
-                    key: k.as_bytes().to_vec(),
-                    value: Some(vec![lsn as u8]),
-                    op: Operation::Put,
-                    lsn,
-                    timestamp: 0,
-                    ttl: 0,
-                })
-            })
-            .collect();
-        let opts = WriterOptions::defaults(dir.to_path_buf(), 3600);
-        SegmentWriter::with_options(opts, id)
-            .write_records(&records, run)
-            .unwrap();
-        Arc::new(SegmentReader::open(dir.to_path_buf(), id).unwrap())
+        let keys: Vec<(Vec<u8>, u64)> = keys.iter().map(|&(k, lsn)| (k.into(), lsn)).collect();
+        segment_of(dir, id, run, &keys)
     }
 
     /// Writes segment `id` of run `run` holding `keys` (sorted, unique),

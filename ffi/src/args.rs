@@ -37,33 +37,41 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Merkle leaf indexes: at most 16^4 of them, the leaves of the deepest
-/// tree (a longer list is refused); NULL only with `len == 0`.
+/// Borrows `count` elements of `T` at `ptr` after checking `count <= max`,
+/// that `ptr` is non-NULL when `count > 0` and aligned for `T`.
 ///
 /// # Safety
-/// When `ptr` is non-NULL and `len` within the limit, `ptr` must point to
-/// `len` readable, aligned `uint32_t` that stay valid and unmodified for `'a`.
-pub(crate) unsafe fn leaves<'a>(ptr: *const u32, len: usize) -> Result<&'a [u32], Fail> {
-    const MAX: usize = 1 << 16;
-    if len > MAX {
+/// When the checks pass and `count > 0`, `ptr` must point to `count`
+/// initialised `T`s that stay valid for `'a`.
+pub(crate) unsafe fn array<'a, T>(
+    ptr: *const T,
+    count: usize,
+    max: usize,
+    what: &str,
+) -> Result<&'a [T], Fail> {
+    if count > max {
         return Err(Fail::invalid(format!(
-            "n_leaves is {len}; the limit is {MAX} (the leaves of the deepest tree)"
+            "{what} has {count} elements; the limit is {max}"
         )));
     }
-    if len == 0 {
+    if count == 0 {
         return Ok(&[]);
     }
     if ptr.is_null() {
         return Err(Fail::invalid(format!(
-            "leaves is NULL but n_leaves is {len}"
+            "{what} is NULL but its count is {count}"
         )));
     }
     if !ptr.is_aligned() {
-        return Err(Fail::invalid("leaves is not aligned for uint32_t"));
+        return Err(Fail::invalid(format!(
+            "{what} is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )));
     }
-    // SAFETY: ptr is non-NULL and aligned, len <= 2^16, and the caller
-    // guarantees ptr points to len readable u32 valid for 'a.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+    // SAFETY: ptr is non-NULL and aligned; count <= max, and every max used
+    // here keeps count * size_of::<T>() far below isize::MAX; the caller
+    // guarantees count readable Ts valid for 'a.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
 }
 
 /// A namespace argument.

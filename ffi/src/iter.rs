@@ -314,19 +314,15 @@ pub unsafe extern "C" fn edgestore_iter_merkle_leaves(
     iter_out: *mut *mut edgestore_iter,
 ) -> edgestore_status {
     boundary("edgestore_iter_merkle_leaves", || {
-        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
-        let (ns, leaves) = unsafe {
-            (
-                args::namespace(ns, ns_len)?,
-                args::leaves(leaves, n_leaves)?,
-            )
-        };
-        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        // SAFETY: forwarded contract.
         unsafe {
-            make(
+            merkle_leaves(
                 Source::Db(db),
                 ns,
-                Bounds::MerkleLeaves(depth, leaves),
+                ns_len,
+                depth,
+                leaves,
+                n_leaves,
                 iter_out,
             )
         }
@@ -350,23 +346,46 @@ pub unsafe extern "C" fn edgestore_snapshot_iter_merkle_leaves(
     iter_out: *mut *mut edgestore_iter,
 ) -> edgestore_status {
     boundary("edgestore_snapshot_iter_merkle_leaves", || {
-        // SAFETY: the caller guarantees each non-NULL pointer covers its length.
-        let (ns, leaves) = unsafe {
-            (
-                args::namespace(ns, ns_len)?,
-                args::leaves(leaves, n_leaves)?,
-            )
-        };
-        // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+        // SAFETY: forwarded contract.
         unsafe {
-            make(
+            merkle_leaves(
                 Source::Snapshot(snapshot),
                 ns,
-                Bounds::MerkleLeaves(depth, leaves),
+                ns_len,
+                depth,
+                leaves,
+                n_leaves,
                 iter_out,
             )
         }
     })
+}
+
+/// Most leaf indexes a call takes: the leaves of the deepest tree (16^4).
+const MAX_MERKLE_LEAVES: usize = 1 << 16;
+
+/// Shared body of the two Merkle-leaf constructors.
+///
+/// # Safety
+/// As for `edgestore_iter_merkle_leaves()`.
+unsafe fn merkle_leaves(
+    source: Source,
+    ns: *const u8,
+    ns_len: usize,
+    depth: u32,
+    leaves: *const u32,
+    n_leaves: usize,
+    iter_out: *mut *mut edgestore_iter,
+) -> Result<edgestore_status, Fail> {
+    // SAFETY: the caller guarantees each non-NULL pointer covers its length.
+    let (ns, leaves) = unsafe {
+        (
+            args::namespace(ns, ns_len)?,
+            args::array(leaves, n_leaves, MAX_MERKLE_LEAVES, "leaves")?,
+        )
+    };
+    // SAFETY: iter_out is NULL (rejected) or writable per the contract.
+    unsafe { make(source, ns, Bounds::MerkleLeaves(depth, leaves), iter_out) }
 }
 
 /// Advances the iterator.

@@ -386,43 +386,6 @@ fn dtype_code(d: DType) -> u32 {
     }) as u32
 }
 
-/// Borrows `count` elements of `T` at `ptr` after checking `count <= max`,
-/// that `ptr` is non-NULL when `count > 0` and aligned for `T`.
-///
-/// # Safety
-/// When the checks pass and `count > 0`, `ptr` must point to `count`
-/// initialised `T`s that stay valid for `'a`.
-unsafe fn array<'a, T>(
-    ptr: *const T,
-    count: usize,
-    max: usize,
-    what: &str,
-) -> Result<&'a [T], Fail> {
-    if count > max {
-        return Err(Fail::invalid(format!(
-            "{what} has {count} elements; the limit is {max}"
-        )));
-    }
-    if count == 0 {
-        return Ok(&[]);
-    }
-    if ptr.is_null() {
-        return Err(Fail::invalid(format!(
-            "{what} is NULL but its count is {count}"
-        )));
-    }
-    if !ptr.is_aligned() {
-        return Err(Fail::invalid(format!(
-            "{what} is not aligned to {} bytes",
-            std::mem::align_of::<T>()
-        )));
-    }
-    // SAFETY: ptr is non-NULL and aligned; count <= max, and every max used
-    // here keeps count * size_of::<T>() far below isize::MAX; the caller
-    // guarantees count readable Ts valid for 'a.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
-}
-
 /// Checks an output array of `count` `T`s: non-NULL (when `count > 0`) and aligned.
 fn out_array<T>(ptr: *mut T, count: usize, what: &str) -> Result<(), Fail> {
     if count > 0 && ptr.is_null() {
@@ -478,15 +441,15 @@ unsafe fn vector_in<'a>(
         DType::F32 => {
             // SAFETY: forwarded contract; `array` checks NULL, alignment and
             // the dimension limit before reading.
-            VectorInput::F32(unsafe { array(data.cast::<f32>(), dim, MAX_DIM, what)? })
+            VectorInput::F32(unsafe { args::array(data.cast::<f32>(), dim, MAX_DIM, what)? })
         }
         DType::F16 => {
             // SAFETY: as above.
-            VectorInput::F16(unsafe { array(data.cast::<u16>(), dim, MAX_DIM, what)? })
+            VectorInput::F16(unsafe { args::array(data.cast::<u16>(), dim, MAX_DIM, what)? })
         }
         DType::I8 => {
             // SAFETY: as above.
-            let data = unsafe { array(data.cast::<i8>(), dim, MAX_DIM, what)? };
+            let data = unsafe { args::array(data.cast::<i8>(), dim, MAX_DIM, what)? };
             VectorInput::I8 { data, scale }
         }
     })
@@ -532,7 +495,7 @@ unsafe fn metadata_in(
     count: usize,
 ) -> Result<Option<Metadata>, Fail> {
     // SAFETY: forwarded contract.
-    let fields = unsafe { array(ptr, count, MAX_META_FIELDS, "metadata")? };
+    let fields = unsafe { args::array(ptr, count, MAX_META_FIELDS, "metadata")? };
     if fields.is_empty() {
         return Ok(None);
     }
@@ -601,7 +564,7 @@ unsafe fn search_options(
     let prefix = unsafe { vkey(o.key_prefix, o.key_prefix_len, "options.key_prefix")? };
     // SAFETY: forwarded contract.
     let conds = unsafe {
-        array(
+        args::array(
             o.conditions,
             o.condition_count,
             EDGESTORE_VECTOR_MAX_CONDITIONS,
@@ -1049,7 +1012,7 @@ pub unsafe extern "C" fn edgestore_vector_put_batch(
 ) -> edgestore_status {
     boundary("edgestore_vector_put_batch", || {
         // SAFETY: forwarded contract.
-        let items = unsafe { array(items, count, EDGESTORE_VECTOR_MAX_BATCH, "items")? };
+        let items = unsafe { args::array(items, count, EDGESTORE_VECTOR_MAX_BATCH, "items")? };
         let mut metas = Vec::with_capacity(items.len());
         let mut parsed = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
@@ -1689,7 +1652,7 @@ pub unsafe extern "C" fn edgestore_vector_search_batch(
         )?;
         let scales: &[f32] = if parse_dtype(dtype)? == DType::I8 {
             // SAFETY: the caller guarantees n floats at scales when non-NULL.
-            unsafe { array(scales, n, EDGESTORE_VECTOR_MAX_BATCH, "scales")? }
+            unsafe { args::array(scales, n, EDGESTORE_VECTOR_MAX_BATCH, "scales")? }
         } else {
             &[]
         };
@@ -1767,7 +1730,7 @@ pub unsafe extern "C" fn edgestore_vector_quantize_i8(
 ) -> edgestore_status {
     boundary("edgestore_vector_quantize_i8", || {
         // SAFETY: the caller guarantees dim floats at src when non-NULL.
-        let v = unsafe { array(src, dim, MAX_DIM, "src")? };
+        let v = unsafe { args::array(src, dim, MAX_DIM, "src")? };
         out_array(out, dim, "out")?;
         args::out(scale_out, "scale_out")?;
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {

@@ -423,6 +423,17 @@ fn merkle_leaf_list(py: Python<'_>, leaves: &Bound<'_, PyAny>) -> PyResult<Vec<u
     Ok(out)
 }
 
+/// The arguments of `merkle_leaves` (on a database or a snapshot), checked.
+fn merkle_leaves_args<'a>(
+    py: Python<'_>,
+    ns: &'a Bound<'_, PyAny>,
+    leaves: &Bound<'_, PyAny>,
+    depth: i64,
+) -> PyResult<(Buf<'a>, Vec<u32>, u32)> {
+    let depth = merkle_depth(py, depth)?;
+    Ok((namespace(ns)?, merkle_leaf_list(py, leaves)?, depth))
+}
+
 /// A Merkle tree of one namespace's live `(key, value)` pairs, for sync
 /// between replicas (see `Database.merkle`).
 #[pyclass(module = "edgestore._native", frozen, eq)]
@@ -1008,9 +1019,7 @@ impl Database {
         leaves: &Bound<'_, PyAny>,
         depth: i64,
     ) -> PyResult<RangeIterator> {
-        let depth = merkle_depth(py, depth)?;
-        let ns = namespace(ns)?;
-        let leaves = merkle_leaf_list(py, leaves)?;
+        let (ns, leaves, depth) = merkle_leaves_args(py, ns, leaves, depth)?;
         let ns = ns.as_slice();
         self.with_engine(py, |e| e.scan_merkle_leaves(ns, depth, &leaves))
             .map(RangeIterator::new)
@@ -1209,17 +1218,12 @@ impl Namespace {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let key_bytes = bytes_like(key, "key")?;
-        let k = key_bytes.as_slice();
-        let mut buf = ValueBuf::new();
-        let got = self
-            .db
-            .get()
-            .with_engine(py, |e| e.get_with(&self.name, k, |v| buf.fill(v)))?;
-        match got {
-            Some(v) => Ok(buf.to_bytes(py, v).into_any()),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+        // A stored value is always bytes, so `None` means missing.
+        let value = self.db.get().get_in(py, &self.name, key, None)?;
+        if value.is_none() {
+            return Err(PyKeyError::new_err(key.clone().unbind()));
         }
+        Ok(value)
     }
 
     /// `ns[key] = value`: [`Namespace::put`] without a TTL.
@@ -1464,9 +1468,7 @@ impl Snapshot {
         leaves: &Bound<'_, PyAny>,
         depth: i64,
     ) -> PyResult<RangeIterator> {
-        let depth = merkle_depth(py, depth)?;
-        let ns = namespace(ns)?;
-        let leaves = merkle_leaf_list(py, leaves)?;
+        let (ns, leaves, depth) = merkle_leaves_args(py, ns, leaves, depth)?;
         let ns = ns.as_slice();
         self.with_snap(py, |s| s.scan_merkle_leaves(ns, depth, &leaves))
             .map(RangeIterator::new)
