@@ -8,8 +8,9 @@ r<sorted runs> <memtable KiB>K]`: whether the reads were served by the
 memtable or by segments, and whether a flush or merge landed meanwhile.
 `--sleep` waits between the writes and the reads (the pending flush and
 a compaction cycle then finish first). `--floor` also times a get of one
-key on a warm cache (200,000 calls, best of 5), for edgestore and, when
-installed, LMDB: the cost of the call itself.
+key on a warm cache (200,000 calls, best of 5), for edgestore (through
+`db.get` and through a namespace handle) and, when installed, LMDB: the
+cost of the call itself.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main() -> None:
             print(" ".join(out))
             if args.floor:
                 print(f"edgestore one-key get: {best_ns(lambda: get('b', keys[0])):.0f} ns")
+                ns_get = db.namespace("b").get
+                handle_ns = best_ns(lambda: ns_get(keys[0]))
+                print(f"edgestore one-key get, namespace handle: {handle_ns:.0f} ns")
         if args.floor:
             lmdb_floor(Path(d) / "lmdb", keys[0], value)
 
