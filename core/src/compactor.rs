@@ -569,14 +569,11 @@ impl Compactor {
             .collect::<Result<_>>()?;
 
         // Stream the newest version of each key among the inputs into output
-        // segments: memory is one block per input plus one output segment.
+        // segments: memory is one block per input plus the output's block
+        // and its keys' hashes.
         let mut merge = NewestFirst::new(&readers)?;
         let mut out = segment::SplitWriter::new(&self.opts, first);
-        let mut next = Some(first);
-        let mut next_id = || {
-            next.take()
-                .unwrap_or_else(|| manifest.with(|m| m.allocate_segment_id()))
-        };
+        let mut next_id = || manifest.with(|m| m.allocate_segment_id());
         let mut kept = 0u64;
         let mut stream = || -> Result<Vec<SegmentMeta>> {
             while let Some(mut rec) = merge.next()? {
@@ -592,9 +589,9 @@ impl Compactor {
                     continue;
                 }
                 kept += 1;
-                out.push(rec, &mut next_id)?;
+                out.push(&rec, &mut next_id)?;
             }
-            out.finish(&mut next_id)
+            out.finish()
         };
         let metas = match stream() {
             Ok(m) => m,

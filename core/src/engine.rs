@@ -19,7 +19,7 @@ use crate::metrics::{Counters, Metrics};
 use crate::segment::{self, Record, SegmentReader, WriterOptions};
 use crate::snapshot::{point_get, PinRegistry, ReadView, Snapshot};
 use crate::storage::{DirLock, Storage};
-use crate::types::{cohort_bucket, Operation, NEVER};
+use crate::types::{cohort_bucket, Operation, NEVER, PERMANENT_COHORT};
 use crate::version::Version;
 use crate::wal::{self, WalWriter};
 
@@ -1002,46 +1002,70 @@ impl Inner {
         let now = self.config.clock.now_nanos();
         let cur = self.current();
         let window = self.config.cohort_window_secs;
-        let mut cohorts: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
-        for e in imm.newest_versions() {
-            let mut rec = Record::new(e);
-            if rec.retain_until == NEVER && rec.entry.op == Operation::Put {
-                // Kept forever already: no older version can outlive it, so
-                // skip the lookup (most of a flush's cost for permanent data).
-                cohorts
-                    .entry(cohort_bucket(NEVER, window))
-                    .or_default()
-                    .push(rec);
-                continue;
-            }
-            // An older version that outlives this record must not resurface when
-            // this record's file is dropped: retain this one as long.
-            let older = cur
-                .newest_in_segments(&rec.entry.key)?
-                .map(|r| r.retain_until)
-                .filter(|&t| t > now);
-            if !rec.entry.is_live_at(now) {
-                let Some(older) = older else { continue }; // nothing to hide: drop it
-                rec.entry.op = Operation::Delete;
-                rec.entry.value = None;
-                rec.retain_until = older;
-            } else if let Some(older) = older {
-                rec.retain_until = rec.retain_until.max(older);
-            }
-            cohorts
-                .entry(cohort_bucket(rec.retain_until, window))
-                .or_default()
-                .push(rec);
-        }
         let opts = self.compactor.writer_options();
+        // The permanent cohort, usually most of a memtable, streams into its
+        // files as the memtable is read, so a flush holds one block of it,
+        // not a copy of every record. TTL cohorts are gathered first and
+        // written one after another: a memtable may span many, and each
+        // file open at once would cost a descriptor.
+        let mut permanent: Option<segment::SplitWriter> = None;
+        let mut cohorts: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
+        let mut route = |rec: Record, manifest: &mut Manifest| -> Result<()> {
+            let bucket = cohort_bucket(rec.retain_until, window);
+            if bucket != PERMANENT_COHORT {
+                cohorts.entry(bucket).or_default().push(rec);
+                return Ok(());
+            }
+            let w = permanent.get_or_insert_with(|| {
+                segment::SplitWriter::new(opts, manifest.allocate_segment_id())
+            });
+            w.push(&rec, &mut || manifest.allocate_segment_id())
+        };
+        let mut read = || -> Result<()> {
+            for e in imm.newest_versions() {
+                let mut rec = Record::new(e);
+                if rec.retain_until == NEVER && rec.entry.op == Operation::Put {
+                    // Kept forever already: no older version can outlive it, so
+                    // skip the lookup (most of a flush's cost for permanent data).
+                    route(rec, manifest)?;
+                    continue;
+                }
+                // An older version that outlives this record must not resurface when
+                // this record's file is dropped: retain this one as long.
+                let older = cur
+                    .newest_in_segments(&rec.entry.key)?
+                    .map(|r| r.retain_until)
+                    .filter(|&t| t > now);
+                if !rec.entry.is_live_at(now) {
+                    let Some(older) = older else { continue }; // nothing to hide: drop it
+                    rec.entry.op = Operation::Delete;
+                    rec.entry.value = None;
+                    rec.retain_until = older;
+                } else if let Some(older) = older {
+                    rec.retain_until = rec.retain_until.max(older);
+                }
+                route(rec, manifest)?;
+            }
+            Ok(())
+        };
         let mut metas = Vec::new();
+        let streamed = read().and_then(|()| match permanent.as_mut() {
+            Some(w) => w.finish(),
+            None => Ok(Vec::new()),
+        });
+        match streamed {
+            Ok(m) => metas.extend(m),
+            Err(e) => {
+                if let Some(w) = permanent {
+                    w.abandon();
+                }
+                return Err(e);
+            }
+        }
         for records in cohorts.into_values() {
             let run = manifest.allocate_segment_id();
-            let mut first = Some(run);
             metas.extend(segment::write_split(opts, records, run, || {
-                first
-                    .take()
-                    .unwrap_or_else(|| manifest.allocate_segment_id())
+                manifest.allocate_segment_id()
             })?);
         }
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();

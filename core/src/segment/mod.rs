@@ -216,10 +216,15 @@ impl SegmentMeta {
 
 /// Merkle root of a set of internal keys, as the segment meta stores it.
 pub fn merkle_root<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut hashes: Vec<[u8; 32]> = keys
-        .into_iter()
-        .map(|k| *blake3::hash(k).as_bytes())
-        .collect();
+    merkle_root_of_hashes(
+        keys.into_iter()
+            .map(|k| *blake3::hash(k).as_bytes())
+            .collect(),
+    )
+}
+
+/// [`merkle_root`] from the keys' blake3 hashes, in any order.
+pub(crate) fn merkle_root_of_hashes(mut hashes: Vec<[u8; 32]>) -> Vec<u8> {
     hashes.sort_unstable();
     let mut hasher = blake3::Hasher::new();
     for h in &hashes {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::bloom::{key_hash, Bloom};
 use super::{
-    file_name, merkle_root, Record, SegmentMeta, FOOTER_MAGIC, HEADER_LEN, MAGIC, VERSION,
+    file_name, merkle_root_of_hashes, Record, SegmentMeta, FOOTER_MAGIC, HEADER_LEN, MAGIC, VERSION,
 };
 use crate::codec::{put_bytes, put_i64, put_u32, put_u64, put_u8};
 use crate::error::{Error, Result};
@@ -59,6 +59,7 @@ impl SegmentWriter {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn with_options(opts: WriterOptions, segment_id: u64) -> Self {
         SegmentWriter { opts, segment_id }
     }
@@ -90,7 +91,9 @@ impl SegmentWriter {
                 "segment records must be sorted by key with no duplicates",
             ));
         }
-        write_file(&self.opts, self.segment_id, run_id, records)
+        let mut b = SegmentBuilder::create(&self.opts, self.segment_id, run_id)?;
+        records.iter().try_for_each(|r| b.push(r))?;
+        b.finish()
     }
 }
 
@@ -102,13 +105,15 @@ pub(crate) fn sync_dir(opts: &WriterOptions) -> Result<()> {
 
 /// Writes a sorted stream of records as segments of at most
 /// `segment_size_bytes` each (a single larger record gets a segment of its
-/// own), so a merge holds one output segment in memory, not its whole output.
-/// Files are fsynced as they are cut; [`SplitWriter::finish`] syncs the
-/// directory once.
+/// own), streaming: each record goes into the current segment's block as it
+/// comes, so memory holds one block, not one segment. The first segment
+/// takes the run's id; later ones take ids from the caller. Files are
+/// fsynced as they are cut; [`SplitWriter::finish`] syncs the directory once.
 pub(crate) struct SplitWriter<'o> {
     opts: &'o WriterOptions,
     run_id: u64,
-    buf: Vec<Record>,
+    cur: Option<SegmentBuilder>,
+    /// Entry bytes in the current segment.
     bytes: u64,
     metas: Vec<SegmentMeta>,
     /// Every segment id a file was created for, the one being written included.
@@ -120,43 +125,53 @@ impl<'o> SplitWriter<'o> {
         SplitWriter {
             opts,
             run_id,
-            buf: Vec::new(),
+            cur: None,
             bytes: 0,
             metas: Vec::new(),
             ids: Vec::new(),
         }
     }
 
-    /// Adds the next record (keys strictly increasing); `next_id` names the
-    /// segment when one is cut.
-    pub(crate) fn push(&mut self, rec: Record, next_id: &mut impl FnMut() -> u64) -> Result<()> {
+    /// Adds the next record (keys strictly increasing); `next_id` names
+    /// each segment after the first when it is started.
+    pub(crate) fn push(&mut self, rec: &Record, next_id: &mut impl FnMut() -> u64) -> Result<()> {
         let n = super::ENTRY_HEADER_LEN as u64
             + rec.entry.key.len() as u64
             + rec.entry.value.as_ref().map_or(0, |v| v.len() as u64);
-        if !self.buf.is_empty() && self.bytes + n > self.opts.segment_size_bytes {
-            self.cut(next_id)?;
+        if self.cur.is_some() && self.bytes + n > self.opts.segment_size_bytes {
+            self.cut()?;
         }
-        self.buf.push(rec);
+        let cur = match &mut self.cur {
+            Some(cur) => cur,
+            None => {
+                let id = if self.ids.is_empty() {
+                    self.run_id
+                } else {
+                    next_id()
+                };
+                self.ids.push(id);
+                self.cur
+                    .insert(SegmentBuilder::create(self.opts, id, self.run_id)?)
+            }
+        };
+        cur.push(rec)?;
         self.bytes += n;
         Ok(())
     }
 
-    fn cut(&mut self, next_id: &mut impl FnMut() -> u64) -> Result<()> {
-        let id = next_id();
-        self.ids.push(id);
-        let mut w = SegmentWriter::with_options(self.opts.clone(), id);
-        self.metas.push(w.write_records(&self.buf, self.run_id)?);
-        self.buf.clear();
+    /// Finishes the current segment.
+    fn cut(&mut self) -> Result<()> {
+        if let Some(cur) = self.cur.take() {
+            self.metas.push(cur.finish()?);
+        }
         self.bytes = 0;
         Ok(())
     }
 
-    /// Writes what is buffered, syncs the directory if anything was written,
-    /// and returns the metas of the segments written.
-    pub(crate) fn finish(&mut self, next_id: &mut impl FnMut() -> u64) -> Result<Vec<SegmentMeta>> {
-        if !self.buf.is_empty() {
-            self.cut(next_id)?;
-        }
+    /// Finishes the last segment, syncs the directory if anything was
+    /// written, and returns the metas of the segments written.
+    pub(crate) fn finish(&mut self) -> Result<Vec<SegmentMeta>> {
+        self.cut()?;
         if !self.metas.is_empty() {
             sync_dir(self.opts)?;
         }
@@ -165,7 +180,9 @@ impl<'o> SplitWriter<'o> {
 
     /// After a failure: removes every file this writer created (best effort;
     /// the next open removes what is left, since no manifest names them).
-    pub(crate) fn abandon(self) {
+    pub(crate) fn abandon(mut self) {
+        // Close the file being written before removing it.
+        self.cur = None;
         for id in self.ids {
             let _ = self
                 .opts
@@ -176,18 +193,18 @@ impl<'o> SplitWriter<'o> {
 }
 
 /// Writes `records` (sorted, unique keys) as one or more segments through a
-/// [`SplitWriter`], taking ids from `next_id`.
+/// [`SplitWriter`]: the first takes `run_id`, later ones ids from `next_id`.
 pub(crate) fn write_split(
     opts: &WriterOptions,
-    records: Vec<Record>,
+    records: impl IntoIterator<Item = Record>,
     run_id: u64,
     mut next_id: impl FnMut() -> u64,
 ) -> Result<Vec<SegmentMeta>> {
     let mut w = SplitWriter::new(opts, run_id);
     let res = records
         .into_iter()
-        .try_for_each(|r| w.push(r, &mut next_id))
-        .and_then(|()| w.finish(&mut next_id));
+        .try_for_each(|r| w.push(&r, &mut next_id))
+        .and_then(|()| w.finish());
     if res.is_err() {
         w.abandon();
     }
@@ -243,142 +260,297 @@ fn put_block_index(block: &mut Vec<u8>, starts: &[u32]) -> u32 {
     super::INDEXED | if wide { super::WIDE_OFFSETS } else { 0 }
 }
 
-fn write_file(
-    opts: &WriterOptions,
-    id: u64,
-    run_id: u64,
-    records: &[Record],
-) -> Result<SegmentMeta> {
-    let path = opts.dir.join(file_name(id));
-    let io_err = |what: &str, e| Error::io(format!("{what} segment {}", path.display()), e);
-    let file: Arc<dyn WritableFile> = opts
-        .storage
-        .create(&path)
-        .map_err(|e| io_err("creating", e))?;
+/// One segment file written record by record: entries reach the file a
+/// block at a time, so memory holds the block being built and each key's
+/// two hashes (Bloom and Merkle), never the records themselves.
+struct SegmentBuilder {
+    file: Arc<dyn WritableFile>,
+    path: PathBuf,
+    format_version: u32,
+    block_size: usize,
+    bloom_bits_per_key: u32,
+    cohort_window_secs: u64,
+    offset: u64,
+    block: Vec<u8>,
+    /// Where each entry of the block being built starts.
+    starts: Vec<u32>,
+    index: Vec<u8>,
+    bloom_hashes: Vec<u64>,
+    merkle_hashes: Vec<[u8; 32]>,
+    /// The last key pushed: the order check, and the block index's entry.
+    last_key: Vec<u8>,
+    meta: SegmentMeta,
+}
 
-    let mut offset = 0u64;
-    let append = |buf: &[u8], offset: &mut u64| -> Result<()> {
-        file.append(buf).map_err(|e| io_err("writing", e))?;
-        *offset += buf.len() as u64;
-        Ok(())
-    };
-
-    let mut header = Vec::with_capacity(HEADER_LEN as usize);
-    header.extend_from_slice(MAGIC);
-    put_u32(&mut header, opts.format_version);
-    put_u32(&mut header, 0);
-    append(&header, &mut offset)?;
-
-    let mut index = Vec::new();
-    let mut block = Vec::with_capacity(opts.block_size + 256);
-    let mut block_count = 0u32;
-    // Where each entry of the block being built starts.
-    let mut starts: Vec<u32> = Vec::new();
-    let with_index = opts.format_version >= 3;
-    let finish_block = |block: &mut Vec<u8>,
-                        count: &mut u32,
-                        starts: &mut Vec<u32>,
-                        last_key: &[u8],
-                        offset: &mut u64,
-                        index: &mut Vec<u8>|
-     -> Result<()> {
-        if with_index {
-            let flags = put_block_index(block, starts);
-            put_u32(block, *count | flags);
-        } else {
-            put_u32(block, *count);
-        }
-        starts.clear();
-        let crc = crc32fast::hash(block);
-        put_u32(block, crc);
-        put_bytes(index, last_key);
-        put_u64(index, *offset);
-        put_u32(index, block.len() as u32);
-        append(block, offset)?;
-        block.clear();
-        *count = 0;
-        Ok(())
-    };
-
-    let mut hashes = Vec::with_capacity(records.len());
-    let mut meta = SegmentMeta {
-        segment_id: id,
-        run_id,
-        cohort_bucket: 0,
-        death_time: i64::MIN,
-        min_death_time: NEVER,
-        min_key: records[0].entry.key.clone(),
-        max_key: records[records.len() - 1].entry.key.clone(),
-        min_lsn: u64::MAX,
-        max_lsn: 0,
-        record_count: records.len() as u64,
-        tombstone_count: 0,
-        file_size: 0,
-        merkle_root: merkle_root(records.iter().map(|r| r.entry.key.as_slice())),
-    };
-    for (i, r) in records.iter().enumerate() {
-        let e = &r.entry;
-        hashes.push(key_hash(&e.key));
-        meta.death_time = meta.death_time.max(r.retain_until.max(e.death_time()));
-        meta.min_death_time = meta.min_death_time.min(e.death_time());
-        meta.min_lsn = meta.min_lsn.min(e.lsn);
-        meta.max_lsn = meta.max_lsn.max(e.lsn);
-        if e.op == Operation::Delete {
-            meta.tombstone_count += 1;
-        }
-        starts.push(block.len() as u32);
-        encode_entry(&mut block, r);
-        block_count += 1;
-        let last = i + 1 == records.len();
-        if block.len() >= opts.block_size || last {
-            finish_block(
-                &mut block,
-                &mut block_count,
-                &mut starts,
-                &e.key,
-                &mut offset,
-                &mut index,
-            )?;
-        }
+impl SegmentBuilder {
+    /// Creates the file of segment `id` and writes its header.
+    fn create(opts: &WriterOptions, id: u64, run_id: u64) -> Result<Self> {
+        let path = opts.dir.join(file_name(id));
+        let file = opts
+            .storage
+            .create(&path)
+            .map_err(|e| Error::io(format!("creating segment {}", path.display()), e))?;
+        let mut b = SegmentBuilder {
+            file,
+            path,
+            format_version: opts.format_version,
+            block_size: opts.block_size,
+            bloom_bits_per_key: opts.bloom_bits_per_key,
+            cohort_window_secs: opts.cohort_window_secs,
+            offset: 0,
+            block: Vec::with_capacity(opts.block_size + 256),
+            starts: Vec::new(),
+            index: Vec::new(),
+            bloom_hashes: Vec::new(),
+            merkle_hashes: Vec::new(),
+            last_key: Vec::new(),
+            meta: SegmentMeta {
+                segment_id: id,
+                run_id,
+                cohort_bucket: 0,
+                death_time: i64::MIN,
+                min_death_time: NEVER,
+                min_key: Vec::new(),
+                max_key: Vec::new(),
+                min_lsn: u64::MAX,
+                max_lsn: 0,
+                record_count: 0,
+                tombstone_count: 0,
+                file_size: 0,
+                merkle_root: Vec::new(),
+            },
+        };
+        let mut header = Vec::with_capacity(HEADER_LEN as usize);
+        header.extend_from_slice(MAGIC);
+        put_u32(&mut header, opts.format_version);
+        put_u32(&mut header, 0);
+        b.append(&header)?;
+        Ok(b)
     }
-    meta.cohort_bucket = cohort_bucket(meta.death_time, opts.cohort_window_secs);
 
-    let put_section = |mut body: Vec<u8>, offset: &mut u64| -> Result<(u64, u64)> {
+    fn append(&mut self, buf: &[u8]) -> Result<()> {
+        self.file
+            .append(buf)
+            .map_err(|e| Error::io(format!("writing segment {}", self.path.display()), e))?;
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Adds the next record; its key must sort after the previous one's.
+    fn push(&mut self, r: &Record) -> Result<()> {
+        let e = &r.entry;
+        if self.meta.record_count > 0 && e.key <= self.last_key {
+            return Err(Error::invalid(
+                "segment records must be sorted by key with no duplicates",
+            ));
+        }
+        if self.meta.record_count == 0 {
+            self.meta.min_key = e.key.clone();
+        }
+        self.meta.record_count += 1;
+        self.last_key.clear();
+        self.last_key.extend_from_slice(&e.key);
+        self.bloom_hashes.push(key_hash(&e.key));
+        self.merkle_hashes.push(*blake3::hash(&e.key).as_bytes());
+        let m = &mut self.meta;
+        m.death_time = m.death_time.max(r.retain_until.max(e.death_time()));
+        m.min_death_time = m.min_death_time.min(e.death_time());
+        m.min_lsn = m.min_lsn.min(e.lsn);
+        m.max_lsn = m.max_lsn.max(e.lsn);
+        if e.op == Operation::Delete {
+            m.tombstone_count += 1;
+        }
+        self.starts.push(self.block.len() as u32);
+        encode_entry(&mut self.block, r);
+        if self.block.len() >= self.block_size {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the block being built (its index, count and CRC appended) and
+    /// records it in the segment's index under the last key pushed.
+    fn finish_block(&mut self) -> Result<()> {
+        let count = self.starts.len() as u32;
+        if self.format_version >= 3 {
+            let flags = put_block_index(&mut self.block, &self.starts);
+            put_u32(&mut self.block, count | flags);
+        } else {
+            put_u32(&mut self.block, count);
+        }
+        self.starts.clear();
+        let crc = crc32fast::hash(&self.block);
+        put_u32(&mut self.block, crc);
+        put_bytes(&mut self.index, &self.last_key);
+        put_u64(&mut self.index, self.offset);
+        put_u32(&mut self.index, self.block.len() as u32);
+        let block = std::mem::take(&mut self.block);
+        let res = self.append(&block);
+        self.block = block;
+        self.block.clear();
+        res
+    }
+
+    /// Writes a section (body and CRC); returns its offset and length.
+    fn put_section(&mut self, mut body: Vec<u8>) -> Result<(u64, u64)> {
         let crc = crc32fast::hash(&body);
         put_u32(&mut body, crc);
-        let at = *offset;
-        append(&body, offset)?;
+        let at = self.offset;
+        self.append(&body)?;
         Ok((at, body.len() as u64))
-    };
-    let (index_off, index_len) = put_section(index, &mut offset)?;
-    let mut bloom = Vec::new();
-    match opts.format_version {
-        1 => Bloom::build_classic(&hashes, opts.bloom_bits_per_key),
-        _ => Bloom::build(&hashes, opts.bloom_bits_per_key),
     }
-    .encode(&mut bloom);
-    let (bloom_off, bloom_len) = put_section(bloom, &mut offset)?;
-    // The stored meta's file_size is the final size: meta and footer lengths
-    // are known once the meta is encoded (its own length does not change).
-    let mut probe = Vec::new();
-    meta.encode(&mut probe);
-    meta.file_size = offset + probe.len() as u64 + 4 + super::FOOTER_LEN;
-    let mut meta_bytes = Vec::new();
-    meta.encode(&mut meta_bytes);
-    let (meta_off, meta_len) = put_section(meta_bytes, &mut offset)?;
 
-    let mut footer = Vec::with_capacity(super::FOOTER_LEN as usize);
-    for v in [
-        index_off, index_len, bloom_off, bloom_len, meta_off, meta_len,
-    ] {
-        put_u64(&mut footer, v);
+    /// Writes the last block, the index, Bloom filter, meta and footer, and
+    /// fsyncs the file. At least one record must have been pushed.
+    fn finish(mut self) -> Result<SegmentMeta> {
+        if self.meta.record_count == 0 {
+            return Err(Error::invalid("a segment needs at least one record"));
+        }
+        if !self.starts.is_empty() {
+            self.finish_block()?;
+        }
+        self.meta.max_key = std::mem::take(&mut self.last_key);
+        self.meta.cohort_bucket = cohort_bucket(self.meta.death_time, self.cohort_window_secs);
+        self.meta.merkle_root = merkle_root_of_hashes(std::mem::take(&mut self.merkle_hashes));
+        let index = std::mem::take(&mut self.index);
+        let (index_off, index_len) = self.put_section(index)?;
+        let mut bloom = Vec::new();
+        match self.format_version {
+            1 => Bloom::build_classic(&self.bloom_hashes, self.bloom_bits_per_key),
+            _ => Bloom::build(&self.bloom_hashes, self.bloom_bits_per_key),
+        }
+        .encode(&mut bloom);
+        let (bloom_off, bloom_len) = self.put_section(bloom)?;
+        // The stored meta's file_size is the final size: meta and footer
+        // lengths are known once the meta is encoded (its own length does
+        // not change).
+        let mut probe = Vec::new();
+        self.meta.encode(&mut probe);
+        self.meta.file_size = self.offset + probe.len() as u64 + 4 + super::FOOTER_LEN;
+        let mut meta_bytes = Vec::new();
+        self.meta.encode(&mut meta_bytes);
+        let (meta_off, meta_len) = self.put_section(meta_bytes)?;
+
+        let mut footer = Vec::with_capacity(super::FOOTER_LEN as usize);
+        for v in [
+            index_off, index_len, bloom_off, bloom_len, meta_off, meta_len,
+        ] {
+            put_u64(&mut footer, v);
+        }
+        put_u32(&mut footer, self.format_version);
+        let crc = crc32fast::hash(&footer);
+        put_u32(&mut footer, crc);
+        footer.extend_from_slice(FOOTER_MAGIC);
+        self.append(&footer)?;
+        debug_assert_eq!(self.offset, self.meta.file_size);
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing segment {}", self.path.display()), e))?;
+        Ok(self.meta)
     }
-    put_u32(&mut footer, opts.format_version);
-    let crc = crc32fast::hash(&footer);
-    put_u32(&mut footer, crc);
-    footer.extend_from_slice(FOOTER_MAGIC);
-    append(&footer, &mut offset)?;
-    debug_assert_eq!(offset, meta.file_size);
-    file.sync_data().map_err(|e| io_err("syncing", e))?;
-    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{merkle_root, SegmentReader};
+    use crate::types::encode_key;
+
+    fn record(i: u32, value_len: usize) -> Record {
+        Record::new(MemEntry {
+            key: encode_key(b"ns", format!("k{i:06}").as_bytes()),
+            value: Some(vec![i as u8; value_len]),
+            op: Operation::Put,
+            lsn: u64::from(i) + 1,
+            timestamp: 1_000,
+            ttl: 0,
+        })
+    }
+
+    fn segment_files(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A stream is cut into segments near the size bound; the first takes
+    /// the run's id and the rest the caller's; each reads back its share,
+    /// in order, with the meta (keys, count, Merkle root) it would have had
+    /// written whole.
+    #[test]
+    fn a_split_writer_streams_bounded_segments_that_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WriterOptions {
+            segment_size_bytes: 64 << 10,
+            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
+        };
+        let records: Vec<Record> = (0..3000).map(|i| record(i, 60)).collect();
+        let mut next = 100u64;
+        let metas = write_split(&opts, records.iter().cloned(), 7, || {
+            next += 1;
+            next
+        })
+        .unwrap();
+        assert!(metas.len() > 3, "{} segments", metas.len());
+        let ids: Vec<u64> = metas.iter().map(|m| m.segment_id).collect();
+        assert_eq!(ids[0], 7);
+        assert_eq!(
+            ids[1..],
+            (101..100 + metas.len() as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(segment_files(dir.path()).len(), metas.len());
+        let mut at = 0usize;
+        for m in &metas {
+            assert_eq!(m.run_id, 7);
+            // A record never crosses the bound, so a segment's entries stay
+            // within it; the file adds the index, filter and meta.
+            assert!(m.file_size < (64 << 10) + (16 << 10), "{}", m.file_size);
+            let r = SegmentReader::open(dir.path().to_path_buf(), m.segment_id).unwrap();
+            let n = m.record_count as usize;
+            let mine = &records[at..at + n];
+            assert_eq!(r.all_records().unwrap(), mine);
+            assert_eq!(m.min_key, mine[0].entry.key);
+            assert_eq!(m.max_key, mine[n - 1].entry.key);
+            let keys = mine.iter().map(|r| r.entry.key.as_slice());
+            assert_eq!(m.merkle_root, merkle_root(keys));
+            assert_eq!(r.verify().unwrap(), m.record_count);
+            at += n;
+        }
+        assert_eq!(at, records.len());
+    }
+
+    /// A key out of order fails the push, and abandoning removes every file
+    /// the writer made, the one it was writing included.
+    #[test]
+    fn a_failed_stream_leaves_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WriterOptions {
+            segment_size_bytes: 16 << 10,
+            ..WriterOptions::defaults(dir.path().to_path_buf(), 3600)
+        };
+        let mut next = 10u64;
+        let mut next_id = || {
+            next += 1;
+            next
+        };
+        let mut w = SplitWriter::new(&opts, 1);
+        for i in 0..1000 {
+            w.push(&record(i, 40), &mut next_id).unwrap();
+        }
+        assert!(segment_files(dir.path()).len() > 1);
+        match w.push(&record(5, 40), &mut next_id) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("sorted"), "{m}"),
+            other => panic!("expected an order error, got {other:?}"),
+        }
+        w.abandon();
+        assert_eq!(segment_files(dir.path()), Vec::<String>::new());
+        // Nothing pushed: nothing written, no error.
+        let mut empty = SplitWriter::new(&opts, 2);
+        assert_eq!(empty.finish().unwrap(), Vec::new());
+        assert_eq!(segment_files(dir.path()), Vec::<String>::new());
+    }
 }
