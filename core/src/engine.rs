@@ -514,6 +514,13 @@ impl Engine {
     }
 
     /// Applies a batch atomically. Returns when it is durable per the sync mode.
+    ///
+    /// When the write fills the memtable and no flusher keeps up (two
+    /// memtables' worth waiting, or background flushes off), it then flushes
+    /// inline. If that flush fails, this call returns its error although the
+    /// batch is applied and readable: its WAL record may not have reached
+    /// the disk (a failed fsync can drop written pages), so it is not
+    /// reported as durable, and the database is poisoned.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         let bytes = self.inner.write(batch)?;
         let limit = self.inner.config.memtable_size_bytes;
@@ -790,6 +797,12 @@ impl Inner {
     /// writer at a time (the leader) fsyncs everything appended so far, with
     /// the lock released so others can append meanwhile; the rest wait on a
     /// condition variable and return when an fsync covered their record.
+    ///
+    /// Every fsync of the WAL goes through here (a flush's too, and a
+    /// rotation's waits its turn): one at a time, and none once poisoned.
+    /// Linux reports a write-back error to one fsync of a file only, so a
+    /// second fsync in flight, or one after a failure, could return success
+    /// for pages the failure dropped.
     fn sync_to(&self, target: SyncPoint) -> Result<()> {
         let mut st = lock(&self.synced);
         loop {
@@ -904,26 +917,31 @@ impl Inner {
         //    alone. (The next WAL is still created under the lock, after the
         //    full sync: open takes a WAL followed by a newer one as complete,
         //    so no newer WAL may exist while this one has unsynced records.)
-        let (current_wal, point) = {
+        //    It is a group-commit sync like a durable writer's, never one
+        //    beside it: see `sync_to`.
+        let point = {
             let w = lock(&self.wal);
             if w.active.is_empty() {
                 return Ok(());
             }
-            (
-                Arc::clone(&w.writer.file),
-                SyncPoint {
-                    wal_no: w.writer.no,
-                    offset: w.writer.offset,
-                },
-            )
+            SyncPoint {
+                wal_no: w.writer.no,
+                offset: w.writer.offset,
+            }
         };
-        if let Err(e) = current_wal.sync_data() {
-            return self.poison(Error::io("syncing the WAL before rotation", e));
-        }
-        self.note_synced(point);
+        self.sync_to(point)?;
         // 1. Rotate: the memtable becomes immutable, a new WAL takes new writes.
         let (imm, new_wal_no) = {
             let mut synced = lock(&self.synced);
+            // The rotation's fsync below is one of the WAL's syncs too: it
+            // waits for a leader's to finish (holding `synced` keeps the
+            // next one from starting) and is never made once poisoned.
+            while synced.syncing {
+                synced = self.synced_cv.wait(synced).unwrap_or_else(|p| p.into_inner());
+            }
+            if let Some(why) = lock(&self.poisoned).as_ref() {
+                return Err(Error::Poisoned(why.clone()));
+            }
             let mut w = lock(&self.wal);
             // The end-of-log marker: replay of a rotated WAL stops there
             // (what follows in a reused file is stale).
