@@ -44,9 +44,14 @@ impl ManualClock {
         self.advance_nanos(secs.saturating_mul(1_000_000_000).min(i64::MAX as u64) as i64);
     }
 
-    /// Moves time forward by `nanos` nanoseconds.
+    /// Moves time by `nanos` nanoseconds, saturating at the ends of `i64`
+    /// (a step past them would otherwise wrap time around).
     pub fn advance_nanos(&self, nanos: i64) {
-        self.now.fetch_add(nanos, Ordering::SeqCst);
+        let _ = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(nanos))
+            });
     }
 
     /// Sets the time.
@@ -58,5 +63,25 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_nanos(&self) -> i64 {
         self.now.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_saturates_instead_of_wrapping() {
+        let c = ManualClock::new(1_700_000_000_000_000_000);
+        c.advance_secs(u64::MAX);
+        assert_eq!(c.now_nanos(), i64::MAX);
+        c.advance_secs(1);
+        assert_eq!(c.now_nanos(), i64::MAX);
+        c.set_nanos(i64::MIN + 5);
+        c.advance_nanos(-10);
+        assert_eq!(c.now_nanos(), i64::MIN);
+        c.set_nanos(0);
+        c.advance_nanos(-10);
+        assert_eq!(c.now_nanos(), -10);
     }
 }
