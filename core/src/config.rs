@@ -85,7 +85,10 @@ pub struct EdgestoreConfig {
     /// reclaims at least `f/(1-f)` bytes.
     pub partial_rewrite_dead_fraction: f64,
     /// Most sorted runs the permanent cohort may hold before runs are merged
-    /// (default 4). A point read consults at most this many permanent segments.
+    /// (default 4). A point read consults at most one segment per run, so
+    /// at most this many permanent segments once merges have caught up; a
+    /// write burst faster than `compaction_write_budget_bytes` leaves more
+    /// runs until they do (`Metrics::sorted_runs` counts them).
     pub max_permanent_runs: usize,
     /// Space amplification allowed in the permanent cohort before a full merge,
     /// as (bytes in newer runs) / (bytes in the oldest run) (default 1.0).
