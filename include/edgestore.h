@@ -139,8 +139,10 @@ typedef enum edgestore_status {
      */
     EDGESTORE_POISONED = 7,
     /**
-     * The caller's buffer is too small; the needed length was written to the
-     * length out-parameter.
+     * The caller's buffer is too small. What is written then differs by
+     * function and its documentation says: the needed length (a value
+     * read into a caller's buffer), the counts needed (vector search), or
+     * nothing (Merkle tree nodes, whose sizes are fixed).
      */
     EDGESTORE_BUFFER_TOO_SMALL = 8,
     /**

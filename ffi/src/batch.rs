@@ -66,7 +66,19 @@ pub unsafe extern "C" fn edgestore_batch_put(
     value_len: usize,
 ) -> edgestore_status {
     // SAFETY: same contract as this function.
-    unsafe { edgestore_batch_put_with_ttl(batch, ns, ns_len, key, key_len, value, value_len, 0) }
+    unsafe {
+        batch_put(
+            "edgestore_batch_put",
+            batch,
+            ns,
+            ns_len,
+            key,
+            key_len,
+            value,
+            value_len,
+            0,
+        )
+    }
 }
 
 /// Adds a put that expires `ttl_seconds` after the batch is committed (0 = never).
@@ -85,7 +97,39 @@ pub unsafe extern "C" fn edgestore_batch_put_with_ttl(
     value_len: usize,
     ttl_seconds: u32,
 ) -> edgestore_status {
-    boundary("edgestore_batch_put", || {
+    // SAFETY: same contract as this function.
+    unsafe {
+        batch_put(
+            "edgestore_batch_put_with_ttl",
+            batch,
+            ns,
+            ns_len,
+            key,
+            key_len,
+            value,
+            value_len,
+            ttl_seconds,
+        )
+    }
+}
+
+/// The body of both batch puts, under `name`'s panic boundary.
+///
+/// # Safety
+/// As for [`edgestore_batch_put_with_ttl`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn batch_put(
+    name: &'static str,
+    batch: *mut edgestore_batch,
+    ns: *const u8,
+    ns_len: usize,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_seconds: u32,
+) -> edgestore_status {
+    boundary(name, || {
         // SAFETY: the caller guarantees each non-NULL pointer covers its length.
         let (ns, key, value) = unsafe {
             (

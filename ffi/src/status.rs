@@ -33,8 +33,10 @@ pub enum edgestore_status {
     EDGESTORE_CLOSED = 6,
     /// An earlier write or fsync failed; the database refuses writes until reopened.
     EDGESTORE_POISONED = 7,
-    /// The caller's buffer is too small; the needed length was written to the
-    /// length out-parameter.
+    /// The caller's buffer is too small. What is written then differs by
+    /// function and its documentation says: the needed length (a value
+    /// read into a caller's buffer), the counts needed (vector search), or
+    /// nothing (Merkle tree nodes, whose sizes are fixed).
     EDGESTORE_BUFFER_TOO_SMALL = 8,
     /// A bug: Rust code panicked. The panic was caught at the boundary; the
     /// handle involved should be closed.
