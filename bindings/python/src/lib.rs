@@ -20,7 +20,8 @@ mod vector;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
 use edgestore::{EdgestoreConfig, Engine, RangeIter, SyncMode};
@@ -674,17 +675,17 @@ struct IterState {
 }
 
 impl IterState {
-    /// The next fetched pair as a Python tuple, if one is buffered.
-    fn pop<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(&(kl, vl)) = self.lens.get(self.next) else {
-            return Ok(None);
-        };
+    /// The next fetched pair as Python bytes, if one is buffered. Making
+    /// `bytes` runs no Python code (they are not tracked by the garbage
+    /// collector), so this may run under the state's lock.
+    fn pop<'py>(&mut self, py: Python<'py>) -> Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let &(kl, vl) = self.lens.get(self.next)?;
         let k = &self.data[self.at..self.at + kl];
         let v = &self.data[self.at + kl..self.at + kl + vl];
-        let pair = PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)])?;
+        let pair = (PyBytes::new(py, k), PyBytes::new(py, v));
         self.next += 1;
         self.at += kl + vl;
-        Ok(Some(pair))
+        Some(pair)
     }
 
     /// Fetches the next chunk from the engine into the (drained) buffer.
@@ -751,10 +752,19 @@ impl RangeIterator {
         loop {
             // Fast path: an item already fetched needs no engine work, so no
             // GIL release (which costs more than handing the item over).
-            // Building the tuple under the lock is safe: it runs no Python
-            // code, and the fetch below holds the lock only without the GIL.
-            if let Some(pair) = lock(&self.state).pop(py)? {
-                return Ok(Some(pair));
+            // Never wait for the lock with the GIL held: the holder may be
+            // refilling without the GIL, or waiting for it (a finaliser
+            // that a collection ran on this thread may have released it).
+            // So only try it here, and wait below without the GIL. The
+            // tuple is made after the lock is dropped: making it may run a
+            // collection, and so finalisers, which may use this iterator.
+            let popped = match self.state.try_lock() {
+                Ok(mut st) => st.pop(py),
+                Err(TryLockError::Poisoned(p)) => p.into_inner().pop(py),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some((k, v)) = popped {
+                return Ok(Some(PyTuple::new(py, [k, v])?));
             }
             let fetched = py.detach(|| {
                 let mut st = lock(&self.state);
@@ -786,6 +796,9 @@ impl RangeIterator {
 #[pyclass(module = "edgestore._native", frozen)]
 struct Database {
     engine: RwLock<Option<Engine>>,
+    /// Set when `close()` is called: `closed` reads this, not the lock,
+    /// which a close may hold (or wait for) as long as an operation runs.
+    closing: AtomicBool,
     path: PathBuf,
 }
 
@@ -884,10 +897,7 @@ impl Database {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.engine
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Stores `value` under `key` in namespace `ns`; with `ttl` (seconds) it expires.
@@ -966,23 +976,34 @@ impl Database {
         }
     }
 
-    /// Applies `batch` atomically and empties it.
+    /// Applies `batch` atomically and empties it; on failure the batch is
+    /// left as it was.
     fn write(&self, py: Python<'_>, batch: &Batch) -> PyResult<()> {
-        let b = {
+        // The batch stays locked (the GIL released) until the engine is
+        // done: emptied only once written, untouched when the write fails.
+        let written = self.with_engine(py, |e| {
             let mut ops = lock(&batch.ops);
-            match ops.as_mut() {
-                Some(b) => std::mem::take(b),
-                None => return Err(closed(py, "batch")),
-            }
-        };
-        self.with_engine(py, move |e| e.write(b))
+            let Some(b) = ops.as_mut() else {
+                return Ok(false);
+            };
+            e.write(b.clone())?;
+            b.clear();
+            Ok(true)
+        })?;
+        if written {
+            Ok(())
+        } else {
+            Err(closed(py, "batch"))
+        }
     }
 
     /// A consistent read-only view of the database as it is now.
-    fn snapshot(&self, py: Python<'_>) -> PyResult<Snapshot> {
-        let snap = self.with_engine(py, |e| e.snapshot())?;
+    fn snapshot(slf: &Bound<'_, Self>) -> PyResult<Snapshot> {
+        let snap = slf.get().with_engine(slf.py(), |e| e.snapshot())?;
         Ok(Snapshot {
             snap: RwLock::new(Some(snap)),
+            closing: AtomicBool::new(false),
+            db: slf.clone().unbind(),
         })
     }
 
@@ -1049,6 +1070,7 @@ impl Database {
     /// Syncs, releases the directory lock and refuses further calls with
     /// `ClosedError`. Waits for operations in flight. Closing twice is a no-op.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.closing.store(true, Ordering::Release);
         py.detach(|| {
             let engine = self
                 .engine
@@ -1275,12 +1297,24 @@ struct Batch {
 }
 
 impl Batch {
+    /// The operations, locked. A commit holds the lock (without the GIL)
+    /// while the engine writes, so never wait for it with the GIL held.
+    fn ops(&self, py: Python<'_>) -> MutexGuard<'_, Option<edgestore::WriteBatch>> {
+        loop {
+            match self.ops.try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => py.detach(|| drop(lock(&self.ops))),
+            }
+        }
+    }
+
     fn with_ops<T>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut edgestore::WriteBatch) -> edgestore::Result<T>,
     ) -> PyResult<T> {
-        let mut ops = lock(&self.ops);
+        let mut ops = self.ops(py);
         match ops.as_mut() {
             Some(b) => f(b).py(py),
             None => Err(closed(py, "batch")),
@@ -1327,12 +1361,12 @@ impl Batch {
     }
 
     /// Drops every operation; further use raises `ClosedError`.
-    fn discard(&self) {
-        lock(&self.ops).take();
+    fn discard(&self, py: Python<'_>) {
+        self.ops(py).take();
     }
 
-    fn __len__(&self) -> usize {
-        lock(&self.ops).as_ref().map_or(0, |b| b.len())
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.ops(py).as_ref().map_or(0, |b| b.len())
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -1349,16 +1383,16 @@ impl Batch {
     ) -> PyResult<bool> {
         if exc_type.is_none() {
             let res = self.commit(py);
-            self.discard();
+            self.discard(py);
             res?;
         } else {
-            self.discard();
+            self.discard(py);
         }
         Ok(false)
     }
 
-    fn __repr__(&self) -> String {
-        match lock(&self.ops).as_ref() {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match self.ops(py).as_ref() {
             Some(b) => format!("<edgestore.Batch ops={}>", b.len()),
             None => "<edgestore.Batch discarded>".into(),
         }
@@ -1375,6 +1409,10 @@ impl Batch {
 #[pyclass(module = "edgestore._native", frozen)]
 struct Snapshot {
     snap: RwLock<Option<edgestore::Snapshot>>,
+    /// Set when `close()` is called (what `closed` reads; see `Database`).
+    closing: AtomicBool,
+    /// The database it was taken from (vector searches check it).
+    db: Py<Database>,
 }
 
 impl Snapshot {
@@ -1483,15 +1521,13 @@ impl Snapshot {
     /// Whether the snapshot was released.
     #[getter]
     fn closed(&self) -> bool {
-        self.snap
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Releases the snapshot and the segment files it held open (those
     /// compaction removed meanwhile give their disk space back).
     fn close(&self, py: Python<'_>) {
+        self.closing.store(true, Ordering::Release);
         let s = py.detach(|| self.snap.write().unwrap_or_else(|p| p.into_inner()).take());
         drop(s);
     }
@@ -1660,6 +1696,7 @@ fn open(
     let engine = py.detach(|| Engine::open(cfg)).py(py)?;
     Ok(Database {
         engine: RwLock::new(Some(engine)),
+        closing: AtomicBool::new(false),
         path,
     })
 }

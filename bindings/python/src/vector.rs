@@ -16,7 +16,7 @@ use edgestore::{
     DType, Engine, Filter, MetaValue, Metadata, Metric, SearchParams, VectorConfig, VectorInput,
     VectorPut,
 };
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyMemoryError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -219,9 +219,26 @@ fn ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<NdArray<'py>> {
 }
 
 /// `float32` values as a new, writable numpy array of `shape`.
+/// Most queries one `search_batch` call takes (the C API's
+/// `EDGESTORE_VECTOR_MAX_BATCH`).
+const MAX_QUERIES: usize = 1 << 20;
+
+/// `n` copies of `x`, or `MemoryError` when the allocation fails (a plain
+/// `vec!` would abort the process).
+fn try_filled<T: Clone>(n: usize, x: T) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {n} result cells")))?;
+    v.resize(n, x);
+    Ok(v)
+}
+
 fn f32_array<'py>(py: Python<'py>, v: &[f32], shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
     let np = numpy(py)?;
-    let mut bytes = Vec::with_capacity(v.len() * 4);
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(v.len() * 4)
+        .map_err(|_| PyMemoryError::new_err("cannot allocate the distances array"))?;
     for x in v {
         bytes.extend_from_slice(&x.to_le_bytes());
     }
@@ -615,6 +632,12 @@ impl VectorCollection {
         f: impl FnOnce(&edgestore::Collection<'_>, Option<&edgestore::Snapshot>) -> edgestore::Result<T>
             + Send,
     ) -> PyResult<T> {
+        if snapshot.is_some_and(|s| !s.db.is(&self.db)) {
+            return Err(invalid(
+                py,
+                "the snapshot was taken from another database than the collection's",
+            ));
+        }
         let (ns, name) = (&self.ns[..], self.name.as_str());
         self.db.get().with_engine(py, |e: &Engine| {
             let c = e.vectors(ns, name)?;
@@ -905,10 +928,11 @@ impl VectorCollection {
         PyTuple::new(py, [PyList::new(py, keys)?.into_any(), dist])
     }
 
-    /// One search per row of `queries` (2-D array), all at one read point:
-    /// `(keys, distances)` with `keys` a list of lists and `distances` a
-    /// float32 array of shape `(len(queries), k)`, padded with `inf` where
-    /// fewer than `k` vectors matched.
+    /// One search per row of `queries` (2-D array, at most 1,048,576 rows),
+    /// all at one read point: `(keys, distances)` with `keys` a list of
+    /// lists and `distances` a float32 array of shape `(len(queries), k)`,
+    /// padded with `inf` where fewer than `k` vectors matched. `MemoryError`
+    /// when that array cannot be allocated.
     #[pyo3(signature = (queries, k=10, *, filter=None, ef=None, exact=false, snapshot=None))]
     #[allow(clippy::too_many_arguments)]
     fn search_batch<'py>(
@@ -930,7 +954,19 @@ impl VectorCollection {
         }
         self.check_dim(py, arr.shape[1], "queries")?;
         let n = arr.shape[0];
+        if n > MAX_QUERIES {
+            return Err(invalid(
+                py,
+                format!("at most {MAX_QUERIES} queries a call, got {n}"),
+            ));
+        }
         let k = check_k(py, k)?;
+        // Up to 10^10 cells: allocate the padded result before the search,
+        // and fail with MemoryError, not an abort, when it cannot be had.
+        let cells = n
+            .checked_mul(k)
+            .ok_or_else(|| PyMemoryError::new_err("too many result cells"))?;
+        let mut d = try_filled(cells, f32::INFINITY)?;
         let params = search_params(py, ef, exact)?;
         let f = filter.as_ref().map(|f| f.f.clone());
         let (e, dim) = (arr.elems(), self.config.dim);
@@ -941,7 +977,6 @@ impl VectorCollection {
                 Some(s) => c.at(s).search_batch_flat(&qs, k, f.as_ref(), &params),
             }
         })?;
-        let mut d = vec![f32::INFINITY; n * k];
         let mut rows = Vec::with_capacity(n);
         let (mut hit, mut from) = (0usize, 0usize);
         for (i, &count) in flat.counts.iter().enumerate() {

@@ -196,6 +196,22 @@ def test_batch_discards_on_exception(db: edgestore.Database) -> None:
     assert db.get("ns", b"a") is None
 
 
+def test_a_failed_commit_leaves_the_batch_as_it_was(db_path: Path) -> None:
+    db = edgestore.open(db_path)
+    batch = db.batch()
+    batch.put("ns", b"a", b"1")
+    batch.delete("ns", b"gone")
+    db.close()
+    with pytest.raises(edgestore.ClosedError):
+        batch.commit()
+    # Nothing was dropped: the same operations commit elsewhere.
+    assert len(batch) == 2
+    with edgestore.open(db_path) as again:
+        again.write(batch)
+        assert len(batch) == 0
+        assert again.get("ns", b"a") == b"1"
+
+
 def test_batch_explicit_commit_and_discard(db: edgestore.Database) -> None:
     batch = db.batch()
     batch.put("ns", b"a", b"1")

@@ -242,6 +242,36 @@ def test_snapshot_search_sees_the_past(bdb: edgestore.Database) -> None:
         coll.search(a, 1, snapshot=snap)
 
 
+def test_a_snapshot_of_another_database_is_refused(bdb: edgestore.Database, tmp_path: Path) -> None:
+    coll = bdb.vectors("ns", "mine", dim=3)
+    a = np.array([1, 0, 0], dtype=np.float32)
+    coll.put(b"a", a)
+    # Collection ids depend only on namespace and name: the other database
+    # has the same one, so only the database check tells them apart.
+    with edgestore.open(tmp_path / "other") as other:
+        other.vectors("ns", "mine", dim=3).put(b"b", a)
+        with other.snapshot() as foreign:
+            with pytest.raises(InvalidArgumentError, match="another database"):
+                coll.get(b"b", snapshot=foreign)
+            with pytest.raises(InvalidArgumentError, match="another database"):
+                coll.search(a, 1, snapshot=foreign)
+            with pytest.raises(InvalidArgumentError, match="another database"):
+                coll.search_batch(np.stack([a]), 1, snapshot=foreign)
+    with bdb.snapshot() as own:
+        assert coll.search(a, 1, snapshot=own)[0] == [b"a"]
+
+
+def test_search_batch_bounds_the_queries_it_takes(bdb: edgestore.Database) -> None:
+    coll = bdb.vectors("ns", "many", dim=2)
+    coll.put(b"a", np.array([1, 0], dtype=np.float32))
+    too_many = np.zeros(((1 << 20) + 1, 2), dtype=np.float32)
+    with pytest.raises(InvalidArgumentError, match="at most 1048576 queries"):
+        coll.search_batch(too_many, 1)
+    keys, dist = coll.search_batch(too_many[:3], 2)
+    assert keys == [[b"a"]] * 3
+    assert dist.shape == (3, 2) and np.isinf(dist[:, 1]).all()
+
+
 # ---------------------------------------------------------------------------
 # Persistence
 # ---------------------------------------------------------------------------
