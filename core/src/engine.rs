@@ -263,16 +263,15 @@ impl Engine {
         config.validate()?;
         let storage = Arc::clone(&config.storage);
         let dir = config.path.clone();
-        storage
-            .create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating database directory {}", dir.display()), e))?;
+        create_dir_durably(storage.as_ref(), &dir)?;
         let dir_lock = match storage.lock(&dir.join(LOCK_FILE)) {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(Error::Locked(dir)),
             Err(e) => return Err(Error::io(format!("locking {}", dir.display()), e)),
         };
-        let mut manifest =
-            Manifest::open_with(Arc::clone(&storage), &dir.join(manifest::FILE_NAME))?;
+        let manifest_path = dir.join(manifest::FILE_NAME);
+        refuse_files_without_manifest(storage.as_ref(), &dir, &manifest_path)?;
+        let mut manifest = Manifest::open_with(Arc::clone(&storage), &manifest_path)?;
 
         let names = storage
             .list_dir(&dir)
@@ -426,6 +425,14 @@ impl Engine {
             offset: writer.offset,
         };
         let replayed = !mem.is_empty();
+        // Only a forged file (its checksum valid) can claim the last LSN.
+        let next_lsn = max_lsn.checked_add(1).ok_or_else(|| {
+            Error::corruption(
+                dir.join(manifest::FILE_NAME),
+                0,
+                "a record claims the last sequence number there is".to_string(),
+            )
+        })?;
         let version = Version::new(vec![Arc::clone(&mem)], segments);
         let inner = Arc::new(Inner {
             vectors: crate::vector::Registry::new(
@@ -439,7 +446,7 @@ impl Engine {
             wal: Mutex::new(WalState {
                 writer,
                 active: mem,
-                next_lsn: max_lsn + 1,
+                next_lsn,
                 last_lsn: max_lsn,
             }),
             synced: Mutex::new(SyncState {
@@ -685,6 +692,66 @@ impl Engine {
         let res = self.inner.sync_current_wal().and(vres);
         lock(&self.inner.lock).take();
         res
+    }
+}
+
+/// Creates `dir` and any missing parents, and makes each new directory's
+/// entry durable in its parent: the files inside are synced into their
+/// directory, but a power loss could otherwise forget the directory itself.
+fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
+    let mut missing = Vec::new();
+    for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+        if storage.exists(d).map_err(|e| io("checking", d, e))? {
+            break;
+        }
+        missing.push(d);
+    }
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| io("creating database directory", dir, e))?;
+    for d in missing.iter().rev() {
+        let parent = match d.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => continue,
+        };
+        storage
+            .sync_dir(parent)
+            .map_err(|e| io("syncing directory", parent, e))?;
+    }
+    Ok(())
+}
+
+/// A directory holding segment or WAL files but no manifest is a damaged
+/// database, not a new one: opening it as new would delete its segments as
+/// orphans and replay WAL files it had retired. (The manifest is written,
+/// and its entry synced, before the first WAL is created.)
+fn refuse_files_without_manifest(storage: &dyn Storage, dir: &Path, manifest: &Path) -> Result<()> {
+    if storage
+        .exists(manifest)
+        .map_err(|e| Error::io(format!("checking manifest {}", manifest.display()), e))?
+    {
+        return Ok(());
+    }
+    let names = storage
+        .list_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let data: Vec<&String> = names
+        .iter()
+        .filter(|n| segment::parse_file_name(n).is_some() || wal::parse_file_name(n).is_some())
+        .collect();
+    match data.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::corruption(
+            manifest.to_path_buf(),
+            0,
+            format!(
+                "the manifest is missing but {} segment or WAL files remain (such as {first}); \
+                 refusing to open this directory as a new database",
+                data.len()
+            ),
+        )),
     }
 }
 
@@ -937,7 +1004,10 @@ impl Inner {
             // waits for a leader's to finish (holding `synced` keeps the
             // next one from starting) and is never made once poisoned.
             while synced.syncing {
-                synced = self.synced_cv.wait(synced).unwrap_or_else(|p| p.into_inner());
+                synced = self
+                    .synced_cv
+                    .wait(synced)
+                    .unwrap_or_else(|p| p.into_inner());
             }
             if let Some(why) = lock(&self.poisoned).as_ref() {
                 return Err(Error::Poisoned(why.clone()));

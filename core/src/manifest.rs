@@ -118,6 +118,10 @@ impl Manifest {
         let mut d = Decoder::new(payload);
         let at = |d: &Decoder<'_>| HEADER_LEN + d.position();
         let next_segment_id = d.u64().map_err(|m| corrupt(at(&d), m))?;
+        if next_segment_id == u64::MAX {
+            // Allocating it would overflow; no real database gets there.
+            return Err(corrupt(at(&d) - 8, "segment ids exhausted".into()));
+        }
         let log_number = d.u64().map_err(|m| corrupt(at(&d), m))?;
         let last_lsn = d.u64().map_err(|m| corrupt(at(&d), m))?;
         let count = d.u32().map_err(|m| corrupt(at(&d), m))? as usize;
@@ -346,6 +350,26 @@ mod tests {
         assert_eq!(r.last_lsn(), 50);
         assert!(m.remove_segments(&[3]).is_err());
         assert!(m.add_segment(meta(5)).is_err());
+    }
+
+    /// A forged manifest (checksum valid) whose next segment id is the
+    /// last one is corruption, not an overflow on the next allocation.
+    #[test]
+    fn exhausted_segment_ids_are_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        Manifest::open(&p).unwrap();
+        let mut data = std::fs::read(&p).unwrap();
+        data[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&data[HEADER_LEN..]);
+        data[16..20].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, &data).unwrap();
+        match Manifest::open(&p) {
+            Err(Error::Corruption { detail, .. }) => {
+                assert!(detail.contains("exhausted"), "{detail}")
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
     }
 
     #[test]

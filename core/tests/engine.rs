@@ -1512,3 +1512,149 @@ fn scan_merkle_leaves_yields_exactly_the_live_pairs_of_the_leaves() {
     assert_eq!(after.len() + 1, before.len());
     assert!(!after.iter().any(|(k, _)| *k == key(7)));
 }
+
+/// Without its manifest, a directory of segments and WAL files is damaged,
+/// not new: open refuses it (before, it deleted the segments as orphans and
+/// replayed retired WAL files), and the files stay as they were.
+#[test]
+fn a_database_without_its_manifest_is_refused_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Engine::open(EdgestoreConfig::new(&path)).unwrap();
+        db.put(b"ns", b"a", b"1").unwrap();
+        db.flush_to_segments().unwrap();
+        db.put(b"ns", b"b", b"2").unwrap();
+        db.close().unwrap();
+    }
+    let files = |p: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let manifest = path.join("manifest.mf");
+    let saved = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    let before = files(&path);
+    assert!(before.iter().any(|n| n.ends_with(".seg")), "{before:?}");
+    match Engine::open(EdgestoreConfig::new(&path)) {
+        Err(Error::Corruption { file, detail, .. }) => {
+            assert_eq!(file, manifest);
+            assert!(detail.contains("manifest is missing"), "{detail}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    assert_eq!(files(&path), before, "open changed the files");
+    // With the manifest back, everything is there.
+    std::fs::write(&manifest, saved).unwrap();
+    let db = Engine::open(EdgestoreConfig::new(&path)).unwrap();
+    assert_eq!(db.get(b"ns", b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"ns", b"b").unwrap(), Some(b"2".to_vec()));
+}
+
+/// The real file system, recording the directories it syncs.
+#[derive(Debug, Default)]
+struct DirSyncs(std::sync::Mutex<Vec<std::path::PathBuf>>);
+
+impl edgestore::storage::Storage for DirSyncs {
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        edgestore::storage::FsStorage.create_dir_all(dir)
+    }
+    fn create(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Arc<dyn edgestore::storage::WritableFile>> {
+        edgestore::storage::FsStorage.create(path)
+    }
+    fn open_read(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Arc<dyn edgestore::storage::ReadableFile>> {
+        edgestore::storage::FsStorage.open_read(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        edgestore::storage::FsStorage.rename(from, to)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        edgestore::storage::FsStorage.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.0.lock().unwrap().push(dir.to_path_buf());
+        edgestore::storage::FsStorage.sync_dir(dir)
+    }
+    fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        edgestore::storage::FsStorage.list_dir(dir)
+    }
+    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
+        edgestore::storage::FsStorage.exists(path)
+    }
+    fn truncate(&self, path: &std::path::Path, len: u64) -> std::io::Result<()> {
+        edgestore::storage::FsStorage.truncate(path, len)
+    }
+    fn lock(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn edgestore::storage::DirLock>> {
+        edgestore::storage::FsStorage.lock(path)
+    }
+}
+
+/// Opening creates the database directory and missing parents, and syncs
+/// each one's parent, so a power loss cannot forget the directory whose
+/// files were synced into it.
+#[test]
+fn directories_open_creates_are_synced_into_their_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let path = root.join("a").join("b").join("db");
+    let storage = Arc::new(DirSyncs::default());
+    let mut c = EdgestoreConfig::new(&path);
+    c.storage = Arc::clone(&storage) as Arc<dyn edgestore::storage::Storage>;
+    Engine::open(c.clone()).unwrap().close().unwrap();
+    let synced = storage.0.lock().unwrap().clone();
+    for parent in [root.clone(), root.join("a"), root.join("a").join("b")] {
+        assert!(
+            synced.contains(&parent),
+            "{parent:?} not synced: {synced:?}"
+        );
+    }
+    // Reopening creates nothing: no parent is synced again.
+    storage.0.lock().unwrap().clear();
+    Engine::open(c).unwrap().close().unwrap();
+    let synced = storage.0.lock().unwrap().clone();
+    assert!(
+        !synced
+            .iter()
+            .any(|d| d == &root || d.starts_with(&root) && !d.starts_with(&path)),
+        "{synced:?}"
+    );
+}
+
+/// A forged manifest (checksum valid) claiming the last sequence number is
+/// corruption at open, not an overflow of the next one.
+#[test]
+fn a_manifest_claiming_the_last_lsn_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    Engine::open(EdgestoreConfig::new(&path))
+        .unwrap()
+        .close()
+        .unwrap();
+    let manifest = path.join("manifest.mf");
+    let mut data = std::fs::read(&manifest).unwrap();
+    // Header: magic, version, length, CRC (20 bytes); then next segment id,
+    // log number, last LSN.
+    data[36..44].copy_from_slice(&u64::MAX.to_le_bytes());
+    let crc = crc32fast::hash(&data[20..]);
+    data[16..20].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&manifest, &data).unwrap();
+    match Engine::open(EdgestoreConfig::new(&path)) {
+        Err(Error::Corruption { detail, .. }) => {
+            assert!(detail.contains("last sequence number"), "{detail}")
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}

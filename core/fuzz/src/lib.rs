@@ -540,6 +540,14 @@ pub fn wal(input: &[u8]) {
 
     let storage = MemStorage::default();
     let dir = Path::new("/db");
+    // A database starts with its (empty) manifest: open refuses WAL files
+    // without one as a damaged database.
+    storage.create_dir_all(dir).expect("create /db");
+    Manifest::open_with(
+        Arc::new(storage.clone()),
+        &dir.join(edgestore::manifest::FILE_NAME),
+    )
+    .expect("an empty manifest");
     let wal1 = dir.join(format!("{:020}.wal", 1));
     storage.put_file(&wal1, &data);
     if rotated {
