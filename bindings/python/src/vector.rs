@@ -32,6 +32,7 @@ use super::{bytes_like, invalid, ttl_secs, type_name, Database, Snapshot};
 struct Numpy {
     ndarray: Py<PyType>,
     frombuffer: Py<PyAny>,
+    asarray: Py<PyAny>,
     dtype: Py<PyAny>,
 }
 
@@ -45,6 +46,7 @@ fn numpy(py: Python<'_>) -> PyResult<&Numpy> {
         Ok::<_, PyErr>(Numpy {
             ndarray: np.getattr("ndarray")?.cast_into::<PyType>()?.unbind(),
             frombuffer: np.getattr("frombuffer")?.unbind(),
+            asarray: np.getattr("asarray")?.unbind(),
             dtype: np.getattr("dtype")?.unbind(),
         })
     })
@@ -153,6 +155,15 @@ fn ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<NdArray<'py>> {
             type_name(obj)
         )));
     }
+    // A subclass may override `__array_interface__` (the pointer and
+    // length read below): read a plain ndarray view of it instead (no copy).
+    let base;
+    let obj = if obj.get_type().is(np.ndarray.bind(py)) {
+        obj
+    } else {
+        base = np.asarray.bind(py).call1((obj,))?;
+        &base
+    };
     let iface = obj.getattr("__array_interface__")?;
     let typestr: String = iface.get_item("typestr")?.extract()?;
     let kind = match typestr.as_str() {

@@ -186,6 +186,10 @@ def test_bad_options(db_path: Path) -> None:
         {"background_compaction_secs": -1.0},
         {"background_compaction_secs": float("nan")},
         {"background_compaction_secs": 1e20},
+        # Past 64 bits: still a bad value, not an OverflowError.
+        {"memtable_size_bytes": 1 << 70},
+        {"block_cache_bytes": -(1 << 64)},
+        {"wal_recycle_files": 1 << 63},
     ):
         with pytest.raises(edgestore.InvalidArgumentError):
             edgestore.open(db_path, **bad)

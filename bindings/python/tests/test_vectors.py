@@ -261,6 +261,24 @@ def test_a_snapshot_of_another_database_is_refused(bdb: edgestore.Database, tmp_
         assert coll.search(a, 1, snapshot=own)[0] == [b"a"]
 
 
+class _LyingArray(np.ndarray):
+    """An ndarray subclass whose array interface points at nothing."""
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        return {"typestr": "<f4", "shape": (3,), "data": (8, False), "strides": None, "version": 3}
+
+
+def test_an_ndarray_subclass_is_read_through_its_real_data(bdb: edgestore.Database) -> None:
+    coll = bdb.vectors("ns", "sub", dim=3)
+    v = np.array([1, 2, 3], dtype=np.float32).view(_LyingArray)
+    coll.put(b"v", v)
+    got = coll.get(b"v")
+    assert got is not None
+    np.testing.assert_array_equal(got.vector, [1, 2, 3])
+    assert coll.search(v, 1)[0] == [b"v"]
+
+
 def test_search_batch_bounds_the_queries_it_takes(bdb: edgestore.Database) -> None:
     coll = bdb.vectors("ns", "many", dim=2)
     coll.put(b"a", np.array([1, 0], dtype=np.float32))
