@@ -529,6 +529,13 @@ impl Engine {
     /// the disk (a failed fsync can drop written pages), so it is not
     /// reported as durable, and the database is poisoned.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_ref(&batch)
+    }
+
+    /// [`Engine::write`] of a borrowed batch, left as it is: a caller that
+    /// keeps the batch when the write fails (the C and Python batches)
+    /// needs no copy of it.
+    pub fn write_ref(&self, batch: &WriteBatch) -> Result<()> {
         let bytes = self.inner.write(batch)?;
         let limit = self.inner.config.memtable_size_bytes;
         if bytes >= limit {
@@ -815,7 +822,7 @@ impl Inner {
     }
 
     /// Appends and applies a batch; returns the active memtable's size after it.
-    fn write(&self, batch: WriteBatch) -> Result<usize> {
+    fn write(&self, batch: &WriteBatch) -> Result<usize> {
         self.check_writable()?;
         if batch.is_empty() {
             return Ok(0);

@@ -212,7 +212,7 @@ pub extern "C" fn edgestore_batch_commit(
         let d = lookup_db(db)?;
         let b = BATCHES.get(batch, "batch")?;
         let mut guard = lock(&b);
-        d.engine.write(guard.clone())?;
+        d.engine.write_ref(&guard)?;
         guard.clear();
         OK
     })

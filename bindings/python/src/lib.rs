@@ -986,7 +986,7 @@ impl Database {
             let Some(b) = ops.as_mut() else {
                 return Ok(false);
             };
-            e.write(b.clone())?;
+            e.write_ref(b)?;
             b.clear();
             Ok(true)
         })?;
