@@ -554,6 +554,13 @@ impl Compactor {
                 .filter(|id| !input_set.contains(id))
                 .collect();
             let first = first_output.unwrap_or_else(|| m.allocate_segment_id());
+            if first >= u64::MAX - 1 {
+                // The manifest would record the last id as the next one,
+                // which open refuses as exhausted.
+                return Err(Error::invalid(format!(
+                    "segment id {first} leaves no id after it"
+                )));
+            }
             m.reserve_segment_id(first);
             Ok((outside, first))
         })?;
@@ -837,5 +844,36 @@ mod tests {
             .map(|s| s.segment_id)
             .collect();
         assert_eq!(seen[1], after);
+    }
+
+    /// A caller's output id that would leave the manifest no id after it
+    /// is refused, and nothing changes.
+    #[test]
+    fn an_output_id_at_the_end_of_the_id_space_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = Manifest::open(&dir.path().join("manifest.mf")).unwrap();
+        let now = 10_000 * 1_000_000_000i64;
+        for id in 1..3 {
+            manifest
+                .add_segment(segment(dir.path(), id, 0, now))
+                .unwrap();
+        }
+        let compactor = Compactor::new(dir.path().to_path_buf(), u64::MAX, 3600);
+        let cohort = compactor
+            .cohorts(&manifest, now, &HashSet::new())
+            .into_iter()
+            .next()
+            .unwrap();
+        let next = manifest.next_segment_id();
+        for id in [u64::MAX - 1, u64::MAX] {
+            let mut stats = CompactionStats::default();
+            match compactor.compact_partial_cohort(&mut manifest, &cohort, now, id, &mut stats) {
+                Err(Error::InvalidArgument(m)) => assert!(m.contains("no id after"), "{m}"),
+                other => panic!("expected InvalidArgument, got {other:?}"),
+            }
+        }
+        assert_eq!(manifest.next_segment_id(), next);
+        assert_eq!(manifest.list_segments().len(), 2);
+        Manifest::open(&dir.path().join("manifest.mf")).unwrap();
     }
 }

@@ -1016,10 +1016,12 @@ impl Inner {
                     .wait(synced)
                     .unwrap_or_else(|p| p.into_inner());
             }
+            let mut w = lock(&self.wal);
+            // Checked under the WAL lock: a writer whose append failed
+            // poisons with it held, and nothing may follow its partial record.
             if let Some(why) = lock(&self.poisoned).as_ref() {
                 return Err(Error::Poisoned(why.clone()));
             }
-            let mut w = lock(&self.wal);
             // The end-of-log marker: replay of a rotated WAL stops there
             // (what follows in a reused file is stale).
             let marker = wal::end_marker(w.writer.no);

@@ -20,7 +20,7 @@ mod vector;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
@@ -799,8 +799,13 @@ struct Database {
     /// Set when `close()` is called: `closed` reads this, not the lock,
     /// which a close may hold (or wait for) as long as an operation runs.
     closing: AtomicBool,
+    /// Tells this database's snapshots from others' (vector calls check).
+    id: u64,
     path: PathBuf,
 }
+
+/// Source of `Database::id`s.
+static NEXT_DATABASE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Database {
     /// Runs `f` on the open engine with the GIL released.
@@ -998,12 +1003,12 @@ impl Database {
     }
 
     /// A consistent read-only view of the database as it is now.
-    fn snapshot(slf: &Bound<'_, Self>) -> PyResult<Snapshot> {
-        let snap = slf.get().with_engine(slf.py(), |e| e.snapshot())?;
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        let snap = self.with_engine(py, |e| e.snapshot())?;
         Ok(Snapshot {
             snap: RwLock::new(Some(snap)),
             closing: AtomicBool::new(false),
-            db: slf.clone().unbind(),
+            db_id: self.id,
         })
     }
 
@@ -1411,8 +1416,10 @@ struct Snapshot {
     snap: RwLock<Option<edgestore::Snapshot>>,
     /// Set when `close()` is called (what `closed` reads; see `Database`).
     closing: AtomicBool,
-    /// The database it was taken from (vector searches check it).
-    db: Py<Database>,
+    /// The `Database::id` it was taken from (vector calls check it). Not a
+    /// reference: a snapshot must not keep its database (and its
+    /// directory lock) alive.
+    db_id: u64,
 }
 
 impl Snapshot {
@@ -1697,6 +1704,7 @@ fn open(
     Ok(Database {
         engine: RwLock::new(Some(engine)),
         closing: AtomicBool::new(false),
+        id: NEXT_DATABASE_ID.fetch_add(1, Ordering::Relaxed),
         path,
     })
 }

@@ -229,7 +229,6 @@ fn ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<NdArray<'py>> {
     })
 }
 
-/// `float32` values as a new, writable numpy array of `shape`.
 /// Most queries one `search_batch` call takes (the C API's
 /// `EDGESTORE_VECTOR_MAX_BATCH`).
 const MAX_QUERIES: usize = 1 << 20;
@@ -244,6 +243,7 @@ fn try_filled<T: Clone>(n: usize, x: T) -> PyResult<Vec<T>> {
     Ok(v)
 }
 
+/// `float32` values as a new, writable numpy array of `shape`.
 fn f32_array<'py>(py: Python<'py>, v: &[f32], shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
     let np = numpy(py)?;
     let mut bytes = Vec::new();
@@ -643,7 +643,7 @@ impl VectorCollection {
         f: impl FnOnce(&edgestore::Collection<'_>, Option<&edgestore::Snapshot>) -> edgestore::Result<T>
             + Send,
     ) -> PyResult<T> {
-        if snapshot.is_some_and(|s| !s.db.is(&self.db)) {
+        if snapshot.is_some_and(|s| s.db_id != self.db.get().id) {
             return Err(invalid(
                 py,
                 "the snapshot was taken from another database than the collection's",

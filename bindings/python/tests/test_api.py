@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import gc
 import os
 import time
 from pathlib import Path
@@ -210,6 +211,20 @@ def test_a_failed_commit_leaves_the_batch_as_it_was(db_path: Path) -> None:
         again.write(batch)
         assert len(batch) == 0
         assert again.get("ns", b"a") == b"1"
+
+
+def test_a_snapshot_does_not_keep_its_database_open(db_path: Path) -> None:
+    db = edgestore.open(db_path)
+    db.put("ns", b"a", b"1")
+    snap = db.snapshot()
+    del db
+    gc.collect()
+    # The database was dropped (its directory lock released); the snapshot
+    # still reads what it saw.
+    with edgestore.open(db_path) as again:
+        again.put("ns", b"a", b"2")
+        assert snap.get("ns", b"a") == b"1"
+    snap.close()
 
 
 def test_batch_explicit_commit_and_discard(db: edgestore.Database) -> None:
