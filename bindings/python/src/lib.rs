@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
 use edgestore::{EdgestoreConfig, Engine, RangeIter, SyncMode};
-use pyo3::exceptions::{PyKeyError, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple, PyType};
@@ -234,6 +234,27 @@ fn namespace<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Buf<'a>> {
         "namespace must be str or bytes, not '{}'",
         type_name(obj)
     )))
+}
+
+/// An integer argument. Past 64 bits it is a bad value
+/// (`InvalidArgumentError`, like any other out-of-range value), not the
+/// `OverflowError` a plain `i64` argument raises.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Int(pub(crate) i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i64>() {
+            Ok(v) => Ok(Int(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(invalid(
+                obj.py(),
+                format!("{} is out of range (at most 64 bits)", obj.repr()?),
+            )),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// `ttl=None` means never; otherwise whole seconds in 1..=2**32-1.
@@ -464,7 +485,8 @@ impl MerkleTree {
     }
 
     /// Node `index` of `level` (0: the root; `depth`: the leaves), 32 bytes.
-    fn node<'py>(&self, py: Python<'py>, level: i64, index: i64) -> PyResult<Bound<'py, PyBytes>> {
+    fn node<'py>(&self, py: Python<'py>, level: Int, index: Int) -> PyResult<Bound<'py, PyBytes>> {
+        let (level, index) = (level.0, index.0);
         let found = match (u32::try_from(level), usize::try_from(index)) {
             (Ok(l), Ok(i)) => self.tree.node(l, i),
             _ => None,
@@ -483,7 +505,8 @@ impl MerkleTree {
 
     /// Every node of `level`, in index order: the children of node `i` of
     /// level `l` are nodes `16 * i` to `16 * i + 15` of level `l + 1`.
-    fn level<'py>(&self, py: Python<'py>, level: i64) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    fn level<'py>(&self, py: Python<'py>, level: Int) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let level = level.0;
         match u32::try_from(level).ok().and_then(|l| self.tree.level(l)) {
             Some(nodes) => Ok(nodes.iter().map(|h| PyBytes::new(py, h)).collect()),
             None => Err(invalid(
@@ -502,13 +525,14 @@ impl MerkleTree {
     /// A peer's tree from its `to_bytes()` and the entry count it reported
     /// (0 when unknown), to compare with a local tree.
     #[staticmethod]
-    #[pyo3(signature = (data, depth=3, entries=0))]
+    #[pyo3(signature = (data, depth=Int(3), entries=Int(0)), text_signature = "(data, depth=3, entries=0)")]
     fn from_bytes(
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
-        depth: i64,
-        entries: i64,
+        depth: Int,
+        entries: Int,
     ) -> PyResult<MerkleTree> {
+        let (depth, entries) = (depth.0, entries.0);
         let depth = merkle_depth(py, depth)?;
         let entries = u64::try_from(entries)
             .map_err(|_| invalid(py, format!("entries must not be negative, got {entries}")))?;
@@ -534,8 +558,9 @@ impl MerkleTree {
 
     /// The leaf `key` belongs to in a tree of `depth` levels.
     #[staticmethod]
-    #[pyo3(signature = (key, depth=3))]
-    fn leaf_of(py: Python<'_>, key: &Bound<'_, PyAny>, depth: i64) -> PyResult<u32> {
+    #[pyo3(signature = (key, depth=Int(3)), text_signature = "(key, depth=3)")]
+    fn leaf_of(py: Python<'_>, key: &Bound<'_, PyAny>, depth: Int) -> PyResult<u32> {
+        let depth = depth.0;
         let depth = merkle_depth(py, depth)?;
         let key = bytes_like(key, "key")?;
         edgestore::MerkleTree::leaf_of(key.as_slice(), depth).py(py)
@@ -1024,8 +1049,9 @@ impl Database {
 
     /// The Merkle tree of the live entries of `ns` as they are now, with
     /// `16 ** depth` leaves (depth 1 to 4); reads the whole namespace.
-    #[pyo3(signature = (ns, depth=3))]
-    fn merkle(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, depth: i64) -> PyResult<MerkleTree> {
+    #[pyo3(signature = (ns, depth=Int(3)), text_signature = "($self, ns, depth=3)")]
+    fn merkle(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, depth: Int) -> PyResult<MerkleTree> {
+        let depth = depth.0;
         let depth = merkle_depth(py, depth)?;
         let ns = namespace(ns)?;
         let ns = ns.as_slice();
@@ -1037,14 +1063,15 @@ impl Database {
     /// fall in `leaves` of a `depth` tree, in key order: what a replica
     /// sends for the leaves `MerkleTree.differing_leaves` found. Reads the
     /// whole namespace once, testing each key's leaf in the engine.
-    #[pyo3(signature = (ns, leaves, depth=3))]
+    #[pyo3(signature = (ns, leaves, depth=Int(3)), text_signature = "($self, ns, leaves, depth=3)")]
     fn merkle_leaves(
         &self,
         py: Python<'_>,
         ns: &Bound<'_, PyAny>,
         leaves: &Bound<'_, PyAny>,
-        depth: i64,
+        depth: Int,
     ) -> PyResult<RangeIterator> {
+        let depth = depth.0;
         let (ns, leaves, depth) = merkle_leaves_args(py, ns, leaves, depth)?;
         let ns = ns.as_slice();
         self.with_engine(py, |e| e.scan_merkle_leaves(ns, depth, &leaves))
@@ -1111,15 +1138,21 @@ impl Database {
         slf: &Bound<'_, Self>,
         ns: &Bound<'_, PyAny>,
         name: &str,
-        dim: Option<i64>,
+        dim: Option<Int>,
         metric: Option<&Bound<'_, PyAny>>,
         dtype: Option<&Bound<'_, PyAny>>,
-        m: Option<i64>,
-        ef_construction: Option<i64>,
-        ef_search: Option<i64>,
-        exact_threshold: Option<i64>,
-        max_graph_bytes: Option<i64>,
+        m: Option<Int>,
+        ef_construction: Option<Int>,
+        ef_search: Option<Int>,
+        exact_threshold: Option<Int>,
+        max_graph_bytes: Option<Int>,
     ) -> PyResult<vector::VectorCollection> {
+        let dim = dim.map(|v| v.0);
+        let m = m.map(|v| v.0);
+        let ef_construction = ef_construction.map(|v| v.0);
+        let ef_search = ef_search.map(|v| v.0);
+        let exact_threshold = exact_threshold.map(|v| v.0);
+        let max_graph_bytes = max_graph_bytes.map(|v| v.0);
         let o = vector::Options {
             dim,
             metric,
@@ -1494,8 +1527,9 @@ impl Snapshot {
 
     /// The Merkle tree of `ns` as of the snapshot: of exactly the data it
     /// reads, so the keys of differing leaves can be sent from the same view.
-    #[pyo3(signature = (ns, depth=3))]
-    fn merkle(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, depth: i64) -> PyResult<MerkleTree> {
+    #[pyo3(signature = (ns, depth=Int(3)), text_signature = "($self, ns, depth=3)")]
+    fn merkle(&self, py: Python<'_>, ns: &Bound<'_, PyAny>, depth: Int) -> PyResult<MerkleTree> {
+        let depth = depth.0;
         let depth = merkle_depth(py, depth)?;
         let ns = namespace(ns)?;
         let ns = ns.as_slice();
@@ -1505,14 +1539,15 @@ impl Snapshot {
 
     /// `Database.merkle_leaves` as of the snapshot: the pairs of the data
     /// its `merkle` tree hashed.
-    #[pyo3(signature = (ns, leaves, depth=3))]
+    #[pyo3(signature = (ns, leaves, depth=Int(3)), text_signature = "($self, ns, leaves, depth=3)")]
     fn merkle_leaves(
         &self,
         py: Python<'_>,
         ns: &Bound<'_, PyAny>,
         leaves: &Bound<'_, PyAny>,
-        depth: i64,
+        depth: Int,
     ) -> PyResult<RangeIterator> {
+        let depth = depth.0;
         let (ns, leaves, depth) = merkle_leaves_args(py, ns, leaves, depth)?;
         let ns = ns.as_slice();
         self.with_snap(py, |s| s.scan_merkle_leaves(ns, depth, &leaves))
@@ -1612,20 +1647,29 @@ fn open(
     py: Python<'_>,
     path: PathBuf,
     sync: &str,
-    memtable_size_bytes: Option<i64>,
-    segment_size_bytes: Option<i64>,
-    block_size_bytes: Option<i64>,
-    block_cache_bytes: Option<i64>,
+    memtable_size_bytes: Option<Int>,
+    segment_size_bytes: Option<Int>,
+    block_size_bytes: Option<Int>,
+    block_cache_bytes: Option<Int>,
     mmap_reads: Option<bool>,
-    bloom_bits_per_key: Option<i64>,
-    cohort_window_secs: Option<i64>,
-    compaction_write_budget_bytes: Option<i64>,
+    bloom_bits_per_key: Option<Int>,
+    cohort_window_secs: Option<Int>,
+    compaction_write_budget_bytes: Option<Int>,
     partial_rewrite_dead_fraction: Option<f64>,
-    max_permanent_runs: Option<i64>,
+    max_permanent_runs: Option<Int>,
     max_permanent_space_amp: Option<f64>,
     background_compaction_secs: Option<f64>,
-    wal_recycle_files: Option<i64>,
+    wal_recycle_files: Option<Int>,
 ) -> PyResult<Database> {
+    let memtable_size_bytes = memtable_size_bytes.map(|v| v.0);
+    let segment_size_bytes = segment_size_bytes.map(|v| v.0);
+    let block_size_bytes = block_size_bytes.map(|v| v.0);
+    let block_cache_bytes = block_cache_bytes.map(|v| v.0);
+    let bloom_bits_per_key = bloom_bits_per_key.map(|v| v.0);
+    let cohort_window_secs = cohort_window_secs.map(|v| v.0);
+    let compaction_write_budget_bytes = compaction_write_budget_bytes.map(|v| v.0);
+    let max_permanent_runs = max_permanent_runs.map(|v| v.0);
+    let wal_recycle_files = wal_recycle_files.map(|v| v.0);
     let mut cfg = EdgestoreConfig::new(&path);
     cfg.sync_mode = match sync {
         "durable" => SyncMode::Durable,

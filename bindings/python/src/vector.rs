@@ -23,7 +23,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
 };
 
-use super::{bytes_like, invalid, ttl_secs, type_name, Database, Snapshot};
+use super::{bytes_like, invalid, ttl_secs, type_name, Database, Int, Snapshot};
 
 // ---------------------------------------------------------------------------
 // numpy
@@ -895,18 +895,23 @@ impl VectorCollection {
 
     /// The `k` nearest live vectors to `query` (1-D array): `(keys, distances)`,
     /// closest first; `distances` is a float32 array.
-    #[pyo3(signature = (query, k=10, *, filter=None, ef=None, exact=false, snapshot=None))]
+    #[pyo3(
+        signature = (query, k=Int(10), *, filter=None, ef=None, exact=false, snapshot=None),
+        text_signature = "($self, query, k=10, *, filter=None, ef=None, exact=False, snapshot=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
         py: Python<'py>,
         query: &Bound<'py, PyAny>,
-        k: i64,
+        k: Int,
         filter: Option<PyRef<'py, PyFilter>>,
-        ef: Option<i64>,
+        ef: Option<Int>,
         exact: bool,
         snapshot: Option<PyRef<'py, Snapshot>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let k = k.0;
+        let ef = ef.map(|v| v.0);
         let arr = ndarray(query, "query")?;
         if arr.shape.len() != 1 {
             return Err(invalid(
@@ -944,18 +949,23 @@ impl VectorCollection {
     /// lists and `distances` a float32 array of shape `(len(queries), k)`,
     /// padded with `inf` where fewer than `k` vectors matched. `MemoryError`
     /// when that array cannot be allocated.
-    #[pyo3(signature = (queries, k=10, *, filter=None, ef=None, exact=false, snapshot=None))]
+    #[pyo3(
+        signature = (queries, k=Int(10), *, filter=None, ef=None, exact=false, snapshot=None),
+        text_signature = "($self, queries, k=10, *, filter=None, ef=None, exact=False, snapshot=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn search_batch<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
-        k: i64,
+        k: Int,
         filter: Option<PyRef<'py, PyFilter>>,
-        ef: Option<i64>,
+        ef: Option<Int>,
         exact: bool,
         snapshot: Option<PyRef<'py, Snapshot>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let k = k.0;
+        let ef = ef.map(|v| v.0);
         let arr = ndarray(queries, "queries")?;
         if arr.shape.len() != 2 {
             return Err(invalid(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import edgestore
@@ -196,6 +197,26 @@ def test_bad_options(db_path: Path) -> None:
     # A failed open leaves nothing locked.
     with edgestore.open(db_path):
         pass
+
+
+def test_integers_past_64_bits_are_bad_values(db: edgestore.Database) -> None:
+    # InvalidArgumentError (a ValueError) like any out-of-range value, not
+    # the OverflowError a plain 64-bit argument would raise.
+    huge = 1 << 70
+    with pytest.raises(edgestore.InvalidArgumentError, match="out of range"):
+        db.merkle("ns", depth=huge)
+    with pytest.raises(edgestore.InvalidArgumentError, match="out of range"):
+        edgestore.MerkleTree.leaf_of(b"k", depth=-huge)
+    with pytest.raises(edgestore.InvalidArgumentError, match="out of range"):
+        db.vectors("ns", "v", dim=huge)
+    coll = db.vectors("ns", "v", dim=2)
+    q = np.zeros(2, dtype=np.float32)
+    with pytest.raises(edgestore.InvalidArgumentError, match="out of range"):
+        coll.search(q, huge)
+    with pytest.raises(edgestore.InvalidArgumentError, match="out of range"):
+        coll.search(q, 1, ef=huge)
+    with pytest.raises(TypeError):
+        coll.search(q, "10")  # type: ignore[arg-type]
 
 
 def test_io_error_is_oserror(tmp_path: Path) -> None:

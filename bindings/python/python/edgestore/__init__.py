@@ -195,22 +195,6 @@ def open(
     :class:`InvalidArgumentError`; a database held by another process or
     handle raises :class:`LockedError`.
     """
-    ints = {
-        "memtable_size_bytes": memtable_size_bytes,
-        "segment_size_bytes": segment_size_bytes,
-        "block_size_bytes": block_size_bytes,
-        "block_cache_bytes": block_cache_bytes,
-        "bloom_bits_per_key": bloom_bits_per_key,
-        "cohort_window_secs": cohort_window_secs,
-        "compaction_write_budget_bytes": compaction_write_budget_bytes,
-        "max_permanent_runs": max_permanent_runs,
-        "wal_recycle_files": wal_recycle_files,
-    }
-    for name, value in ints.items():
-        # Past 64 bits the native call would raise OverflowError: a bad
-        # value is InvalidArgumentError, as documented.
-        if isinstance(value, int) and not -(1 << 63) <= value < 1 << 63:
-            raise InvalidArgumentError(f"{name} is out of range: {value}")
     return _native.open(
         os.fspath(path),
         sync=sync,
