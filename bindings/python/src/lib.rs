@@ -1393,7 +1393,8 @@ impl Batch {
         self.with_ops(py, |b| b.delete(ns.as_slice(), key.as_slice()))
     }
 
-    /// Applies every operation atomically; the batch is then empty and reusable.
+    /// Applies every operation atomically; the batch is then empty and
+    /// reusable. On failure it is left as it was.
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
         self.db.get().write(py, self)
     }
