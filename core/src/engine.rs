@@ -705,6 +705,8 @@ impl Engine {
 /// Creates `dir` and any missing parents, and makes each new directory's
 /// entry durable in its parent: the files inside are synced into their
 /// directory, but a power loss could otherwise forget the directory itself.
+/// The database directory's own entry is synced even when it exists: a
+/// process that created it may have died before syncing it.
 fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
     let mut missing = Vec::new();
@@ -717,6 +719,9 @@ fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
     storage
         .create_dir_all(dir)
         .map_err(|e| io("creating database directory", dir, e))?;
+    if missing.first() != Some(&dir) {
+        missing.insert(0, dir);
+    }
     for d in missing.iter().rev() {
         let parent = match d.parent() {
             Some(p) if p.as_os_str().is_empty() => Path::new("."),

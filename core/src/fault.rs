@@ -314,6 +314,11 @@ impl Inode {
     }
 }
 
+/// The inode number a subdirectory's entry in its parent carries: a
+/// directory made by `create_dir_all` is durable only once its parent is
+/// synced, like a file's entry.
+const DIR_INO: u64 = u64::MAX;
+
 #[derive(Debug, Clone)]
 enum DirOp {
     Create { name: String, ino: u64 },
@@ -418,6 +423,23 @@ impl Disk {
         self.dirs.get(dir).ok_or_else(|| not_found(dir))
     }
 
+    /// Whether `dir` would survive a power loss: its entry, and each
+    /// ancestor's, durable in its parent (a root has no entry to lose).
+    fn dir_durable(&self, dir: &Path) -> bool {
+        let mut d = dir;
+        while let (Some(parent), Some(name)) = (d.parent(), d.file_name()) {
+            let entry = self
+                .dirs
+                .get(parent)
+                .and_then(|p| p.durable.get(name.to_string_lossy().as_ref()));
+            if entry != Some(&DIR_INO) {
+                return false;
+            }
+            d = parent;
+        }
+        true
+    }
+
     fn dir_mut(&mut self, dir: &Path) -> io::Result<&mut Dir> {
         self.dirs.get_mut(dir).ok_or_else(|| not_found(dir))
     }
@@ -465,6 +487,9 @@ impl Disk {
     /// The bytes of the file `name` in `dir` as stable storage has them, if its
     /// entry is durable.
     fn durable_file(&self, dir: &Path, name: &str) -> Option<Vec<u8>> {
+        if !self.dir_durable(dir) {
+            return None;
+        }
         let ino = self.dirs.get(dir)?.durable.get(name)?;
         Some(self.inodes.get(ino)?.durable_bytes())
     }
@@ -585,6 +610,19 @@ impl Disk {
                     pending: Vec::new(),
                 },
             );
+        }
+        // A directory whose entry did not survive is gone, with everything
+        // in it (parents sort before their children).
+        let paths: Vec<PathBuf> = out.dirs.keys().cloned().collect();
+        for p in paths {
+            if let (Some(parent), Some(name)) = (p.parent(), p.file_name()) {
+                let kept = out.dirs.get(parent).is_some_and(|d| {
+                    d.durable.get(name.to_string_lossy().as_ref()) == Some(&DIR_INO)
+                });
+                if !kept {
+                    out.dirs.remove(&p);
+                }
+            }
         }
         let reachable: Vec<u64> = out
             .dirs
@@ -1226,8 +1264,22 @@ impl Storage for FaultStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
         self.begin(&mut s, Op::CreateDirAll, None, "")?;
-        for a in dir.ancestors() {
-            s.disk.dirs.entry(a.to_path_buf()).or_default();
+        let mut new: Vec<&Path> = dir
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty() && !s.disk.dirs.contains_key(*a))
+            .collect();
+        new.reverse();
+        for a in new {
+            s.disk.dirs.insert(a.to_path_buf(), Dir::default());
+            if let (Some(parent), Some(name)) = (a.parent(), a.file_name()) {
+                if s.disk.dirs.contains_key(parent) {
+                    let op = DirOp::Create {
+                        name: name.to_string_lossy().into_owned(),
+                        ino: DIR_INO,
+                    };
+                    s.disk.push_dir_op(parent, op)?;
+                }
+            }
         }
         Ok(())
     }
@@ -1417,7 +1469,53 @@ mod tests {
     fn storage() -> FaultStorage {
         let fs = FaultStorage::new(1);
         fs.create_dir_all(&dir()).unwrap();
+        // The directory's own entry, as the engine's open makes it durable.
+        fs.sync_dir(Path::new("/")).unwrap();
         fs
+    }
+
+    /// A new directory survives a power loss only once its entry is synced
+    /// into its parent; before that, it goes with everything in it (and
+    /// nothing in it counts as durable).
+    #[test]
+    fn a_new_directory_needs_its_parent_synced() {
+        let fs = FaultStorage::new(1);
+        fs.create_dir_all(Path::new("/a/db")).unwrap();
+        let f = fs
+            .create(Path::new("/a/db/00000000000000000001.wal"))
+            .unwrap();
+        f.append(b"record").unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(Path::new("/a/db")).unwrap();
+        assert!(
+            !fs.check_acknowledged("x", b"record"),
+            "the directory is not durable yet"
+        );
+        let img = fs.crash_now().image(CrashMode::DropUnsynced, 0);
+        assert!(!img.exists(Path::new("/a")).unwrap());
+        assert!(img
+            .read_all(Path::new("/a/db/00000000000000000001.wal"))
+            .is_err());
+
+        let fs = FaultStorage::new(1);
+        fs.create_dir_all(Path::new("/a/db")).unwrap();
+        let f = fs
+            .create(Path::new("/a/db/00000000000000000001.wal"))
+            .unwrap();
+        f.append(b"record").unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(Path::new("/a/db")).unwrap();
+        fs.sync_dir(Path::new("/a")).unwrap();
+        // "/a" itself is still unsynced in "/": not yet.
+        assert!(!fs.check_acknowledged("x", b"record"));
+        fs.sync_dir(Path::new("/")).unwrap();
+        assert!(fs.check_acknowledged("x", b"record"));
+        let img = fs.crash_now().image(CrashMode::DropUnsynced, 0);
+        assert_eq!(
+            img.read_all(Path::new("/a/db/00000000000000000001.wal"))
+                .unwrap(),
+            b"record"
+        );
     }
 
     fn write(fs: &FaultStorage, name: &str, chunks: &[&[u8]], sync: bool) {
@@ -1567,12 +1665,12 @@ mod tests {
 
     #[test]
     fn crash_at_a_point_captures_the_state_before_it() {
-        let fs = storage();
-        fs.crash_at_point(Some(2));
-        write(&fs, "a", &[b"abc"], true); // point 1
-        assert!(fs.sync_dir(&dir()).is_err()); // point 2: crash
+        let fs = storage(); // point 1: the directory's entry synced
+        fs.crash_at_point(Some(3));
+        write(&fs, "a", &[b"abc"], true); // point 2
+        assert!(fs.sync_dir(&dir()).is_err()); // point 3: crash
         assert!(fs.is_crashed());
-        assert_eq!(fs.persistence_points(), 2);
+        assert_eq!(fs.persistence_points(), 3);
         let st = fs.take_crash().unwrap();
         assert_eq!(read(&st.image(CrashMode::DropUnsynced, 0), "a"), None);
         assert_eq!(read(&st.image(CrashMode::KeepAll, 0), "a").unwrap(), b"abc");
@@ -1580,7 +1678,8 @@ mod tests {
         assert_eq!(read(&fs, "a").unwrap(), b"abc");
         let labels = fs.point_labels();
         assert_eq!(labels["sync_data other"], 1);
-        assert_eq!(labels["sync_dir after create other"], 1);
+        // The directory's own entry ("db" in "/"), then the file's.
+        assert_eq!(labels["sync_dir after create other"], 2);
     }
 
     fn meta(id: u64) -> SegmentMeta {
